@@ -1,0 +1,41 @@
+//! Settings of the payment service, from environment variables.
+
+use crate::faults::Faults;
+use crate::processor::SimulatedProcessor;
+use shared::auth::Tokens;
+use shared::config::{probability_or, var_or, CommonSettings, ConfigError};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub common: CommonSettings,
+    pub tokens: Tokens,
+    /// `PAYMENT_MAX_RETRIES` (3): failed retries after which a payment is `exhausted`.
+    pub max_retries: i32,
+    /// `PAYMENT_DECLINE_ABOVE` (100000) and `PAYMENT_RETRY_SUCCESS_PROBABILITY` (0.5).
+    pub processor: SimulatedProcessor,
+    /// `PAYMENT_FAULT_RATE` (0) and `PAYMENT_LATENCY_MS` (0).
+    pub faults: Faults,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let max_retries: i32 = var_or("PAYMENT_MAX_RETRIES", 3)?;
+        if max_retries < 1 {
+            return Err(ConfigError("PAYMENT_MAX_RETRIES must be at least 1".into()));
+        }
+        Ok(Settings {
+            common: CommonSettings::from_env("payment", 3132)?,
+            tokens: Tokens::from_env(false)?,
+            max_retries,
+            processor: SimulatedProcessor {
+                decline_above: var_or("PAYMENT_DECLINE_ABOVE", 100_000)?,
+                retry_success_probability: probability_or("PAYMENT_RETRY_SUCCESS_PROBABILITY", 0.5)?,
+            },
+            faults: Faults {
+                rate: probability_or("PAYMENT_FAULT_RATE", 0.0)?,
+                latency: Duration::from_millis(var_or("PAYMENT_LATENCY_MS", 0)?),
+            },
+        })
+    }
+}

@@ -1,0 +1,40 @@
+//! Fault injection for testing the saga against a misbehaving payment service (SPEC §5):
+//! `PAYMENT_FAULT_RATE` answers that share of requests 503 before doing anything, and
+//! `PAYMENT_LATENCY_MS` delays every request. Both are off by default.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::web;
+use shared::Problem;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Faults {
+    pub rate: f64,
+    pub latency: Duration,
+}
+
+/// Middleware (`from_fn`), outermost on the payment endpoints.
+pub async fn inject(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if let Some(faults) = req.app_data::<web::Data<Faults>>().map(|f| *f.get_ref()) {
+        if faults.rate > 0.0 && rand::random::<f64>() < faults.rate {
+            tracing::info!("injected fault: answering 503");
+            let problem = Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "the payment service is unavailable (injected fault); retry later",
+            )
+            .retry_after(1);
+            return Ok(req.into_response(problem.to_response()));
+        }
+        if !faults.latency.is_zero() {
+            tokio::time::sleep(faults.latency).await;
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}

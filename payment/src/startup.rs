@@ -1,0 +1,97 @@
+//! Builds and runs the payment service.
+
+use crate::api_doc::ApiDoc;
+use crate::config::Settings;
+use crate::processor::PaymentProcessor;
+use crate::routes;
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use shared::health::HealthChecks;
+use shared::idempotency::Store;
+use shared::metrics::Metrics;
+use shared::startup::{
+    bind, common_routes, connect_database, connect_redis, not_found, StartupError,
+};
+use shared::{docs, metrics, request_id, telemetry};
+use sqlx::migrate::Migrator;
+use std::sync::Arc;
+use utoipa::OpenApi;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Builds the service with the simulated processor from the settings.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let processor: Arc<dyn PaymentProcessor> = Arc::new(settings.processor.clone());
+        Self::build_with(settings, processor).await
+    }
+
+    /// Builds the service with any processor: where a real provider plugs in.
+    pub async fn build_with(
+        settings: Settings,
+        processor: Arc<dyn PaymentProcessor>,
+    ) -> Result<Self, StartupError> {
+        let pool = connect_database(&settings.common, &MIGRATOR).await?;
+        let redis = connect_redis(&settings.common).await?;
+        let listener = bind(&settings.common)?;
+        let port = listener.local_addr()?.port();
+
+        let metrics = web::Data::new(Metrics::new(settings.common.service)?);
+        let store = web::Data::new(Store::new(
+            redis.clone(),
+            settings.common.idempotency_ttl,
+            settings.common.idempotency_lock,
+        ));
+        let health = web::Data::new(HealthChecks {
+            database: pool.clone(),
+            redis,
+        });
+        let tokens = web::Data::new(settings.tokens.clone());
+        let faults = web::Data::new(settings.faults);
+        let processor = web::Data::new(processor);
+        let openapi = ApiDoc::openapi();
+        let shutdown = settings.common.shutdown_timeout.as_secs();
+        let workers = settings.common.workers;
+        let settings = web::Data::new(settings);
+        let pool = web::Data::new(pool);
+
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(metrics::track))
+                .wrap(telemetry::logger())
+                .wrap(from_fn(request_id::propagate))
+                .app_data(pool.clone())
+                .app_data(settings.clone())
+                .app_data(metrics.clone())
+                .app_data(store.clone())
+                .app_data(health.clone())
+                .app_data(tokens.clone())
+                .app_data(faults.clone())
+                .app_data(processor.clone())
+                .configure(common_routes)
+                .configure(routes::configure)
+                .configure(docs::routes(openapi.clone()))
+                .default_service(web::to(not_found))
+        })
+        .workers(workers)
+        .shutdown_timeout(shutdown)
+        .listen(listener)?
+        .run();
+        Ok(Application { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM/SIGINT and lets in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,123 @@
+//! Parsing the `Idempotency-Key` header and fingerprinting a request.
+
+use sha2::{Digest, Sha256};
+
+pub const MAX_KEY_LEN: usize = 255;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    Missing,
+    Invalid(&'static str),
+}
+
+impl IdempotencyKey {
+    /// Parses a header value: 1..=255 printable ASCII characters. An RFC 8941 quoted string
+    /// (`"abc"`, with `\"` and `\\` escapes) is accepted and means its content.
+    pub fn parse(raw: Option<&[u8]>) -> Result<Self, KeyError> {
+        let raw = raw.ok_or(KeyError::Missing)?;
+        let text = std::str::from_utf8(raw).map_err(|_| KeyError::Invalid("must be ASCII"))?;
+        let value = match text.strip_prefix('"') {
+            Some(rest) => unquote(rest)?,
+            None => text.to_string(),
+        };
+        if value.is_empty() {
+            return Err(KeyError::Invalid("must not be empty"));
+        }
+        if value.len() > MAX_KEY_LEN {
+            return Err(KeyError::Invalid("must be at most 255 characters"));
+        }
+        if !value.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+            return Err(KeyError::Invalid("must be printable ASCII"));
+        }
+        Ok(IdempotencyKey(value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The content of an RFC 8941 sf-string whose opening quote has been removed.
+fn unquote(rest: &str) -> Result<String, KeyError> {
+    let mut out = String::with_capacity(rest.len());
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e @ ('"' | '\\')) => out.push(e),
+                _ => return Err(KeyError::Invalid("has a bad escape in its quoted form")),
+            },
+            '"' => {
+                return if chars.next().is_none() {
+                    Ok(out)
+                } else {
+                    Err(KeyError::Invalid("has text after its closing quote"))
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    Err(KeyError::Invalid("misses its closing quote"))
+}
+
+/// SHA-256 of method, path and the canonical JSON body (object keys sorted, no whitespace), so
+/// that the same request written differently has the same fingerprint. A body that is not JSON is
+/// fingerprinted as its bytes.
+pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(path.as_bytes());
+    hasher.update(b"\n");
+    if body.iter().all(u8::is_ascii_whitespace) {
+        // An empty body and no body are the same request.
+    } else {
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            // serde_json's map is ordered by key, so this is canonical.
+            Ok(value) => hasher.update(value.to_string().as_bytes()),
+            Err(_) => hasher.update(body),
+        }
+    }
+    hex::encode(hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<String, KeyError> {
+        IdempotencyKey::parse(Some(s.as_bytes())).map(|k| k.0)
+    }
+
+    #[test]
+    fn plain_and_quoted_keys() {
+        assert_eq!(parse("abc-123").unwrap(), "abc-123");
+        assert_eq!(parse("\"abc\"").unwrap(), "abc");
+        assert_eq!(parse(r#""a\"b\\c""#).unwrap(), r#"a"b\c"#);
+        assert_eq!(parse("with space").unwrap(), "with space");
+    }
+
+    #[test]
+    fn bad_keys() {
+        assert_eq!(IdempotencyKey::parse(None), Err(KeyError::Missing));
+        for bad in ["", "\"\"", "\"abc", "\"a\"b", "\"a\\x\"", "tab\there", "é"] {
+            assert!(matches!(parse(bad), Err(KeyError::Invalid(_))), "{bad:?}");
+        }
+        assert!(parse(&"k".repeat(255)).is_ok());
+        assert!(parse(&"k".repeat(256)).is_err());
+        assert!(IdempotencyKey::parse(Some(&[0xff, 0x41])).is_err());
+    }
+
+    #[test]
+    fn fingerprint_ignores_key_order_and_whitespace() {
+        let a = fingerprint("POST", "/reserve", br#"{"a":1,"b":[1,2]}"#);
+        let b = fingerprint("POST", "/reserve", b"{ \"b\": [1, 2], \"a\": 1 }");
+        assert_eq!(a, b);
+        assert_ne!(a, fingerprint("POST", "/release", br#"{"a":1,"b":[1,2]}"#));
+        assert_ne!(a, fingerprint("POST", "/reserve", br#"{"a":2,"b":[1,2]}"#));
+        assert_eq!(fingerprint("POST", "/x", b""), fingerprint("POST", "/x", b"  "));
+    }
+}

@@ -1,0 +1,269 @@
+//! The Idempotency-Key layer (SPEC §3), as actix middleware a route opts into with
+//! `.wrap(from_fn(idempotency::layer))`.
+//!
+//! Redis is the fast path: the first request claims the key with an expiring in-flight marker,
+//! concurrent ones get 409 `request_in_progress`, finished ones are replayed byte for byte with
+//! `Idempotent-Replayed: true`, a different request under the same key gets 422. PostgreSQL is
+//! the guard: handlers read [`IdempotencyContext`] and store [`IdempotencyContext::scoped`] with the
+//! resource under a unique constraint, so a retry after Redis lost its data finds the resource
+//! instead of creating a second one.
+
+mod key;
+mod store;
+
+pub use key::{fingerprint, IdempotencyKey, KeyError};
+pub use store::{Claim, Entry, Store, StoredResponse};
+
+use crate::auth::Caller;
+use crate::json::body_error;
+use crate::metrics::Metrics;
+use crate::problem::Problem;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
+use futures_util::future::{ready, Ready};
+
+pub const HEADER: &str = "Idempotency-Key";
+pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
+
+/// What a handler behind the layer knows of the key.
+#[derive(Debug, Clone)]
+pub struct IdempotencyContext {
+    pub key: IdempotencyKey,
+    /// The key qualified by its caller: what handlers store under a unique constraint.
+    pub scoped: String,
+    /// Fingerprint of the request, stored beside `scoped` to tell a retry from a reuse.
+    pub fingerprint: String,
+}
+
+impl FromRequest for IdempotencyContext {
+    type Error = Problem;
+    type Future = Ready<Result<Self, Problem>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            req.extensions()
+                .get::<IdempotencyContext>()
+                .cloned()
+                .ok_or_else(|| Problem::internal(&NotBehindLayer)),
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("handler expects the idempotency layer but the route does not wrap it")]
+struct NotBehindLayer;
+
+/// 422 `idempotency_key_reused`, also answered by handlers when PostgreSQL finds the key stored
+/// with another fingerprint.
+pub fn key_reused() -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+        "this Idempotency-Key was already used for a different request",
+    )
+}
+
+/// Whether an answer is kept for replay: business outcomes are, while 5xx answers, validation
+/// failures and other answers given before anything executed are not, so the key may be retried.
+fn is_stored(status: StatusCode) -> bool {
+    !(status.is_server_error()
+        || matches!(
+            status,
+            StatusCode::BAD_REQUEST
+                | StatusCode::UNAUTHORIZED
+                | StatusCode::FORBIDDEN
+                | StatusCode::REQUEST_TIMEOUT
+                | StatusCode::PAYLOAD_TOO_LARGE
+                | StatusCode::UNSUPPORTED_MEDIA_TYPE
+                | StatusCode::TOO_MANY_REQUESTS
+        ))
+}
+
+fn replay(response: StoredResponse) -> HttpResponse {
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
+    let mut builder = HttpResponse::build(status);
+    if let Some(ct) = response.content_type {
+        builder.insert_header((header::CONTENT_TYPE, ct));
+    }
+    if let Some(location) = response.location {
+        builder.insert_header((header::LOCATION, location));
+    }
+    builder.insert_header((REPLAYED_HEADER, "true"));
+    builder.body(response.body)
+}
+
+/// The middleware. Needs `web::Data<Store>` and `web::Data<Metrics>` in app data.
+pub async fn layer(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let (Some(store), Some(metrics)) = (
+        req.app_data::<web::Data<Store>>().cloned(),
+        req.app_data::<web::Data<Metrics>>().cloned(),
+    ) else {
+        return Ok(req.into_response(Problem::internal(&NotConfigured).to_response()));
+    };
+    let outcome = |name: &str| metrics.idempotency_requests.with_label_values(&[name]).inc();
+
+    let key = match IdempotencyKey::parse(req.headers().get(HEADER).map(|v| v.as_bytes())) {
+        Ok(key) => key,
+        Err(e) => {
+            outcome("invalid");
+            let problem = match e {
+                KeyError::Missing => Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "idempotency_key_missing",
+                    "the Idempotency-Key header is required on this endpoint",
+                ),
+                KeyError::Invalid(why) => Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "idempotency_key_invalid",
+                    format!("the Idempotency-Key header {why}"),
+                ),
+            };
+            return Ok(req.into_response(problem.to_response()));
+        }
+    };
+
+    let body = match req.extract::<web::Bytes>().await {
+        Ok(body) => body,
+        Err(e) => return Ok(req.into_response(body_error(&e).to_response())),
+    };
+    let caller = req
+        .extensions()
+        .get::<Caller>()
+        .map_or_else(|| "public".to_string(), |c| c.id.clone());
+    let route = req.match_pattern().unwrap_or_else(|| req.path().to_string());
+    let fp = fingerprint(req.method().as_str(), req.path(), &body);
+    let redis_key = format!(
+        "{}:idem:{}:{} {}:{}",
+        metrics.service,
+        caller,
+        req.method(),
+        route,
+        key.as_str()
+    );
+
+    let marker = match store.claim(&redis_key, &fp).await {
+        Ok(Claim::Acquired { marker }) => marker,
+        Ok(Claim::Existing(entry)) => {
+            let stored_fp = match &entry {
+                Entry::InFlight { fingerprint, .. } | Entry::Completed { fingerprint, .. } => {
+                    fingerprint
+                }
+            };
+            let response = if *stored_fp != fp {
+                outcome("key_reused");
+                key_reused().to_response()
+            } else {
+                match entry {
+                    Entry::Completed { response, .. } => {
+                        outcome("replayed");
+                        replay(response)
+                    }
+                    Entry::InFlight { .. } => {
+                        outcome("in_progress");
+                        Problem::new(
+                            StatusCode::CONFLICT,
+                            "request_in_progress",
+                            "a request with this Idempotency-Key is still being processed",
+                        )
+                        .retry_after(1)
+                        .to_response()
+                    }
+                }
+            };
+            return Ok(req.into_response(response));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "idempotency store unavailable");
+            let problem = Problem::unavailable("the idempotency store is unavailable; retry later");
+            return Ok(req.into_response(problem.to_response()));
+        }
+    };
+
+    outcome("executed");
+    req.extensions_mut().insert(IdempotencyContext {
+        scoped: format!("{caller}:{}", key.as_str()),
+        key,
+        fingerprint: fp.clone(),
+    });
+    req.set_payload(Payload::from(body));
+
+    let response = match next.call(req).await {
+        Ok(response) => response.map_into_boxed_body(),
+        Err(e) => {
+            release(&store, &redis_key, &marker).await;
+            return Err(e);
+        }
+    };
+    if !is_stored(response.status()) {
+        release(&store, &redis_key, &marker).await;
+        return Ok(response);
+    }
+
+    let (request, response) = response.into_parts();
+    let (head, body) = response.into_parts();
+    let bytes = match actix_web::body::to_bytes(body).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            release(&store, &redis_key, &marker).await;
+            let problem = Problem::internal(&BodyUnreadable);
+            return Ok(ServiceResponse::new(request, problem.to_response()));
+        }
+    };
+    let header_text = |name| {
+        head.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    match String::from_utf8(bytes.to_vec()) {
+        Ok(text) => {
+            let stored = StoredResponse {
+                status: head.status().as_u16(),
+                content_type: header_text(header::CONTENT_TYPE),
+                location: header_text(header::LOCATION),
+                body: text,
+            };
+            if let Err(e) = store.complete(&redis_key, &marker, &fp, stored).await {
+                // The resource is safe in PostgreSQL; a retry will be answered from there.
+                tracing::warn!(error = %e, "could not store the idempotent response");
+            }
+        }
+        Err(_) => release(&store, &redis_key, &marker).await,
+    }
+    Ok(ServiceResponse::new(request, head.set_body(bytes).map_into_boxed_body()))
+}
+
+async fn release(store: &Store, key: &str, marker: &str) {
+    if let Err(e) = store.release(key, marker).await {
+        tracing::warn!(error = %e, "could not release the idempotency key; it expires by itself");
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the idempotency layer needs Store and Metrics in app data")]
+struct NotConfigured;
+
+#[derive(Debug, thiserror::Error)]
+#[error("the response body could not be read for storing")]
+struct BodyUnreadable;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn business_answers_are_stored_but_not_failures_before_execution() {
+        for s in [200, 201, 402, 404, 409, 422] {
+            assert!(is_stored(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+        for s in [400, 401, 403, 413, 429, 500, 502, 503, 504] {
+            assert!(!is_stored(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+    }
+}

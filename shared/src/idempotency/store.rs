@@ -1,0 +1,165 @@
+//! The Redis side of the Idempotency-Key layer: an atomic claim with an expiring in-flight
+//! marker, then the finished response stored for the retention period.
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Entry {
+    InFlight {
+        fingerprint: String,
+        owner: String,
+    },
+    Completed {
+        fingerprint: String,
+        #[serde(flatten)]
+        response: StoredResponse,
+    },
+}
+
+/// What is replayed: status, body and the headers that describe them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+pub enum Claim {
+    /// This request owns the key and must execute; `marker` identifies the claim.
+    Acquired { marker: String },
+    Existing(Entry),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    redis: ConnectionManager,
+    retention: Duration,
+    lock: Duration,
+}
+
+const COMPARE_AND_SET: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"#;
+
+const COMPARE_AND_DELETE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl Store {
+    pub fn new(redis: ConnectionManager, retention: Duration, lock: Duration) -> Self {
+        Store {
+            redis,
+            retention,
+            lock,
+        }
+    }
+
+    /// Claims `key` atomically (`SET NX PX ... GET`, Redis ≥ 7): either this request now owns it,
+    /// or the entry already there is returned.
+    pub async fn claim(&self, key: &str, fingerprint: &str) -> redis::RedisResult<Claim> {
+        let marker = serde_json::to_string(&Entry::InFlight {
+            fingerprint: fingerprint.to_string(),
+            owner: uuid::Uuid::new_v4().to_string(),
+        })
+        .map_err(json_error)?;
+        let mut conn = self.redis.clone();
+        let previous: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(&marker)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(self.lock))
+            .arg("GET")
+            .query_async(&mut conn)
+            .await?;
+        match previous {
+            None => Ok(Claim::Acquired { marker }),
+            Some(raw) => Ok(Claim::Existing(
+                serde_json::from_str(&raw).map_err(json_error)?,
+            )),
+        }
+    }
+
+    /// Replaces this request's in-flight marker by its finished response.
+    pub async fn complete(
+        &self,
+        key: &str,
+        marker: &str,
+        fingerprint: &str,
+        response: StoredResponse,
+    ) -> redis::RedisResult<()> {
+        let entry = serde_json::to_string(&Entry::Completed {
+            fingerprint: fingerprint.to_string(),
+            response,
+        })
+        .map_err(json_error)?;
+        let mut conn = self.redis.clone();
+        let _: i64 = Script::new(COMPARE_AND_SET)
+            .key(key)
+            .arg(marker)
+            .arg(entry)
+            .arg(millis(self.retention))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes this request's in-flight marker so that the key may be retried.
+    pub async fn release(&self, key: &str, marker: &str) -> redis::RedisResult<()> {
+        let mut conn = self.redis.clone();
+        let _: i64 = Script::new(COMPARE_AND_DELETE)
+            .key(key)
+            .arg(marker)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
+fn json_error(e: serde_json::Error) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::Client,
+        "idempotency entry is not valid JSON",
+        e.to_string(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip() {
+        let e = Entry::Completed {
+            fingerprint: "f".into(),
+            response: StoredResponse {
+                status: 201,
+                content_type: Some("application/json".into()),
+                location: None,
+                body: "{}".into(),
+            },
+        };
+        let text = serde_json::to_string(&e).unwrap();
+        assert!(text.contains(r#""state":"completed""#));
+        match serde_json::from_str::<Entry>(&text).unwrap() {
+            Entry::Completed { response, .. } => assert_eq!(response.status, 201),
+            Entry::InFlight { .. } => panic!("wrong variant"),
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! What the three services share, written once: configuration, RFC 9457 errors, the JSON extractor,
+//! bearer-token authentication, the Idempotency-Key layer, health checks, request ids, telemetry,
+//! metrics, API docs and start-up helpers.
+
+pub mod auth;
+pub mod config;
+pub mod docs;
+pub mod health;
+pub mod idempotency;
+pub mod json;
+pub mod metrics;
+pub mod problem;
+pub mod request_id;
+pub mod startup;
+pub mod telemetry;
+pub mod validate;
+
+pub use problem::{Problem, ToProblem};

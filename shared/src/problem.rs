@@ -1,0 +1,168 @@
+//! RFC 9457 `application/problem+json` errors with a stable machine `code`.
+//!
+//! Every error a service answers goes through [`Problem`]. Route errors are `thiserror` enums that
+//! implement [`ToProblem`] and get `ResponseError` from [`impl_response_error!`]. Internal causes
+//! (SQL, Redis, I/O) are logged, never sent: the client sees `internal_error` and nothing more.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::fmt;
+
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub code: String,
+    #[serde(flatten)]
+    pub extensions: Map<String, Value>,
+    #[serde(skip)]
+    pub retry_after_secs: Option<u64>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+        Problem {
+            type_uri: format!("urn:checkout:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code: code.to_string(),
+            extensions: Map::new(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// Adds a context member such as `orderId` or `itemId`.
+    pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.extensions.insert(name.to_string(), value.into());
+        self
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
+    /// 400 `validation_error`; `detail` names the offending field.
+    pub fn validation(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "validation_error", detail)
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is larger than {limit} bytes"),
+        )
+    }
+
+    /// 500 `internal_error`. The cause is logged here and never sent to the client.
+    pub fn internal(cause: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %error_chain(cause), "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "an internal error occurred; the request may be retried with the same Idempotency-Key",
+        )
+    }
+
+    /// 503 `dependency_unavailable` with `Retry-After`.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable", detail).retry_after(1)
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    pub fn to_response(&self) -> HttpResponse {
+        let mut builder = HttpResponse::build(self.status_code());
+        builder.insert_header((header::CONTENT_TYPE, CONTENT_TYPE));
+        if let Some(secs) = self.retry_after_secs {
+            builder.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        builder.body(serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string()))
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.detail)
+    }
+}
+
+impl std::error::Error for Problem {}
+
+impl ResponseError for Problem {
+    fn status_code(&self) -> StatusCode {
+        Problem::status_code(self)
+    }
+    fn error_response(&self) -> HttpResponse {
+        self.to_response()
+    }
+}
+
+/// A route error that knows the problem it answers with.
+pub trait ToProblem {
+    fn to_problem(&self) -> Problem;
+}
+
+/// Implements `actix_web::ResponseError` for a route error through its [`ToProblem`].
+#[macro_export]
+macro_rules! impl_response_error {
+    ($($t:ty),+ $(,)?) => {$(
+        impl ::actix_web::ResponseError for $t {
+            fn status_code(&self) -> ::actix_web::http::StatusCode {
+                $crate::problem::ToProblem::to_problem(self).status_code()
+            }
+            fn error_response(&self) -> ::actix_web::HttpResponse {
+                $crate::problem::ToProblem::to_problem(self).to_response()
+            }
+        }
+    )+};
+}
+
+/// `error: cause: cause-of-cause`, for logs.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_serialises_code_and_extensions_flat() {
+        let p = Problem::new(StatusCode::CONFLICT, "insufficient_stock", "item 1 has 0 available")
+            .with("itemId", 1);
+        let v: Value = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["type"], "urn:checkout:problem:insufficient_stock");
+        assert_eq!(v["title"], "Conflict");
+        assert_eq!(v["status"], 409);
+        assert_eq!(v["code"], "insufficient_stock");
+        assert_eq!(v["itemId"], 1);
+        assert!(v.get("retry_after_secs").is_none());
+    }
+
+    #[test]
+    fn internal_problem_does_not_leak_the_cause() {
+        let cause = std::io::Error::other("connection to 10.0.0.5:5432 refused");
+        let p = Problem::internal(&cause);
+        assert_eq!(p.status, 500);
+        assert!(!p.detail.contains("10.0.0.5"));
+    }
+}

@@ -1,0 +1,134 @@
+//! Start-up helpers: connecting to PostgreSQL (creating the service's database and running its
+//! embedded migrations) and Redis with bounded retries, binding the listener, the extractor
+//! configuration that turns every bad input into problem+json, and the routes every service has.
+
+use crate::config::CommonSettings;
+use crate::json::BODY_LIMIT;
+use crate::problem::Problem;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("PostgreSQL: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Retries `attempt` every 500 ms until it succeeds or `timeout` has passed.
+async fn with_retries<T, E: std::fmt::Display, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut attempt: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let started = Instant::now();
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(e) if started.elapsed() < timeout => {
+                tracing::warn!(error = %e, "{what} not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Connects to the service's database, creating it when missing, and runs its migrations.
+pub async fn connect_database(
+    settings: &CommonSettings,
+    migrator: &Migrator,
+) -> Result<PgPool, StartupError> {
+    let url = settings.database_url.as_str();
+    with_retries("PostgreSQL", settings.startup_timeout, || async {
+        if !Postgres::database_exists(url).await? {
+            if let Err(e) = Postgres::create_database(url).await {
+                // Another instance may have created it meanwhile.
+                if !Postgres::database_exists(url).await? {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(StartupError::Database)?;
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.database_max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .map_err(StartupError::Database)?;
+    migrator.run(&pool).await?;
+    Ok(pool)
+}
+
+/// Connects to Redis with a connection manager that reconnects by itself, with bounded timeouts so
+/// that a Redis outage fails requests quickly instead of hanging them.
+pub async fn connect_redis(settings: &CommonSettings) -> Result<ConnectionManager, StartupError> {
+    let client = redis::Client::open(settings.redis_url.as_str())?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(1);
+    Ok(with_retries("Redis", settings.startup_timeout, || {
+        ConnectionManager::new_with_config(client.clone(), config.clone())
+    })
+    .await?)
+}
+
+pub fn bind(settings: &CommonSettings) -> Result<TcpListener, StartupError> {
+    Ok(TcpListener::bind((settings.host.as_str(), settings.port))?)
+}
+
+/// Registers what every service has: body limits, problem+json for bad paths and queries,
+/// health and metrics.
+pub fn common_routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(BODY_LIMIT))
+        .app_data(web::PathConfig::default().error_handler(|err, _| {
+            Problem::validation(format!("path: {err}")).into()
+        }))
+        .app_data(web::QueryConfig::default().error_handler(|err, _| {
+            Problem::validation(format!("query: {err}")).into()
+        }))
+        .configure(crate::health::routes)
+        .route("/metrics", web::get().to(crate::metrics::endpoint));
+}
+
+/// The default service: 404 `not_found` (or 405 when the path exists under another method).
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no endpoint {} {}", req.method(), req.path()),
+    )
+    .to_response()
+}
+
+pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    )
+    .to_response()
+}

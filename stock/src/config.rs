@@ -1,0 +1,34 @@
+//! Settings of the stock service, from environment variables.
+
+use shared::auth::Tokens;
+use shared::config::{string_or, var_or, CommonSettings, ConfigError};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub common: CommonSettings,
+    pub tokens: Tokens,
+    /// `RESERVATION_TTL_SECS` (900): a reservation not completed by then expires.
+    pub reservation_ttl_secs: u64,
+    /// `RESERVATION_SWEEP_INTERVAL_MS` (1000): how often expired reservations are swept.
+    pub sweep_interval: Duration,
+    /// `PUBLIC_PATH_PREFIX` (`/stock`): where nginx publishes this service, for `Location`.
+    pub public_prefix: String,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let reservation_ttl_secs: u64 = var_or("RESERVATION_TTL_SECS", 900)?;
+        if reservation_ttl_secs == 0 {
+            return Err(ConfigError("RESERVATION_TTL_SECS must be positive".into()));
+        }
+        let sweep_ms: u64 = var_or("RESERVATION_SWEEP_INTERVAL_MS", 1000)?;
+        Ok(Settings {
+            common: CommonSettings::from_env("stock", 3133)?,
+            tokens: Tokens::from_env(true)?,
+            reservation_ttl_secs,
+            sweep_interval: Duration::from_millis(sweep_ms.max(10)),
+            public_prefix: string_or("PUBLIC_PATH_PREFIX", "/stock"),
+        })
+    }
+}

@@ -1,0 +1,334 @@
+use super::item::ItemId;
+use serde::Deserialize;
+use shared::validate;
+use shared::Problem;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub const MAX_LINES: usize = 50;
+pub const MAX_QUANTITY: i64 = 1000;
+pub const MAX_ORDER_ID: usize = 128;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LineBody {
+    pub item_id: i64,
+    pub quantity: i64,
+}
+
+/// `{"orderId","items":[...]}` or the one-line form `{"orderId","itemId","quantity"}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReserveBody {
+    pub order_id: String,
+    pub items: Option<Vec<LineBody>>,
+    pub item_id: Option<i64>,
+    pub quantity: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Line {
+    pub item_id: ItemId,
+    pub quantity: i64,
+}
+
+/// A reservation request: lines sorted by item id with repeated items merged, so that rows are
+/// always locked in the same order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReserveRequest {
+    pub order_id: String,
+    pub lines: Vec<Line>,
+}
+
+impl TryFrom<ReserveBody> for ReserveRequest {
+    type Error = Problem;
+    fn try_from(body: ReserveBody) -> Result<Self, Problem> {
+        let order_id = validate::identifier("orderId", &body.order_id, MAX_ORDER_ID)?;
+        let raw: Vec<(String, LineBody)> = match (body.items, body.item_id, body.quantity) {
+            (Some(items), None, None) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, l)| (format!("items[{i}]"), l))
+                .collect(),
+            (None, Some(item_id), Some(quantity)) => {
+                vec![(String::new(), LineBody { item_id, quantity })]
+            }
+            (Some(_), _, _) => {
+                return Err(Problem::validation(
+                    "items: give either items or itemId and quantity, not both",
+                ))
+            }
+            (None, None, _) => return Err(Problem::validation("items: missing field `items`")),
+            (None, Some(_), None) => {
+                return Err(Problem::validation("quantity: missing field `quantity`"))
+            }
+        };
+        if raw.is_empty() {
+            return Err(Problem::validation("items: must contain at least one line"));
+        }
+        if raw.len() > MAX_LINES {
+            return Err(Problem::validation(format!(
+                "items: must contain at most {MAX_LINES} lines"
+            )));
+        }
+        let mut lines: Vec<Line> = Vec::with_capacity(raw.len());
+        for (prefix, line) in raw {
+            let field = |name: &str| {
+                if prefix.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{prefix}.{name}")
+                }
+            };
+            let item_id = ItemId::parse(&field("itemId"), line.item_id)?;
+            let quantity = validate::in_range(&field("quantity"), line.quantity, 1, MAX_QUANTITY)?;
+            match lines.iter_mut().find(|l| l.item_id == item_id) {
+                Some(existing) => {
+                    existing.quantity = validate::in_range(
+                        &field("quantity"),
+                        existing.quantity + quantity,
+                        1,
+                        MAX_QUANTITY,
+                    )?
+                }
+                None => lines.push(Line { item_id, quantity }),
+            }
+        }
+        lines.sort_by_key(|l| l.item_id);
+        Ok(ReserveRequest { order_id, lines })
+    }
+}
+
+/// `{"reservationId"}` or `{"orderId"}`, for release and complete.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TargetBody {
+    pub reservation_id: Option<String>,
+    pub order_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Reservation(Uuid),
+    Order(String),
+}
+
+impl TryFrom<TargetBody> for Target {
+    type Error = Problem;
+    fn try_from(body: TargetBody) -> Result<Self, Problem> {
+        match (body.reservation_id, body.order_id) {
+            (Some(id), None) => Uuid::parse_str(&id)
+                .map(Target::Reservation)
+                .map_err(|_| Problem::validation("reservationId: must be a UUID")),
+            (None, Some(order)) => {
+                validate::identifier("orderId", &order, MAX_ORDER_ID).map(Target::Order)
+            }
+            _ => Err(Problem::validation(
+                "reservationId: give exactly one of reservationId or orderId",
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationStatus {
+    Reserved,
+    Completed,
+    Canceled,
+    Expired,
+}
+
+impl ReservationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserved => "reserved",
+            Self::Completed => "completed",
+            Self::Canceled => "canceled",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "reserved" => Self::Reserved,
+            "completed" => Self::Completed,
+            "canceled" => Self::Canceled,
+            "expired" => Self::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// An item as the planner needs it, read under lock.
+#[derive(Debug, Clone)]
+pub struct ItemState {
+    pub id: ItemId,
+    pub price: i64,
+    pub currency: String,
+    pub available: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedLine {
+    pub item_id: ItemId,
+    pub quantity: i64,
+    pub unit_price: i64,
+    pub amount: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub lines: Vec<PlannedLine>,
+    pub total_amount: i64,
+    pub currency: String,
+}
+
+/// Why a reservation cannot be made. Unknown items are reported before currencies, currencies
+/// before stock, so the answer does not depend on line order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rejection {
+    ItemNotFound(ItemId),
+    MixedCurrency,
+    InsufficientStock {
+        item_id: ItemId,
+        requested: i64,
+        available: i64,
+    },
+}
+
+/// Decides a reservation against the current items: all lines or none.
+pub fn plan(lines: &[Line], items: &[ItemState]) -> Result<Plan, Rejection> {
+    let mut found = Vec::with_capacity(lines.len());
+    for line in lines {
+        let item = items
+            .iter()
+            .find(|i| i.id == line.item_id)
+            .ok_or(Rejection::ItemNotFound(line.item_id))?;
+        found.push((line, item));
+    }
+    let currency = found
+        .first()
+        .map(|(_, i)| i.currency.clone())
+        .unwrap_or_default();
+    if found.iter().any(|(_, i)| i.currency != currency) {
+        return Err(Rejection::MixedCurrency);
+    }
+    let mut planned = Vec::with_capacity(found.len());
+    let mut total: i64 = 0;
+    for (line, item) in found {
+        if item.available < line.quantity {
+            return Err(Rejection::InsufficientStock {
+                item_id: item.id,
+                requested: line.quantity,
+                available: item.available.max(0),
+            });
+        }
+        // Bounded by MAX_PRICE * MAX_QUANTITY * MAX_LINES, far below i64::MAX.
+        let amount = item.price.saturating_mul(line.quantity);
+        total = total.saturating_add(amount);
+        planned.push(PlannedLine {
+            item_id: item.id,
+            quantity: line.quantity,
+            unit_price: item.price,
+            amount,
+        });
+    }
+    Ok(Plan {
+        lines: planned,
+        total_amount: total,
+        currency,
+    })
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(json: &str) -> Result<ReserveRequest, Problem> {
+        let b: ReserveBody = serde_json::from_str(json).unwrap();
+        ReserveRequest::try_from(b)
+    }
+
+    fn item(id: i64, price: i64, currency: &str, available: i64) -> ItemState {
+        ItemState {
+            id: ItemId(id),
+            price,
+            currency: currency.into(),
+            available,
+        }
+    }
+
+    fn line(id: i64, quantity: i64) -> Line {
+        Line {
+            item_id: ItemId(id),
+            quantity,
+        }
+    }
+
+    #[test]
+    fn both_forms_parse_and_lines_are_sorted_and_merged() {
+        let r = body(r#"{"orderId":"o1","itemId":3,"quantity":2}"#).unwrap();
+        assert_eq!(r.lines, vec![line(3, 2)]);
+        let r = body(r#"{"orderId":"o1","items":[{"itemId":5,"quantity":1},{"itemId":2,"quantity":1},{"itemId":5,"quantity":3}]}"#).unwrap();
+        assert_eq!(r.lines, vec![line(2, 1), line(5, 4)]);
+    }
+
+    #[test]
+    fn bad_carts_name_the_field() {
+        let cases = [
+            (r#"{"orderId":"o","items":[]}"#, "items: must contain at least one"),
+            (r#"{"orderId":"o","items":[{"itemId":1,"quantity":0}]}"#, "items[0].quantity"),
+            (r#"{"orderId":"o","items":[{"itemId":1,"quantity":1001}]}"#, "items[0].quantity"),
+            (r#"{"orderId":"o","items":[{"itemId":-1,"quantity":1}]}"#, "items[0].itemId"),
+            (r#"{"orderId":"o","itemId":1,"quantity":-2}"#, "quantity"),
+            (r#"{"orderId":"o","itemId":1}"#, "quantity: missing"),
+            (r#"{"orderId":"o"}"#, "items: missing"),
+            (r#"{"orderId":"","itemId":1,"quantity":1}"#, "orderId"),
+            (r#"{"orderId":"o","items":[{"itemId":1,"quantity":1}],"itemId":1,"quantity":1}"#, "items: give either"),
+            (r#"{"orderId":"o","items":[{"itemId":1,"quantity":600},{"itemId":1,"quantity":600}]}"#, "items[1].quantity"),
+        ];
+        for (json, prefix) in cases {
+            let e = body(json).unwrap_err();
+            assert!(e.detail.starts_with(prefix), "{json}: {}", e.detail);
+        }
+        let many: Vec<String> = (1..=51).map(|i| format!(r#"{{"itemId":{i},"quantity":1}}"#)).collect();
+        let e = body(&format!(r#"{{"orderId":"o","items":[{}]}}"#, many.join(","))).unwrap_err();
+        assert!(e.detail.contains("at most 50"));
+    }
+
+    #[test]
+    fn targets_need_exactly_one_valid_id() {
+        let t = |json: &str| Target::try_from(serde_json::from_str::<TargetBody>(json).unwrap());
+        assert_eq!(t(r#"{"orderId":"o1"}"#).unwrap(), Target::Order("o1".into()));
+        assert!(matches!(
+            t(r#"{"reservationId":"6f1c1f5e-8d4e-4a5b-9a43-2f0a6f1f0b7e"}"#).unwrap(),
+            Target::Reservation(_)
+        ));
+        assert!(t(r#"{"reservationId":"nope"}"#).is_err());
+        assert!(t("{}").is_err());
+        assert!(t(r#"{"orderId":"o","reservationId":"6f1c1f5e-8d4e-4a5b-9a43-2f0a6f1f0b7e"}"#).is_err());
+    }
+
+    #[test]
+    fn plan_prices_every_line_and_totals() {
+        let items = [item(1, 1000, "USD", 10), item(2, 250, "USD", 3)];
+        let p = plan(&[line(1, 2), line(2, 3)], &items).unwrap();
+        assert_eq!(p.total_amount, 2750);
+        assert_eq!(p.currency, "USD");
+        assert_eq!(p.lines[1].amount, 750);
+    }
+
+    #[test]
+    fn plan_is_all_or_nothing() {
+        let items = [item(1, 1000, "USD", 10), item(2, 250, "USD", 3), item(3, 5, "EUR", 9)];
+        assert_eq!(
+            plan(&[line(1, 1), line(2, 4)], &items),
+            Err(Rejection::InsufficientStock { item_id: ItemId(2), requested: 4, available: 3 })
+        );
+        assert_eq!(plan(&[line(1, 1), line(9, 1)], &items), Err(Rejection::ItemNotFound(ItemId(9))));
+        assert_eq!(plan(&[line(1, 1), line(3, 1)], &items), Err(Rejection::MixedCurrency));
+        // Unknown items win over stock, whatever the line order.
+        assert_eq!(plan(&[line(2, 99), line(9, 1)], &items), Err(Rejection::ItemNotFound(ItemId(9))));
+    }
+}
