@@ -1,34 +1,4 @@
-use order::config::Settings;
-use order::startup::Application;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    shared::telemetry::init("info,sqlx=warn");
-    let settings = match Settings::from_env() {
-        Ok(settings) => settings,
-        Err(e) => {
-            tracing::error!(error = %e, "order cannot start");
-            eprintln!("order: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let app = match Application::build(settings).await {
-        Ok(app) => app,
-        Err(e) => {
-            tracing::error!(error = %shared::problem::error_chain(&e), "order cannot start");
-            eprintln!("order: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    tracing::info!(port = app.port(), "order listening");
-    match app.run_until_stopped().await {
-        Ok(()) => {
-            tracing::info!("order stopped");
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "order failed");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    shared::startup::run_service::<order::startup::Application>().await
 }

@@ -22,6 +22,23 @@ pub struct Application {
     server: Server,
 }
 
+impl shared::startup::Service for Application {
+    type Settings = Settings;
+    const NAME: &'static str = "order";
+    fn settings() -> Result<Settings, shared::config::ConfigError> {
+        Settings::from_env()
+    }
+    async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Application::build(settings).await
+    }
+    fn port(&self) -> u16 {
+        self.port
+    }
+    async fn run_until_stopped(self) -> std::io::Result<()> {
+        Application::run_until_stopped(self).await
+    }
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let pool = connect_database(&settings.common, &MIGRATOR).await?;

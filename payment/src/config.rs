@@ -12,9 +12,10 @@ pub struct Settings {
     pub tokens: Tokens,
     /// `PAYMENT_MAX_RETRIES` (3): failed retries after which a payment is `exhausted`.
     pub max_retries: i32,
-    /// `PAYMENT_DECLINE_ABOVE` (100000) and `PAYMENT_RETRY_SUCCESS_PROBABILITY` (0.5).
+    /// `PAYMENT_DECLINE_ABOVE` (100000), `PAYMENT_RETRY_SUCCESS_PROBABILITY` (0.5) and
+    /// `PAYMENT_LATENCY_MS` (0, added to every processor call).
     pub processor: SimulatedProcessor,
-    /// `PAYMENT_FAULT_RATE` (0) and `PAYMENT_LATENCY_MS` (0).
+    /// `PAYMENT_FAULT_RATE` (0).
     pub faults: Faults,
 }
 
@@ -30,11 +31,14 @@ impl Settings {
             max_retries,
             processor: SimulatedProcessor {
                 decline_above: var_or("PAYMENT_DECLINE_ABOVE", 100_000)?,
-                retry_success_probability: probability_or("PAYMENT_RETRY_SUCCESS_PROBABILITY", 0.5)?,
+                retry_success_probability: probability_or(
+                    "PAYMENT_RETRY_SUCCESS_PROBABILITY",
+                    0.5,
+                )?,
+                latency: Duration::from_millis(var_or("PAYMENT_LATENCY_MS", 0)?),
             },
             faults: Faults {
                 rate: probability_or("PAYMENT_FAULT_RATE", 0.0)?,
-                latency: Duration::from_millis(var_or("PAYMENT_LATENCY_MS", 0)?),
             },
         })
     }

@@ -1,6 +1,6 @@
 //! Fault injection for testing the saga against a misbehaving payment service (SPEC §5):
-//! `PAYMENT_FAULT_RATE` answers that share of requests 503 before doing anything, and
-//! `PAYMENT_LATENCY_MS` delays every request. Both are off by default.
+//! `PAYMENT_FAULT_RATE` answers that share of requests 503 before doing anything (off by default).
+//! Its sibling `PAYMENT_LATENCY_MS` slows the simulated processor (see `processor.rs`).
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -8,12 +8,10 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::web;
 use shared::Problem;
-use std::time::Duration;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Faults {
     pub rate: f64,
-    pub latency: Duration,
 }
 
 /// Middleware (`from_fn`), outermost on the payment endpoints.
@@ -31,9 +29,6 @@ pub async fn inject(
             )
             .retry_after(1);
             return Ok(req.into_response(problem.to_response()));
-        }
-        if !faults.latency.is_zero() {
-            tokio::time::sleep(faults.latency).await;
         }
     }
     Ok(next.call(req).await?.map_into_boxed_body())

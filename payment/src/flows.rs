@@ -103,7 +103,9 @@ impl Payments<'_> {
             // Refunded already, or nothing was taken: nothing to give back.
             return Ok(Refunded::Payment(payment));
         }
-        self.processor.refund(payment.payment_id, payment.amount).await?;
+        self.processor
+            .refund(payment.payment_id, payment.amount)
+            .await?;
         Ok(Refunded::Payment(
             storage::mark_refunded(self.pool, payment.payment_id).await?,
         ))
@@ -114,14 +116,16 @@ impl Payments<'_> {
         payment_id: Uuid,
         idem: &IdempotencyContext,
     ) -> Result<Retried, FlowError> {
-        Ok(match storage::open_retry(self.pool, payment_id, idem).await? {
-            RetryStart::Attempt(p, attempt) | RetryStart::Resume(p, attempt) => {
-                Retried::Payment(self.run_attempt(&p, attempt).await?)
-            }
-            RetryStart::Done(p) => Retried::Payment(p),
-            RetryStart::NotRetryable(p) => Retried::NotRetryable(p),
-            RetryStart::NotFound => Retried::NotFound,
-            RetryStart::KeyReused => Retried::KeyReused,
-        })
+        Ok(
+            match storage::open_retry(self.pool, payment_id, idem).await? {
+                RetryStart::Attempt(p, attempt) | RetryStart::Resume(p, attempt) => {
+                    Retried::Payment(self.run_attempt(&p, attempt).await?)
+                }
+                RetryStart::Done(p) => Retried::Payment(p),
+                RetryStart::NotRetryable(p) => Retried::NotRetryable(p),
+                RetryStart::NotFound => Retried::NotFound,
+                RetryStart::KeyReused => Retried::KeyReused,
+            },
+        )
     }
 }

@@ -1,34 +1,4 @@
-use payment::config::Settings;
-use payment::startup::Application;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    shared::telemetry::init("info,sqlx=warn");
-    let settings = match Settings::from_env() {
-        Ok(settings) => settings,
-        Err(e) => {
-            tracing::error!(error = %e, "payment cannot start");
-            eprintln!("payment: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let app = match Application::build(settings).await {
-        Ok(app) => app,
-        Err(e) => {
-            tracing::error!(error = %shared::problem::error_chain(&e), "payment cannot start");
-            eprintln!("payment: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    tracing::info!(port = app.port(), "payment listening");
-    match app.run_until_stopped().await {
-        Ok(()) => {
-            tracing::info!("payment stopped");
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "payment failed");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    shared::startup::run_service::<payment::startup::Application>().await
 }

@@ -7,6 +7,7 @@
 
 use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -32,16 +33,25 @@ pub enum ProcessorError {
 }
 
 pub trait PaymentProcessor: Send + Sync {
-    fn charge<'a>(&'a self, attempt: &'a ChargeAttempt) -> BoxFuture<'a, Result<Decision, ProcessorError>>;
-    fn refund<'a>(&'a self, payment_id: Uuid, amount: i64) -> BoxFuture<'a, Result<(), ProcessorError>>;
+    fn charge<'a>(
+        &'a self,
+        attempt: &'a ChargeAttempt,
+    ) -> BoxFuture<'a, Result<Decision, ProcessorError>>;
+    fn refund<'a>(
+        &'a self,
+        payment_id: Uuid,
+        amount: i64,
+    ) -> BoxFuture<'a, Result<(), ProcessorError>>;
 }
 
 /// Declines first charges above `decline_above`; a retry succeeds with `retry_success_probability`.
-/// Outcomes are a pure function of `(payment_id, attempt)`, which makes it idempotent.
+/// Outcomes are a pure function of `(payment_id, attempt)`, which makes it idempotent. Every call
+/// takes `latency`, like a slow provider.
 #[derive(Debug, Clone)]
 pub struct SimulatedProcessor {
     pub decline_above: i64,
     pub retry_success_probability: f64,
+    pub latency: Duration,
 }
 
 impl SimulatedProcessor {
@@ -76,12 +86,29 @@ fn draw(payment_id: Uuid, attempt: i32) -> f64 {
 }
 
 impl PaymentProcessor for SimulatedProcessor {
-    fn charge<'a>(&'a self, attempt: &'a ChargeAttempt) -> BoxFuture<'a, Result<Decision, ProcessorError>> {
-        Box::pin(async move { Ok(self.decide(attempt)) })
+    fn charge<'a>(
+        &'a self,
+        attempt: &'a ChargeAttempt,
+    ) -> BoxFuture<'a, Result<Decision, ProcessorError>> {
+        Box::pin(async move {
+            if !self.latency.is_zero() {
+                tokio::time::sleep(self.latency).await;
+            }
+            Ok(self.decide(attempt))
+        })
     }
 
-    fn refund<'a>(&'a self, _payment_id: Uuid, _amount: i64) -> BoxFuture<'a, Result<(), ProcessorError>> {
-        Box::pin(async { Ok(()) })
+    fn refund<'a>(
+        &'a self,
+        _payment_id: Uuid,
+        _amount: i64,
+    ) -> BoxFuture<'a, Result<(), ProcessorError>> {
+        Box::pin(async move {
+            if !self.latency.is_zero() {
+                tokio::time::sleep(self.latency).await;
+            }
+            Ok(())
+        })
     }
 }
 
@@ -100,19 +127,38 @@ mod tests {
 
     #[test]
     fn first_charges_are_declined_above_the_limit_only() {
-        let p = SimulatedProcessor { decline_above: 1000, retry_success_probability: 0.5 };
+        let p = SimulatedProcessor {
+            decline_above: 1000,
+            retry_success_probability: 0.5,
+            latency: Duration::ZERO,
+        };
         assert_eq!(p.decide(&attempt(1000, 0)), Decision::Approved);
-        assert!(matches!(p.decide(&attempt(1001, 0)), Decision::Declined { .. }));
+        assert!(matches!(
+            p.decide(&attempt(1001, 0)),
+            Decision::Declined { .. }
+        ));
     }
 
     #[test]
     fn retries_follow_the_probability_and_repeat_their_answer() {
-        let always = SimulatedProcessor { decline_above: 0, retry_success_probability: 1.0 };
-        let never = SimulatedProcessor { decline_above: 0, retry_success_probability: 0.0 };
+        let always = SimulatedProcessor {
+            decline_above: 0,
+            retry_success_probability: 1.0,
+            latency: Duration::ZERO,
+        };
+        let never = SimulatedProcessor {
+            decline_above: 0,
+            retry_success_probability: 0.0,
+            latency: Duration::ZERO,
+        };
         let a = attempt(5000, 1);
         assert_eq!(always.decide(&a), Decision::Approved);
         assert!(matches!(never.decide(&a), Decision::Declined { .. }));
-        let half = SimulatedProcessor { decline_above: 0, retry_success_probability: 0.5 };
+        let half = SimulatedProcessor {
+            decline_above: 0,
+            retry_success_probability: 0.5,
+            latency: Duration::ZERO,
+        };
         assert_eq!(half.decide(&a), half.decide(&a));
         let approved = (0..2000)
             .filter(|_| half.decide(&attempt(1, 1)) == Decision::Approved)

@@ -25,6 +25,23 @@ pub struct Application {
     server: Server,
 }
 
+impl shared::startup::Service for Application {
+    type Settings = Settings;
+    const NAME: &'static str = "payment";
+    fn settings() -> Result<Settings, shared::config::ConfigError> {
+        Settings::from_env()
+    }
+    async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Application::build(settings).await
+    }
+    fn port(&self) -> u16 {
+        self.port
+    }
+    async fn run_until_stopped(self) -> std::io::Result<()> {
+        Application::run_until_stopped(self).await
+    }
+}
+
 impl Application {
     /// Builds the service with the simulated processor from the settings.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {

@@ -132,7 +132,10 @@ pub async fn open_charge(
     Ok(outcome)
 }
 
-async fn get_in(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> Result<Option<Payment>, sqlx::Error> {
+async fn get_in(
+    tx: &mut Transaction<'_, Postgres>,
+    id: Uuid,
+) -> Result<Option<Payment>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM payments WHERE id = $1"))
         .bind(id)
         .fetch_optional(&mut **tx)
@@ -190,7 +193,9 @@ pub async fn settle(
     .await?;
     let payment = match settled {
         Some(p) => p,
-        None => get_in(&mut tx, payment_id).await?.ok_or(sqlx::Error::RowNotFound)?,
+        None => get_in(&mut tx, payment_id)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?,
     };
     tx.commit().await?;
     Ok(payment)
@@ -217,11 +222,12 @@ pub async fn refund_target(
         RefundTarget::Order(order_id) => {
             let mut tx = pool.begin().await?;
             lock_order(&mut tx, order_id).await?;
-            let payment: Option<Payment> =
-                sqlx::query_as(&format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1"))
-                    .bind(order_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let payment: Option<Payment> = sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM payments WHERE order_id = $1"
+            ))
+            .bind(order_id)
+            .fetch_optional(&mut *tx)
+            .await?;
             let start = match payment {
                 Some(p) => RefundStart::Payment(p),
                 None => {
@@ -274,11 +280,12 @@ pub async fn open_retry(
     idem: &IdempotencyContext,
 ) -> Result<RetryStart, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let payment: Option<Payment> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM payments WHERE id = $1 FOR UPDATE"))
-            .bind(payment_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let payment: Option<Payment> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM payments WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(payment_id)
+    .fetch_optional(&mut *tx)
+    .await?;
     let Some(payment) = payment else {
         tx.rollback().await?;
         return Ok(RetryStart::NotFound);

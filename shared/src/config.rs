@@ -36,7 +36,9 @@ pub fn probability_or(name: &str, default: f64) -> Result<f64, ConfigError> {
     if (0.0..=1.0).contains(&p) {
         Ok(p)
     } else {
-        Err(ConfigError(format!("{name} must be between 0 and 1, got {p}")))
+        Err(ConfigError(format!(
+            "{name} must be between 0 and 1, got {p}"
+        )))
     }
 }
 

@@ -12,28 +12,39 @@ use std::fmt;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Problem {
-    #[serde(rename = "type")]
-    pub type_uri: String,
-    pub title: String,
-    pub status: u16,
+    pub status: StatusCode,
+    /// Stable snake_case machine code; the `type` URI and `title` derive from it and `status`.
+    pub code: &'static str,
     pub detail: String,
-    pub code: String,
-    #[serde(flatten)]
+    /// Context members such as `orderId` or `itemId`.
     pub extensions: Map<String, Value>,
-    #[serde(skip)]
     pub retry_after_secs: Option<u64>,
 }
 
+impl Serialize for Problem {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(5 + self.extensions.len()))?;
+        map.serialize_entry("type", &format!("urn:checkout:problem:{}", self.code))?;
+        map.serialize_entry("title", self.status.canonical_reason().unwrap_or("Error"))?;
+        map.serialize_entry("status", &self.status.as_u16())?;
+        map.serialize_entry("detail", &self.detail)?;
+        map.serialize_entry("code", self.code)?;
+        for (name, value) in &self.extensions {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
 impl Problem {
-    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         Problem {
-            type_uri: format!("urn:checkout:problem:{code}"),
-            title: status.canonical_reason().unwrap_or("Error").to_string(),
-            status: status.as_u16(),
+            status,
+            code,
             detail: detail.into(),
-            code: code.to_string(),
             extensions: Map::new(),
             retry_after_secs: None,
         }
@@ -75,15 +86,20 @@ impl Problem {
 
     /// 503 `dependency_unavailable` with `Retry-After`.
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable", detail).retry_after(1)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "dependency_unavailable",
+            detail,
+        )
+        .retry_after(1)
     }
 
     pub fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        self.status
     }
 
     pub fn to_response(&self) -> HttpResponse {
-        let mut builder = HttpResponse::build(self.status_code());
+        let mut builder = HttpResponse::build(self.status);
         builder.insert_header((header::CONTENT_TYPE, CONTENT_TYPE));
         if let Some(secs) = self.retry_after_secs {
             builder.insert_header((header::RETRY_AFTER, secs.to_string()));
@@ -147,8 +163,12 @@ mod tests {
 
     #[test]
     fn problem_serialises_code_and_extensions_flat() {
-        let p = Problem::new(StatusCode::CONFLICT, "insufficient_stock", "item 1 has 0 available")
-            .with("itemId", 1);
+        let p = Problem::new(
+            StatusCode::CONFLICT,
+            "insufficient_stock",
+            "item 1 has 0 available",
+        )
+        .with("itemId", 1);
         let v: Value = serde_json::to_value(&p).unwrap();
         assert_eq!(v["type"], "urn:checkout:problem:insufficient_stock");
         assert_eq!(v["title"], "Conflict");
@@ -162,7 +182,7 @@ mod tests {
     fn internal_problem_does_not_leak_the_cause() {
         let cause = std::io::Error::other("connection to 10.0.0.5:5432 refused");
         let p = Problem::internal(&cause);
-        assert_eq!(p.status, 500);
+        assert_eq!(p.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!p.detail.contains("10.0.0.5"));
     }
 }

@@ -104,12 +104,14 @@ pub fn bind(settings: &CommonSettings) -> Result<TcpListener, StartupError> {
 /// health and metrics.
 pub fn common_routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(BODY_LIMIT))
-        .app_data(web::PathConfig::default().error_handler(|err, _| {
-            Problem::validation(format!("path: {err}")).into()
-        }))
-        .app_data(web::QueryConfig::default().error_handler(|err, _| {
-            Problem::validation(format!("query: {err}")).into()
-        }))
+        .app_data(
+            web::PathConfig::default()
+                .error_handler(|err, _| Problem::validation(format!("path: {err}")).into()),
+        )
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|err, _| Problem::validation(format!("query: {err}")).into()),
+        )
         .configure(crate::health::routes)
         .route("/metrics", web::get().to(crate::metrics::endpoint));
 }
@@ -131,4 +133,52 @@ pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
         format!("{} is not allowed on {}", req.method(), req.path()),
     )
     .to_response()
+}
+
+/// What a service's `main` needs to know of it.
+pub trait Service: Sized {
+    type Settings;
+    const NAME: &'static str;
+    fn settings() -> Result<Self::Settings, crate::config::ConfigError>;
+    fn build(
+        settings: Self::Settings,
+    ) -> impl std::future::Future<Output = Result<Self, StartupError>>;
+    fn port(&self) -> u16;
+    /// Serves until SIGTERM/SIGINT, then finishes in-flight work.
+    fn run_until_stopped(self) -> impl std::future::Future<Output = std::io::Result<()>>;
+}
+
+/// The body of every service's `main`: logging, configuration (exit 2 when invalid), start-up
+/// (exit 1 when a dependency stays unreachable), serving, and exit 0 after a clean shutdown.
+pub async fn run_service<S: Service>() -> std::process::ExitCode {
+    use std::process::ExitCode;
+    crate::telemetry::init("info,sqlx=warn");
+    let name = S::NAME;
+    let settings = match S::settings() {
+        Ok(settings) => settings,
+        Err(e) => {
+            tracing::error!(error = %e, "{name} cannot start");
+            eprintln!("{name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let app = match S::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %crate::problem::error_chain(&e), "{name} cannot start");
+            eprintln!("{name}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(port = app.port(), "{name} listening");
+    match app.run_until_stopped().await {
+        Ok(()) => {
+            tracing::info!("{name} stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "{name} failed");
+            ExitCode::FAILURE
+        }
+    }
 }

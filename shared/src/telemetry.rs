@@ -9,7 +9,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global JSON subscriber. Call once, first thing in `main`.
 pub fn init(default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)

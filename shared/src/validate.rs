@@ -112,7 +112,9 @@ mod tests {
     fn ranges_name_the_field() {
         assert_eq!(in_range("quantity", 5, 1, 1000).unwrap(), 5);
         let e = in_range("items[0].quantity", 0, 1, 1000).unwrap_err();
-        assert!(e.detail.starts_with("items[0].quantity: must be between 1 and 1000"));
+        assert!(e
+            .detail
+            .starts_with("items[0].quantity: must be between 1 and 1000"));
         assert!(in_range("q", 1001, 1, 1000).is_err());
     }
 }
@@ -130,7 +132,12 @@ impl Page {
 
     pub fn parse(limit: Option<i64>, offset: Option<i64>) -> Result<Self, Problem> {
         Ok(Page {
-            limit: in_range("limit", limit.unwrap_or(Self::DEFAULT_LIMIT), 1, Self::MAX_LIMIT)?,
+            limit: in_range(
+                "limit",
+                limit.unwrap_or(Self::DEFAULT_LIMIT),
+                1,
+                Self::MAX_LIMIT,
+            )?,
             offset: in_range("offset", offset.unwrap_or(0), 0, i64::MAX)?,
         })
     }
@@ -142,10 +149,22 @@ mod page_tests {
 
     #[test]
     fn page_defaults_and_bounds() {
-        assert_eq!(Page::parse(None, None).unwrap(), Page { limit: 100, offset: 0 });
+        assert_eq!(
+            Page::parse(None, None).unwrap(),
+            Page {
+                limit: 100,
+                offset: 0
+            }
+        );
         assert!(Page::parse(Some(0), None).is_err());
         assert!(Page::parse(Some(1001), None).is_err());
         assert!(Page::parse(None, Some(-1)).is_err());
-        assert_eq!(Page::parse(Some(1000), Some(5)).unwrap(), Page { limit: 1000, offset: 5 });
+        assert_eq!(
+            Page::parse(Some(1000), Some(5)).unwrap(),
+            Page {
+                limit: 1000,
+                offset: 5
+            }
+        );
     }
 }

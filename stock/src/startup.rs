@@ -27,6 +27,23 @@ pub struct Application {
     stop: watch::Sender<bool>,
 }
 
+impl shared::startup::Service for Application {
+    type Settings = Settings;
+    const NAME: &'static str = "stock";
+    fn settings() -> Result<Settings, shared::config::ConfigError> {
+        Settings::from_env()
+    }
+    async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Application::build(settings).await
+    }
+    fn port(&self) -> u16 {
+        self.port
+    }
+    async fn run_until_stopped(self) -> std::io::Result<()> {
+        Application::run_until_stopped(self).await
+    }
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let pool = connect_database(&settings.common, &MIGRATOR).await?;
@@ -47,11 +64,7 @@ impl Application {
         let tokens = web::Data::new(settings.tokens.clone());
         let openapi = ApiDoc::openapi();
         let (stop, stopped) = watch::channel(false);
-        let sweeper = tokio::spawn(sweeper::run(
-            pool.clone(),
-            settings.sweep_interval,
-            stopped,
-        ));
+        let sweeper = tokio::spawn(sweeper::run(pool.clone(), settings.sweep_interval, stopped));
         let shutdown = settings.common.shutdown_timeout.as_secs();
         let workers = settings.common.workers;
         let settings = web::Data::new(settings);

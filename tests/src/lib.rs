@@ -1,1 +1,547 @@
+//! The integration harness: [`Stack::start`] gives each test its own stack on free ports — a Redis
+//! server, a database per service in the shared test PostgreSQL server, the three service binaries
+//! and nginx rendered from the repository's `nginx.conf` — and tests drive it through nginx.
+//! Parts can be stopped, killed and restarted for real ([`Stack::stop`], [`Stack::kill`],
+//! [`Stack::restart`]). Everything is killed when the `Stack` is dropped.
 
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const SERVICE_TOKEN: &str = "svc-test-token-1";
+pub const SERVICE_TOKEN_2: &str = "svc-test-token-2";
+pub const ADMIN_TOKEN: &str = "adm-test-token";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Part {
+    Order,
+    Payment,
+    Stock,
+    Redis,
+    Nginx,
+}
+
+impl Part {
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Order => "order",
+            Part::Payment => "payment",
+            Part::Stock => "stock",
+            Part::Redis => "redis",
+            Part::Nginx => "nginx",
+        }
+    }
+    pub const SERVICES: [Part; 3] = [Part::Stock, Part::Payment, Part::Order];
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+fn binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let profile = std::env::var("TEST_PROFILE").unwrap_or_else(|_| "debug".into());
+    let path = target.join(profile).join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the services first (`cargo build --bins`, or `make test`)",
+        path.display()
+    );
+    path
+}
+
+/// The test PostgreSQL server: `TEST_DATABASE_URL`, or one started by `scripts/stack.sh`.
+pub fn postgres_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+            if !url.is_empty() {
+                return url;
+            }
+        }
+        let out = Command::new("bash")
+            .arg(workspace_root().join("scripts/stack.sh"))
+            .arg("test-postgres")
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("scripts/stack.sh test-postgres runs");
+        assert!(out.status.success(), "could not start the test PostgreSQL");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    })
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn which(name: &str, fallbacks: &[&str]) -> PathBuf {
+    if let Ok(out) = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+    {
+        let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !p.is_empty() {
+            return PathBuf::from(p);
+        }
+    }
+    fallbacks
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{name} is not installed (make deps)"))
+}
+
+/// An HTTP answer, with the body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// The problem `code`, for error answers.
+    pub fn code(&self) -> &str {
+        self.json["code"].as_str().unwrap_or("")
+    }
+    #[track_caller]
+    pub fn expect(&self, status: u16, code: Option<&str>) -> &Self {
+        assert_eq!(self.status, status, "unexpected answer: {}", self.text);
+        if let Some(code) = code {
+            assert_eq!(self.code(), code, "unexpected answer: {}", self.text);
+            assert_eq!(
+                self.header("content-type"),
+                Some("application/problem+json"),
+                "errors are problem+json"
+            );
+        }
+        self
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extra environment for every service (e.g. `PAYMENT_FAULT_RATE`).
+    pub env: Vec<(String, String)>,
+}
+
+impl Options {
+    pub fn env(mut self, name: &str, value: impl ToString) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+}
+
+pub struct Stack {
+    pub id: String,
+    pub nginx_url: String,
+    pub client: reqwest::Client,
+    dir: PathBuf,
+    ports: HashMap<Part, u16>,
+    options: Options,
+    children: Mutex<HashMap<Part, Child>>,
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Stack {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let dir = workspace_root().join(".stack/test/stacks").join(&id);
+        std::fs::create_dir_all(&dir).expect("stack dir");
+        let ports: HashMap<Part, u16> = [
+            Part::Order,
+            Part::Payment,
+            Part::Stock,
+            Part::Redis,
+            Part::Nginx,
+        ]
+        .into_iter()
+        .map(|p| (p, free_port()))
+        .collect();
+        let stack = Stack {
+            nginx_url: format!("http://127.0.0.1:{}", ports[&Part::Nginx]),
+            id,
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+            dir,
+            ports,
+            options,
+            children: Mutex::new(HashMap::new()),
+        };
+        stack.spawn(Part::Redis, &[]);
+        stack.wait_port(Part::Redis).await;
+        for part in Part::SERVICES {
+            stack.spawn(part, &[]);
+        }
+        for part in Part::SERVICES {
+            stack.wait_ready(part).await;
+        }
+        stack.spawn(Part::Nginx, &[]);
+        stack.wait_port(Part::Nginx).await;
+        stack
+    }
+
+    pub fn port(&self, part: Part) -> u16 {
+        self.ports[&part]
+    }
+
+    pub fn service_url(&self, part: Part) -> String {
+        format!("http://127.0.0.1:{}", self.port(part))
+    }
+
+    pub fn database_url(&self, service: Part) -> String {
+        format!("{}/{}_{}", postgres_url(), service.name(), self.id)
+    }
+
+    pub fn log_path(&self, part: Part) -> PathBuf {
+        self.dir.join(format!("{}.log", part.name()))
+    }
+
+    fn command(&self, part: Part, extra: &[(String, String)]) -> Command {
+        let mut cmd = match part {
+            Part::Redis => {
+                let mut c = Command::new(which("redis-server", &["/usr/bin/redis-server"]));
+                c.args(["--bind", "127.0.0.1", "--port"])
+                    .arg(self.port(part).to_string())
+                    .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                    .arg("--dir")
+                    .arg(&self.dir);
+                c
+            }
+            Part::Nginx => {
+                let conf = self.render_nginx();
+                let mut c = Command::new(which("nginx", &["/usr/sbin/nginx"]));
+                c.arg("-p").arg(self.dir.join("nginx")).arg("-c").arg(conf);
+                c.args(["-g", "daemon off;"]);
+                c
+            }
+            service => {
+                let mut c = Command::new(binary(service.name()));
+                c.env_clear()
+                    .env("PATH", std::env::var("PATH").unwrap_or_default())
+                    .env("HOST", "127.0.0.1")
+                    .env("PORT", self.port(service).to_string())
+                    .env("DATABASE_URL", self.database_url(service))
+                    .env("DATABASE_MAX_CONNECTIONS", "8")
+                    .env(
+                        "REDIS_URL",
+                        format!("redis://127.0.0.1:{}", self.port(Part::Redis)),
+                    )
+                    .env(
+                        "SERVICE_TOKENS",
+                        format!("{SERVICE_TOKEN},{SERVICE_TOKEN_2}"),
+                    )
+                    .env("ADMIN_TOKENS", ADMIN_TOKEN)
+                    .env("SERVICE_TOKEN", SERVICE_TOKEN)
+                    .env("STOCK_URL", self.service_url(Part::Stock))
+                    .env("PAYMENT_URL", self.service_url(Part::Payment))
+                    .env("WORKERS", "2")
+                    .env("RESERVATION_SWEEP_INTERVAL_MS", "200")
+                    .env("RUST_LOG", "info,sqlx=warn");
+                for (k, v) in &self.options.env {
+                    c.env(k, v);
+                }
+                c
+            }
+        };
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn render_nginx(&self) -> PathBuf {
+        let state = self.dir.join("nginx");
+        std::fs::create_dir_all(&state).expect("nginx dir");
+        let template = std::fs::read_to_string(workspace_root().join("nginx.conf"))
+            .expect("nginx.conf at the workspace root");
+        let conf = template
+            .replace("${NGINX_STATE_DIR}", &state.display().to_string())
+            .replace(
+                "${NGINX_PORT}",
+                &format!("127.0.0.1:{}", self.port(Part::Nginx)),
+            )
+            .replace(
+                "${ORDER_UPSTREAM}",
+                &format!("127.0.0.1:{}", self.port(Part::Order)),
+            )
+            .replace(
+                "${PAYMENT_UPSTREAM}",
+                &format!("127.0.0.1:{}", self.port(Part::Payment)),
+            )
+            .replace(
+                "${STOCK_UPSTREAM}",
+                &format!("127.0.0.1:{}", self.port(Part::Stock)),
+            )
+            .replace("worker_processes auto;", "worker_processes 1;");
+        let path = state.join("nginx.conf");
+        std::fs::write(&path, conf).expect("nginx.conf rendered");
+        path
+    }
+
+    fn spawn(&self, part: Part, extra: &[(String, String)]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(part))
+            .expect("log file");
+        let err = log.try_clone().expect("log file");
+        let child = self
+            .command(part, extra)
+            .stdout(log)
+            .stderr(err)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} does not start: {e}", part.name()));
+        self.children
+            .lock()
+            .expect("children lock")
+            .insert(part, child);
+    }
+
+    pub fn pid(&self, part: Part) -> Option<u32> {
+        self.children
+            .lock()
+            .expect("children lock")
+            .get(&part)
+            .map(Child::id)
+    }
+
+    async fn wait_port(&self, part: Part) {
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port(part))).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{} does not listen; log: {}",
+                part.name(),
+                self.log(part)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn wait_ready(&self, part: Part) {
+        let started = Instant::now();
+        let url = format!("{}/health/ready", self.service_url(part));
+        loop {
+            if let Ok(r) = self.client.get(&url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(status) = self
+                .children
+                .lock()
+                .expect("children lock")
+                .get_mut(&part)
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("{} exited ({status}); log: {}", part.name(), self.log(part));
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{} is not ready; log: {}",
+                part.name(),
+                self.log(part)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self, part: Part) -> String {
+        let text = std::fs::read_to_string(self.log_path(part)).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(30).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// SIGTERM, and waits for the process to exit; returns its exit code.
+    pub async fn stop(&self, part: Part) -> Option<i32> {
+        let child = self.children.lock().expect("children lock").remove(&part);
+        let mut child = child?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL: the process dies mid-flight.
+    pub async fn kill(&self, part: Part) {
+        let child = self.children.lock().expect("children lock").remove(&part);
+        if let Some(mut child) = child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a stopped part again on its port, with extra environment for this start.
+    pub async fn start_part(&self, part: Part, extra: &[(&str, &str)]) {
+        let extra: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.spawn(part, &extra);
+        match part {
+            Part::Redis | Part::Nginx => self.wait_port(part).await,
+            _ => self.wait_ready(part).await,
+        }
+    }
+
+    pub async fn restart(&self, part: Part) {
+        self.stop(part).await;
+        self.start_part(part, &[]).await;
+    }
+
+    /// Sends one command to Redis, the way redis-cli would (`FLUSHALL`, `DBSIZE`, ...).
+    pub fn redis(&self, command: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port(Part::Redis))).expect("redis");
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        s.write_all(format!("{command}\r\n").as_bytes())
+            .expect("redis write");
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).trim().to_string()
+    }
+
+    /// A connection pool to one service's database, for checking stored state.
+    pub async fn db(&self, service: Part) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.database_url(service))
+            .await
+            .expect("service database")
+    }
+
+    // ----- HTTP through nginx -----
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.nginx_url, path)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        let mut r = self.client.get(self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        self.send(r).await
+    }
+
+    /// POST with a JSON body, an optional bearer token and an optional Idempotency-Key.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        key: Option<&str>,
+        body: &Value,
+    ) -> Answer {
+        let mut r = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(k) = key {
+            r = r.header("Idempotency-Key", k);
+        }
+        self.send(r).await
+    }
+
+    /// POST as a service caller with a fresh Idempotency-Key.
+    pub async fn call(&self, path: &str, body: &Value) -> Answer {
+        self.post(path, Some(SERVICE_TOKEN), Some(&new_key()), body)
+            .await
+    }
+
+    /// POST as an admin with a fresh Idempotency-Key.
+    pub async fn admin(&self, path: &str, body: &Value) -> Answer {
+        self.post(path, Some(ADMIN_TOKEN), Some(&new_key()), body)
+            .await
+    }
+
+    /// Creates an item through the admin API; returns its id.
+    pub async fn create_item(&self, price: i64, currency: &str, stock: i64) -> i64 {
+        let a = self
+            .admin(
+                "/stock/items",
+                &serde_json::json!({"name": "test item", "price": price, "currency": currency, "stock": stock}),
+            )
+            .await;
+        a.expect(201, None);
+        a.json["id"].as_i64().expect("item id")
+    }
+
+    pub async fn item(&self, id: i64) -> Value {
+        let a = self.get(&format!("/stock/items/{id}"), None).await;
+        a.expect(200, None);
+        a.json
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Ok(mut children) = self.children.lock() {
+            for (_, child) in children.iter_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+pub fn new_key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn new_order_id() -> String {
+    format!("ord-{}", uuid::Uuid::new_v4().simple())
+}

@@ -181,7 +181,10 @@ mod tests {
             (r#"{"amount":1000000000001,"currency":"EUR"}"#, "amount"),
             (r#"{"amount":5,"currency":"eur"}"#, "currency"),
             (r#"{"amount":5,"currency":"EUR","orderId":""}"#, "orderId"),
-            (r#"{"amount":5,"currency":"EUR","customerId":"a b"}"#, "customerId"),
+            (
+                r#"{"amount":5,"currency":"EUR","customerId":"a b"}"#,
+                "customerId",
+            ),
         ] {
             let e = charge(json).unwrap_err();
             assert!(e.detail.starts_with(field), "{json}: {}", e.detail);
@@ -190,8 +193,12 @@ mod tests {
 
     #[test]
     fn refund_targets_need_exactly_one_id() {
-        let t = |json: &str| RefundTarget::try_from(serde_json::from_str::<RefundBody>(json).unwrap());
-        assert_eq!(t(r#"{"orderId":"o"}"#).unwrap(), RefundTarget::Order("o".into()));
+        let t =
+            |json: &str| RefundTarget::try_from(serde_json::from_str::<RefundBody>(json).unwrap());
+        assert_eq!(
+            t(r#"{"orderId":"o"}"#).unwrap(),
+            RefundTarget::Order("o".into())
+        );
         assert!(t(r#"{"paymentId":"x"}"#).is_err());
         assert!(t("{}").is_err());
     }

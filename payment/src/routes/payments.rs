@@ -152,7 +152,10 @@ pub async fn refund(
     body: Json<RefundBody>,
 ) -> Result<HttpResponse, PaymentError> {
     let target = RefundTarget::try_from(body.0).map_err(PaymentError::Invalid)?;
-    match payments(&pool, &processor, &settings).refund(&target).await? {
+    match payments(&pool, &processor, &settings)
+        .refund(&target)
+        .await?
+    {
         Refunded::Payment(p) => Ok(HttpResponse::Ok().json(p)),
         Refunded::Tombstone(order_id) => Ok(HttpResponse::Ok().json(CanceledOrder {
             order_id,
@@ -178,7 +181,10 @@ pub async fn retry(
     idem: IdempotencyContext,
 ) -> Result<HttpResponse, PaymentError> {
     let id = id.into_inner();
-    match payments(&pool, &processor, &settings).retry(id, &idem).await? {
+    match payments(&pool, &processor, &settings)
+        .retry(id, &idem)
+        .await?
+    {
         Retried::Payment(p) => Ok(HttpResponse::Ok().json(p)),
         Retried::NotRetryable(p) => Err(PaymentError::NotRetryable {
             id,
@@ -192,7 +198,10 @@ pub async fn retry(
 #[utoipa::path(get, path = "/payments/{id}",
     responses((status = 200, body = Payment), (status = 404, description = "payment_not_found")),
     security(("service_token" = [])))]
-pub async fn get(pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, PaymentError> {
+pub async fn get(
+    pool: web::Data<PgPool>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, PaymentError> {
     let id = id.into_inner();
     match storage::get(&pool, id).await? {
         Some(p) => Ok(HttpResponse::Ok().json(p)),

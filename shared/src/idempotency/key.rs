@@ -118,6 +118,9 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, fingerprint("POST", "/release", br#"{"a":1,"b":[1,2]}"#));
         assert_ne!(a, fingerprint("POST", "/reserve", br#"{"a":2,"b":[1,2]}"#));
-        assert_eq!(fingerprint("POST", "/x", b""), fingerprint("POST", "/x", b"  "));
+        assert_eq!(
+            fingerprint("POST", "/x", b""),
+            fingerprint("POST", "/x", b"  ")
+        );
     }
 }

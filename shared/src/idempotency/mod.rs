@@ -106,7 +106,12 @@ pub async fn layer(
     ) else {
         return Ok(req.into_response(Problem::internal(&NotConfigured).to_response()));
     };
-    let outcome = |name: &str| metrics.idempotency_requests.with_label_values(&[name]).inc();
+    let outcome = |name: &str| {
+        metrics
+            .idempotency_requests
+            .with_label_values(&[name])
+            .inc()
+    };
 
     let key = match IdempotencyKey::parse(req.headers().get(HEADER).map(|v| v.as_bytes())) {
         Ok(key) => key,
@@ -136,7 +141,9 @@ pub async fn layer(
         .extensions()
         .get::<Caller>()
         .map_or_else(|| "public".to_string(), |c| c.id.clone());
-    let route = req.match_pattern().unwrap_or_else(|| req.path().to_string());
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| req.path().to_string());
     let fp = fingerprint(req.method().as_str(), req.path(), &body);
     let redis_key = format!(
         "{}:idem:{}:{} {}:{}",
@@ -236,7 +243,10 @@ pub async fn layer(
         }
         Err(_) => release(&store, &redis_key, &marker).await,
     }
-    Ok(ServiceResponse::new(request, head.set_body(bytes).map_into_boxed_body()))
+    Ok(ServiceResponse::new(
+        request,
+        head.set_body(bytes).map_into_boxed_body(),
+    ))
 }
 
 async fn release(store: &Store, key: &str, marker: &str) {

@@ -31,7 +31,9 @@ pub struct StoredResponse {
 
 pub enum Claim {
     /// This request owns the key and must execute; `marker` identifies the claim.
-    Acquired { marker: String },
+    Acquired {
+        marker: String,
+    },
     Existing(Entry),
 }
 

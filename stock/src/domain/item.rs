@@ -103,6 +103,9 @@ mod tests {
     fn restock_quantity_is_positive_and_bounded() {
         assert!(RestockQuantity::try_from(RestockBody { quantity: 5 }).is_ok());
         assert!(RestockQuantity::try_from(RestockBody { quantity: 0 }).is_err());
-        assert!(RestockQuantity::try_from(RestockBody { quantity: MAX_RESTOCK + 1 }).is_err());
+        assert!(RestockQuantity::try_from(RestockBody {
+            quantity: MAX_RESTOCK + 1
+        })
+        .is_err());
     }
 }

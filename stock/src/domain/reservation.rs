@@ -240,7 +240,6 @@ pub fn plan(lines: &[Line], items: &[ItemState]) -> Result<Plan, Rejection> {
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,37 +276,66 @@ mod tests {
     #[test]
     fn bad_carts_name_the_field() {
         let cases = [
-            (r#"{"orderId":"o","items":[]}"#, "items: must contain at least one"),
-            (r#"{"orderId":"o","items":[{"itemId":1,"quantity":0}]}"#, "items[0].quantity"),
-            (r#"{"orderId":"o","items":[{"itemId":1,"quantity":1001}]}"#, "items[0].quantity"),
-            (r#"{"orderId":"o","items":[{"itemId":-1,"quantity":1}]}"#, "items[0].itemId"),
+            (
+                r#"{"orderId":"o","items":[]}"#,
+                "items: must contain at least one",
+            ),
+            (
+                r#"{"orderId":"o","items":[{"itemId":1,"quantity":0}]}"#,
+                "items[0].quantity",
+            ),
+            (
+                r#"{"orderId":"o","items":[{"itemId":1,"quantity":1001}]}"#,
+                "items[0].quantity",
+            ),
+            (
+                r#"{"orderId":"o","items":[{"itemId":-1,"quantity":1}]}"#,
+                "items[0].itemId",
+            ),
             (r#"{"orderId":"o","itemId":1,"quantity":-2}"#, "quantity"),
             (r#"{"orderId":"o","itemId":1}"#, "quantity: missing"),
             (r#"{"orderId":"o"}"#, "items: missing"),
             (r#"{"orderId":"","itemId":1,"quantity":1}"#, "orderId"),
-            (r#"{"orderId":"o","items":[{"itemId":1,"quantity":1}],"itemId":1,"quantity":1}"#, "items: give either"),
-            (r#"{"orderId":"o","items":[{"itemId":1,"quantity":600},{"itemId":1,"quantity":600}]}"#, "items[1].quantity"),
+            (
+                r#"{"orderId":"o","items":[{"itemId":1,"quantity":1}],"itemId":1,"quantity":1}"#,
+                "items: give either",
+            ),
+            (
+                r#"{"orderId":"o","items":[{"itemId":1,"quantity":600},{"itemId":1,"quantity":600}]}"#,
+                "items[1].quantity",
+            ),
         ];
         for (json, prefix) in cases {
             let e = body(json).unwrap_err();
             assert!(e.detail.starts_with(prefix), "{json}: {}", e.detail);
         }
-        let many: Vec<String> = (1..=51).map(|i| format!(r#"{{"itemId":{i},"quantity":1}}"#)).collect();
-        let e = body(&format!(r#"{{"orderId":"o","items":[{}]}}"#, many.join(","))).unwrap_err();
+        let many: Vec<String> = (1..=51)
+            .map(|i| format!(r#"{{"itemId":{i},"quantity":1}}"#))
+            .collect();
+        let e = body(&format!(
+            r#"{{"orderId":"o","items":[{}]}}"#,
+            many.join(",")
+        ))
+        .unwrap_err();
         assert!(e.detail.contains("at most 50"));
     }
 
     #[test]
     fn targets_need_exactly_one_valid_id() {
         let t = |json: &str| Target::try_from(serde_json::from_str::<TargetBody>(json).unwrap());
-        assert_eq!(t(r#"{"orderId":"o1"}"#).unwrap(), Target::Order("o1".into()));
+        assert_eq!(
+            t(r#"{"orderId":"o1"}"#).unwrap(),
+            Target::Order("o1".into())
+        );
         assert!(matches!(
             t(r#"{"reservationId":"6f1c1f5e-8d4e-4a5b-9a43-2f0a6f1f0b7e"}"#).unwrap(),
             Target::Reservation(_)
         ));
         assert!(t(r#"{"reservationId":"nope"}"#).is_err());
         assert!(t("{}").is_err());
-        assert!(t(r#"{"orderId":"o","reservationId":"6f1c1f5e-8d4e-4a5b-9a43-2f0a6f1f0b7e"}"#).is_err());
+        assert!(
+            t(r#"{"orderId":"o","reservationId":"6f1c1f5e-8d4e-4a5b-9a43-2f0a6f1f0b7e"}"#).is_err()
+        );
     }
 
     #[test]
@@ -321,14 +349,31 @@ mod tests {
 
     #[test]
     fn plan_is_all_or_nothing() {
-        let items = [item(1, 1000, "USD", 10), item(2, 250, "USD", 3), item(3, 5, "EUR", 9)];
+        let items = [
+            item(1, 1000, "USD", 10),
+            item(2, 250, "USD", 3),
+            item(3, 5, "EUR", 9),
+        ];
         assert_eq!(
             plan(&[line(1, 1), line(2, 4)], &items),
-            Err(Rejection::InsufficientStock { item_id: ItemId(2), requested: 4, available: 3 })
+            Err(Rejection::InsufficientStock {
+                item_id: ItemId(2),
+                requested: 4,
+                available: 3
+            })
         );
-        assert_eq!(plan(&[line(1, 1), line(9, 1)], &items), Err(Rejection::ItemNotFound(ItemId(9))));
-        assert_eq!(plan(&[line(1, 1), line(3, 1)], &items), Err(Rejection::MixedCurrency));
+        assert_eq!(
+            plan(&[line(1, 1), line(9, 1)], &items),
+            Err(Rejection::ItemNotFound(ItemId(9)))
+        );
+        assert_eq!(
+            plan(&[line(1, 1), line(3, 1)], &items),
+            Err(Rejection::MixedCurrency)
+        );
         // Unknown items win over stock, whatever the line order.
-        assert_eq!(plan(&[line(2, 99), line(9, 1)], &items), Err(Rejection::ItemNotFound(ItemId(9))));
+        assert_eq!(
+            plan(&[line(2, 99), line(9, 1)], &items),
+            Err(Rejection::ItemNotFound(ItemId(9)))
+        );
     }
 }

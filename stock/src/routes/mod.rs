@@ -31,21 +31,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource("/items/{id}").route(web::get().to(items::get)))
     .service(
-        web::resource("/items/{id}/restock")
-            .route(admin_change(web::post().to(items::restock))),
+        web::resource("/items/{id}/restock").route(admin_change(web::post().to(items::restock))),
+    )
+    .service(web::resource("/reserve").route(service_change(web::post().to(reservations::reserve))))
+    .service(web::resource("/release").route(service_change(web::post().to(reservations::release))))
+    .service(
+        web::resource("/complete").route(service_change(web::post().to(reservations::complete))),
     )
     .service(
-        web::resource("/reserve").route(service_change(web::post().to(reservations::reserve))),
-    )
-    .service(
-        web::resource("/release").route(service_change(web::post().to(reservations::release))),
-    )
-    .service(
-        web::resource("/complete")
-            .route(service_change(web::post().to(reservations::complete))),
-    )
-    .service(
-        web::resource("/reservations/{id}")
-            .route(web::get().to(reservations::get).wrap(from_fn(require_service))),
+        web::resource("/reservations/{id}").route(
+            web::get()
+                .to(reservations::get)
+                .wrap(from_fn(require_service)),
+        ),
     );
 }

@@ -198,7 +198,10 @@ pub async fn complete(
 #[utoipa::path(get, path = "/reservations/{id}",
     responses((status = 200, body = Reservation), (status = 404, description = "reservation_not_found")),
     security(("service_token" = [])))]
-pub async fn get(pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, ChangeError> {
+pub async fn get(
+    pool: web::Data<PgPool>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ChangeError> {
     match store::get(&pool, id.into_inner()).await? {
         Some(r) => Ok(HttpResponse::Ok().json(r)),
         None => Err(ChangeError::NotFound),

@@ -61,7 +61,9 @@ pub async fn create(
                 .bind(&idem.scoped)
                 .fetch_one(pool)
                 .await?;
-        let item = get(pool, ItemId(row.0)).await?.ok_or(sqlx::Error::RowNotFound)?;
+        let item = get(pool, ItemId(row.0))
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
         (item, row.1)
     };
     Ok(if hash.as_deref() == Some(idem.fingerprint.as_str()) {
@@ -100,12 +102,11 @@ pub async fn restock(
     .await?;
     if recorded.is_none() {
         tx.rollback().await?;
-        let previous: Option<(i64, String)> = sqlx::query_as(
-            "SELECT item_id, request_hash FROM restocks WHERE idempotency_key = $1",
-        )
-        .bind(&idem.scoped)
-        .fetch_optional(pool)
-        .await?;
+        let previous: Option<(i64, String)> =
+            sqlx::query_as("SELECT item_id, request_hash FROM restocks WHERE idempotency_key = $1")
+                .bind(&idem.scoped)
+                .fetch_optional(pool)
+                .await?;
         return Ok(match previous {
             None => Restocked::NotFound,
             Some((item_id, hash)) if item_id == id.0 && hash == idem.fingerprint => {

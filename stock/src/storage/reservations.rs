@@ -299,12 +299,11 @@ async fn existing(
     idem: &IdempotencyContext,
 ) -> Result<Option<Reserved>, sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    let by_key: Option<(Uuid, Option<String>)> = sqlx::query_as(
-        "SELECT id, request_hash FROM reservations WHERE idempotency_key = $1",
-    )
-    .bind(&idem.scoped)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let by_key: Option<(Uuid, Option<String>)> =
+        sqlx::query_as("SELECT id, request_hash FROM reservations WHERE idempotency_key = $1")
+            .bind(&idem.scoped)
+            .fetch_optional(&mut *conn)
+            .await?;
     if let Some((id, hash)) = by_key {
         if hash.as_deref() != Some(idem.fingerprint.as_str()) {
             return Ok(Some(Reserved::KeyReused));
@@ -322,14 +321,14 @@ async fn existing(
             .bind(&request.order_id)
             .fetch_optional(&mut *conn)
             .await?;
-    Ok(by_order.map(|(id, status)| {
-        match ReservationStatus::parse(&status) {
+    Ok(
+        by_order.map(|(id, status)| match ReservationStatus::parse(&status) {
             Some(ReservationStatus::Canceled | ReservationStatus::Expired) => {
                 Reserved::OrderCanceled
             }
             _ => Reserved::OrderHasReservation(id),
-        }
-    }))
+        }),
+    )
 }
 
 pub enum Released {
@@ -461,10 +460,12 @@ pub async fn expire_due(pool: &PgPool, batch: i64) -> Result<u64, sqlx::Error> {
     .fetch_all(&mut *tx)
     .await?;
     change_stock(&mut tx, quantities, StockChange::Return).await?;
-    sqlx::query("UPDATE reservations SET status = 'expired', updated_at = now() WHERE id = ANY($1)")
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE reservations SET status = 'expired', updated_at = now() WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(ids.len() as u64)
 }

@@ -1,0 +1,224 @@
+//! SPEC §1–§2: routing through nginx, request ids, bad input, health, docs.
+
+use serde_json::json;
+use tests::{new_key, new_order_id, Part, Stack, SERVICE_TOKEN};
+
+#[tokio::test]
+async fn nginx_routes_by_prefix_and_passes_request_ids() {
+    let s = Stack::start().await;
+    let given = s
+        .send(
+            s.client
+                .get(s.url("/stock/items/1"))
+                .header("X-Request-ID", "req-abc-123"),
+        )
+        .await;
+    given.expect(200, None);
+    assert_eq!(given.header("x-request-id"), Some("req-abc-123"));
+    assert_eq!(given.headers.get_all("x-request-id").iter().count(), 1);
+    let made = s.get("/payment/health/live", None).await;
+    assert_eq!(made.json, json!({"status": "ok"}));
+    assert!(made.header("x-request-id").is_some_and(|id| id.len() >= 16));
+    // The id reaches the service's logs.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let log = std::fs::read_to_string(s.log_path(Part::Stock)).unwrap();
+    assert!(log.contains("req-abc-123"), "request id in stock's log");
+
+    s.get("/nowhere", None).await.expect(404, Some("not_found"));
+    s.get("/stock/nowhere", None)
+        .await
+        .expect(404, Some("not_found"));
+    for svc in ["order", "payment", "stock"] {
+        s.get(&format!("/{svc}/metrics"), None)
+            .await
+            .expect(404, Some("not_found"));
+        let direct = s
+            .client
+            .get(format!(
+                "{}/metrics",
+                s.service_url(match svc {
+                    "order" => Part::Order,
+                    "payment" => Part::Payment,
+                    _ => Part::Stock,
+                })
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(direct.status(), 200);
+        let text = direct.text().await.unwrap();
+        assert!(text.contains("http_requests_total"), "{svc} metrics");
+    }
+}
+
+#[tokio::test]
+async fn health_reports_each_dependency() {
+    let s = Stack::start().await;
+    for svc in ["order", "payment", "stock"] {
+        for path in ["health/ready", "health"] {
+            let a = s.get(&format!("/{svc}/{path}"), None).await;
+            a.expect(200, None);
+            assert_eq!(a.json["status"], "healthy");
+            for check in ["database", "redis"] {
+                assert_eq!(a.json["checks"][check]["status"], "healthy");
+                assert!(a.json["checks"][check]["latencyMs"].is_u64());
+            }
+        }
+    }
+    let docs = s.get("/stock/docs", None).await;
+    docs.expect(200, None);
+    assert!(
+        docs.text.contains("<html")
+            || docs.text.contains("<!doctype")
+            || docs.text.contains("<!DOCTYPE")
+    );
+    let spec = s.get("/payment/openapi.json", None).await;
+    assert!(spec.json["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(spec.json["paths"]["/charge"]["post"].is_object());
+}
+
+/// Every bad body is a 400 `validation_error` naming the field, and nothing is written.
+#[tokio::test]
+async fn bad_input_is_answered_and_nothing_is_written() {
+    let s = Stack::start().await;
+    let long_order = "o".repeat(129);
+    let many_lines: Vec<_> = (1..=51)
+        .map(|i| json!({"itemId": i, "quantity": 1}))
+        .collect();
+    let cases = [
+        (
+            "/stock/reserve",
+            r#"{"orderId":"o","itemId":1,"#.to_string(),
+            "malformed",
+        ),
+        ("/stock/reserve", "[1,2]".to_string(), "invalid type"),
+        ("/stock/reserve", "".to_string(), "JSON object"),
+        (
+            "/stock/reserve",
+            json!({"orderId":"o","itemId":"1","quantity":1}).to_string(),
+            "itemId",
+        ),
+        (
+            "/stock/reserve",
+            json!({"orderId":"o","itemId":1,"quantity":1,"coupon":"x"}).to_string(),
+            "coupon",
+        ),
+        (
+            "/stock/reserve",
+            json!({"itemId":1,"quantity":1}).to_string(),
+            "orderId",
+        ),
+        (
+            "/stock/reserve",
+            json!({"orderId":"o","itemId":1,"quantity":0}).to_string(),
+            "quantity",
+        ),
+        (
+            "/stock/reserve",
+            json!({"orderId":"o","itemId":1,"quantity":-3}).to_string(),
+            "quantity",
+        ),
+        (
+            "/stock/reserve",
+            json!({"orderId":"o","itemId":1,"quantity":1001}).to_string(),
+            "quantity",
+        ),
+        (
+            "/stock/reserve",
+            json!({"orderId":"o","itemId":1,"quantity":1.5}).to_string(),
+            "quantity",
+        ),
+        (
+            "/stock/reserve",
+            json!({"orderId":"o","items": many_lines}).to_string(),
+            "items",
+        ),
+        (
+            "/stock/reserve",
+            json!({"orderId": long_order,"itemId":1,"quantity":1}).to_string(),
+            "orderId",
+        ),
+        (
+            "/stock/reserve",
+            json!({"orderId":"o","items":[{"itemId":1,"quantity":1,"x":1}]}).to_string(),
+            "items[0]",
+        ),
+        ("/stock/release", json!({}).to_string(), "reservationId"),
+        (
+            "/payment/charge",
+            json!({"amount":"10","currency":"USD"}).to_string(),
+            "amount",
+        ),
+        (
+            "/payment/charge",
+            json!({"amount":10,"currency":"DOLLARS"}).to_string(),
+            "currency",
+        ),
+        (
+            "/payment/charge",
+            json!({"amount":10,"currency":"USD","reference":"r".repeat(256)}).to_string(),
+            "reference",
+        ),
+        (
+            "/payment/charge",
+            r#"{"amount":99999999999999999999,"currency":"USD"}"#.to_string(),
+            "amount",
+        ),
+        (
+            "/payment/refund",
+            json!({"paymentId":1}).to_string(),
+            "paymentId",
+        ),
+    ];
+    for (path, body, names) in cases {
+        let a = s
+            .send(
+                s.client
+                    .post(s.url(path))
+                    .bearer_auth(SERVICE_TOKEN)
+                    .header("Idempotency-Key", new_key())
+                    .header("content-type", "application/json")
+                    .body(body.clone()),
+            )
+            .await;
+        a.expect(400, Some("validation_error"));
+        let detail = a.json["detail"].as_str().unwrap_or("");
+        assert!(
+            detail.contains(names),
+            "{path} {body}: detail {detail:?} should name {names}"
+        );
+    }
+    // Over 64 KiB.
+    let huge =
+        json!({"orderId": new_order_id(), "itemId": 1, "quantity": 1, "pad": "x".repeat(70_000)});
+    let a = s
+        .post(
+            "/stock/reserve",
+            Some(SERVICE_TOKEN),
+            Some(&new_key()),
+            &huge,
+        )
+        .await;
+    a.expect(413, Some("payload_too_large"));
+    // Just under the limit reaches the service, which reads it and refuses the unknown field.
+    let big =
+        json!({"orderId": new_order_id(), "itemId": 1, "quantity": 1, "pad": "x".repeat(60_000)});
+    s.post(
+        "/stock/reserve",
+        Some(SERVICE_TOKEN),
+        Some(&new_key()),
+        &big,
+    )
+    .await
+    .expect(400, Some("validation_error"));
+
+    assert_eq!(s.item(1).await["reserved"], 0);
+    for (service, table) in [(Part::Stock, "reservations"), (Part::Payment, "payments")] {
+        let db = s.db(service).await;
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "nothing half-written in {table}");
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests: each drives a real stack (PostgreSQL, Redis, nginx, the services) through
+//! nginx. See `tests/src/lib.rs` for the harness.
+
+mod auth;
+mod conventions;
+mod idempotency;
+mod payment;
+mod stock;
