@@ -399,8 +399,13 @@ impl Stack {
         }
     }
 
-    /// SIGKILL: the process dies mid-flight.
+    /// SIGKILL: the process dies mid-flight. (nginx is stopped with SIGTERM, which is immediate
+    /// for it, so that its workers do not outlive it.)
     pub async fn kill(&self, part: Part) {
+        if part == Part::Nginx {
+            self.stop(part).await;
+            return;
+        }
         let child = self.children.lock().expect("children lock").remove(&part);
         if let Some(mut child) = child {
             let _ = child.kill();
@@ -530,7 +535,20 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         if let Ok(mut children) = self.children.lock() {
-            for (_, child) in children.iter_mut() {
+            for (part, child) in children.iter_mut() {
+                // SIGKILL on nginx's master would orphan its workers: stop it with SIGTERM.
+                if *part == Part::Nginx {
+                    let _ = Command::new("kill")
+                        .args(["-TERM", &child.id().to_string()])
+                        .status();
+                    let started = Instant::now();
+                    while started.elapsed() < Duration::from_secs(5) {
+                        if let Ok(Some(_)) = child.try_wait() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
                 let _ = child.kill();
                 let _ = child.wait();
             }
