@@ -282,10 +282,12 @@ cmd_start() {
 }
 
 cmd_run() {
-    trap 'cmd_down; exit 0' INT TERM
+    local follower=""
+    trap '[ -n "$follower" ] && kill "$follower" 2>/dev/null; cmd_down; exit 0' INT TERM
     cmd_up >/dev/null
     log "running in the foreground; Ctrl-C stops everything. Logs: $STACK_DIR/logs/"
     tail -n 0 -F "$STACK_DIR"/logs/*.log &
+    follower=$!
     while true; do sleep 1; done
 }
 

@@ -222,3 +222,17 @@ async fn bad_input_is_answered_and_nothing_is_written() {
         assert_eq!(n, 0, "nothing half-written in {table}");
     }
 }
+
+#[tokio::test]
+async fn a_service_that_is_down_is_a_503_problem_through_nginx() {
+    let s = Stack::start().await;
+    assert_eq!(s.stop(Part::Payment).await, Some(0), "SIGTERM exits 0");
+    let a = s.get("/payment/health/live", None).await;
+    a.expect(503, Some("service_unavailable"));
+    assert_eq!(a.header("retry-after"), Some("1"));
+    assert!(a.header("x-request-id").is_some());
+    // The others are unaffected, and payment comes back on the same port.
+    s.get("/stock/health/ready", None).await.expect(200, None);
+    s.start_part(Part::Payment, &[]).await;
+    s.get("/payment/health/ready", None).await.expect(200, None);
+}
