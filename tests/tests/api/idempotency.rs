@@ -431,3 +431,33 @@ async fn a_request_cut_off_by_a_crash_is_resumed_by_its_retry_not_repeated() {
     assert_eq!(n, 1, "one payment");
     assert_eq!(s.stop(Part::Payment).await, Some(0), "SIGTERM exits 0");
 }
+
+#[tokio::test]
+async fn results_are_kept_a_day_and_keys_are_scoped_per_service() {
+    let s = Stack::start().await;
+    let key = new_key();
+    s.post(
+        "/stock/reserve",
+        Some(SERVICE_TOKEN),
+        Some(&key),
+        &json!({"orderId": new_order_id(), "itemId": 1, "quantity": 1}),
+    )
+    .await
+    .expect(201, None);
+    let ttl = s.redis(&format!(
+        "EVAL \"return redis.call('TTL', redis.call('KEYS', ARGV[1])[1])\" 0 stock:idem:*:{key}"
+    ));
+    let secs: i64 = ttl.trim_start_matches(':').parse().unwrap();
+    assert!((86_000..=86_400).contains(&secs), "kept 24 h: {ttl}");
+    // The same key means nothing to another service.
+    let a = s
+        .post(
+            "/payment/charge",
+            Some(SERVICE_TOKEN),
+            Some(&key),
+            &json!({"amount": 10, "currency": "USD"}),
+        )
+        .await;
+    a.expect(201, None);
+    assert_eq!(a.header("idempotent-replayed"), None);
+}

@@ -4,5 +4,6 @@
 mod auth;
 mod conventions;
 mod idempotency;
+mod local_stack;
 mod payment;
 mod stock;
