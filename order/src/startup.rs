@@ -6,12 +6,8 @@ use crate::config::Settings;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use shared::health::HealthChecks;
-use shared::metrics::Metrics;
-use shared::startup::{
-    bind, common_routes, connect_database, connect_redis, not_found, StartupError,
-};
-use shared::{docs, metrics, request_id, telemetry};
+use shared::startup::{not_found, Foundation, StartupError};
+use shared::{metrics, request_id, telemetry};
 use sqlx::migrate::Migrator;
 use utoipa::OpenApi;
 
@@ -41,25 +37,15 @@ impl shared::startup::Service for Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let pool = connect_database(&settings.common, &MIGRATOR).await?;
-        let redis = connect_redis(&settings.common).await?;
-        let listener = bind(&settings.common)?;
+        let (base, listener) =
+            Foundation::connect(&settings.common, &MIGRATOR, ApiDoc::openapi()).await?;
         let port = listener.local_addr()?.port();
-        let metrics = web::Data::new(Metrics::new(settings.common.service)?);
-        let health = web::Data::new(HealthChecks {
-            database: pool,
-            redis,
-        });
-        let openapi = ApiDoc::openapi();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(metrics::track))
                 .wrap(telemetry::logger())
                 .wrap(from_fn(request_id::propagate))
-                .app_data(metrics.clone())
-                .app_data(health.clone())
-                .configure(common_routes)
-                .configure(docs::routes(openapi.clone()))
+                .configure(|cfg| base.configure(cfg))
                 .default_service(web::to(not_found))
         })
         .workers(settings.common.workers)

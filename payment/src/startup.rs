@@ -7,13 +7,8 @@ use crate::routes;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use shared::health::HealthChecks;
-use shared::idempotency::Store;
-use shared::metrics::Metrics;
-use shared::startup::{
-    bind, common_routes, connect_database, connect_redis, not_found, StartupError,
-};
-use shared::{docs, metrics, request_id, telemetry};
+use shared::startup::{not_found, Foundation, StartupError};
+use shared::{metrics, request_id, telemetry};
 use sqlx::migrate::Migrator;
 use std::sync::Arc;
 use utoipa::OpenApi;
@@ -54,46 +49,27 @@ impl Application {
         settings: Settings,
         processor: Arc<dyn PaymentProcessor>,
     ) -> Result<Self, StartupError> {
-        let pool = connect_database(&settings.common, &MIGRATOR).await?;
-        let redis = connect_redis(&settings.common).await?;
-        let listener = bind(&settings.common)?;
+        let (base, listener) =
+            Foundation::connect(&settings.common, &MIGRATOR, ApiDoc::openapi()).await?;
         let port = listener.local_addr()?.port();
-
-        let metrics = web::Data::new(Metrics::new(settings.common.service)?);
-        let store = web::Data::new(Store::new(
-            redis.clone(),
-            settings.common.idempotency_ttl,
-            settings.common.idempotency_lock,
-        ));
-        let health = web::Data::new(HealthChecks {
-            database: pool.clone(),
-            redis,
-        });
         let tokens = web::Data::new(settings.tokens.clone());
         let faults = web::Data::new(settings.faults);
         let processor = web::Data::new(processor);
-        let openapi = ApiDoc::openapi();
         let shutdown = settings.common.shutdown_timeout.as_secs();
         let workers = settings.common.workers;
         let settings = web::Data::new(settings);
-        let pool = web::Data::new(pool);
 
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(metrics::track))
                 .wrap(telemetry::logger())
                 .wrap(from_fn(request_id::propagate))
-                .app_data(pool.clone())
+                .configure(|cfg| base.configure(cfg))
                 .app_data(settings.clone())
-                .app_data(metrics.clone())
-                .app_data(store.clone())
-                .app_data(health.clone())
                 .app_data(tokens.clone())
                 .app_data(faults.clone())
                 .app_data(processor.clone())
-                .configure(common_routes)
                 .configure(routes::configure)
-                .configure(docs::routes(openapi.clone()))
                 .default_service(web::to(not_found))
         })
         .workers(workers)

@@ -182,3 +182,53 @@ pub async fn run_service<S: Service>() -> std::process::ExitCode {
         }
     }
 }
+
+/// What every service is built on: its database (migrated), Redis, the listener, and the shared
+/// app data (pool, metrics, idempotency store, health checks) with the common routes and docs.
+#[derive(Clone)]
+pub struct Foundation {
+    pub pool: PgPool,
+    pub redis: ConnectionManager,
+    pub metrics: web::Data<crate::metrics::Metrics>,
+    store: web::Data<crate::idempotency::Store>,
+    health: web::Data<crate::health::HealthChecks>,
+    openapi: utoipa::openapi::OpenApi,
+}
+
+impl Foundation {
+    pub async fn connect(
+        settings: &CommonSettings,
+        migrator: &Migrator,
+        openapi: utoipa::openapi::OpenApi,
+    ) -> Result<(Self, TcpListener), StartupError> {
+        let pool = connect_database(settings, migrator).await?;
+        let redis = connect_redis(settings).await?;
+        let listener = bind(settings)?;
+        let foundation = Foundation {
+            metrics: web::Data::new(crate::metrics::Metrics::new(settings.service)?),
+            store: web::Data::new(crate::idempotency::Store::new(
+                redis.clone(),
+                settings.idempotency_ttl,
+                settings.idempotency_lock,
+            )),
+            health: web::Data::new(crate::health::HealthChecks {
+                database: pool.clone(),
+                redis: redis.clone(),
+            }),
+            pool,
+            redis,
+            openapi,
+        };
+        Ok((foundation, listener))
+    }
+
+    /// Registers the shared app data, the routes every service has, and `/openapi.json` + `/docs`.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(web::Data::new(self.pool.clone()))
+            .app_data(self.metrics.clone())
+            .app_data(self.store.clone())
+            .app_data(self.health.clone())
+            .configure(common_routes)
+            .configure(crate::docs::routes(self.openapi.clone()));
+    }
+}
