@@ -12,7 +12,7 @@ PAYMENT_PORT="${PAYMENT_PORT:-3132}"
 STOCK_PORT="${STOCK_PORT:-3133}"
 SERVICES=(stock payment order)
 # Variables given to `make up` that are kept for the services (and for `make start`).
-SERVICE_VARS='^(PAYMENT_|RESERVATION_|IDEMPOTENCY_|CHECKOUT_|SAGA_|RECOVERY_|OTEL_|RUST_LOG=|SHUTDOWN_TIMEOUT_SECS=|STARTUP_TIMEOUT_SECS=|DATABASE_MAX_CONNECTIONS=|WORKERS=|AUTH_DISABLED=)'
+SERVICE_VARS='^(PAYMENT_|RESERVATION_|IDEMPOTENCY_|CHECKOUT_|SAGA_|RECOVERY_|OUTBOUND_|COMPENSATION_|OTEL_|RUST_LOG=|SHUTDOWN_TIMEOUT_SECS=|STARTUP_TIMEOUT_SECS=|DATABASE_MAX_CONNECTIONS=|WORKERS=|AUTH_DISABLED=)'
 
 log() { printf '\033[1m[stack]\033[0m %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -72,7 +72,7 @@ start_postgres() {
     local bin dir port
     bin="$(pg_bin)" || die "PostgreSQL is not installed (make deps)"
     dir="$(pg_dir)"
-    port="$(cat "$STACK_DIR/run/postgres.port" 2>/dev/null || free_port 55432)"
+    port="$(cat "$STACK_DIR/run/postgres.port" 2>/dev/null || free_port 15432)"
     mkdir -p "$dir"
     [ "$(id -u)" = 0 ] && chown postgres: "$dir"
     if [ ! -f "$dir/data/PG_VERSION" ]; then
@@ -100,7 +100,7 @@ stop_postgres() {
 
 start_redis() {
     local port
-    port="$(cat "$STACK_DIR/run/redis.port" 2>/dev/null || free_port 56379)"
+    port="$(cat "$STACK_DIR/run/redis.port" 2>/dev/null || free_port 16379)"
     mkdir -p "$STACK_DIR/redis"
     alive "$(pid_of redis)" && return 0
     setsid redis-server --bind 127.0.0.1 --port "$port" --dir "$STACK_DIR/redis" \

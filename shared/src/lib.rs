@@ -3,9 +3,11 @@
 //! metrics, API docs and start-up helpers.
 
 pub mod auth;
+pub mod cart;
 pub mod config;
 pub mod docs;
 pub mod health;
+pub mod http_client;
 pub mod idempotency;
 pub mod json;
 pub mod metrics;

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub idempotency_requests: IntCounterVec,
+    pub outbound_requests: IntCounterVec,
+    pub outbound_retries: IntCounterVec,
 }
 
 impl Metrics {
@@ -43,6 +45,22 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        let outbound_requests = IntCounterVec::new(
+            Opts::new(
+                "outbound_requests_total",
+                "Attempts of calls to other services by target and outcome",
+            ),
+            &["target", "outcome"],
+        )?;
+        let outbound_retries = IntCounterVec::new(
+            Opts::new(
+                "outbound_retries_total",
+                "Retried attempts of calls to other services",
+            ),
+            &["target"],
+        )?;
+        registry.register(Box::new(outbound_requests.clone()))?;
+        registry.register(Box::new(outbound_retries.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(idempotency_requests.clone()))?;
@@ -52,6 +70,8 @@ impl Metrics {
             http_requests,
             http_duration,
             idempotency_requests,
+            outbound_requests,
+            outbound_retries,
         })
     }
 }

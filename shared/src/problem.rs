@@ -12,6 +12,8 @@ use std::fmt;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
+const STANDARD_MEMBERS: [&str; 5] = ["type", "title", "status", "detail", "code"];
+
 #[derive(Debug, Clone)]
 pub struct Problem {
     pub status: StatusCode,
@@ -33,7 +35,10 @@ impl Serialize for Problem {
         map.serialize_entry("detail", &self.detail)?;
         map.serialize_entry("code", self.code)?;
         for (name, value) in &self.extensions {
-            map.serialize_entry(name, value)?;
+            // The standard members are never shadowed by context members.
+            if !STANDARD_MEMBERS.contains(&name.as_str()) {
+                map.serialize_entry(name, value)?;
+            }
         }
         map.end()
     }
@@ -176,6 +181,9 @@ mod tests {
         assert_eq!(v["code"], "insufficient_stock");
         assert_eq!(v["itemId"], 1);
         assert!(v.get("retry_after_secs").is_none());
+        let shadowing = Problem::new(StatusCode::CONFLICT, "x", "y").with("status", "failed");
+        let text = serde_json::to_string(&shadowing).unwrap();
+        assert_eq!(text.matches("\"status\"").count(), 1, "{text}");
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The OpenAPI document of the stock service.
 
 use crate::domain::item::{NewItemBody, RestockBody};
-use crate::domain::reservation::{LineBody, ReserveBody, TargetBody};
+use crate::domain::reservation::{ReserveBody, TargetBody};
 use crate::domain::{CanceledOrder, Item, ItemList, Reservation, ReservationLine};
 use crate::routes::{items, reservations};
+use shared::cart::LineBody;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 

@@ -4,6 +4,8 @@
 //! Parts can be stopped, killed and restarted for real ([`Stack::stop`], [`Stack::kill`],
 //! [`Stack::restart`]). Everything is killed when the `Stack` is dropped.
 
+pub mod invariants;
+
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -80,11 +82,26 @@ pub fn postgres_url() -> &'static str {
     })
 }
 
+/// A port nothing listens on, from 20000..32000: below the kernel's ephemeral range (32768+),
+/// where outgoing connections would otherwise take the ports stacks are about to listen on. A
+/// process-wide counter keeps concurrent tests from drawing the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    if NEXT.load(Ordering::SeqCst) == 0 {
+        let seed = (std::process::id() as u16 % 600) * 20;
+        let _ = NEXT.compare_exchange(0, 20_000 + seed, Ordering::SeqCst, Ordering::SeqCst);
+    }
+    loop {
+        let mut port = NEXT.fetch_add(1, Ordering::SeqCst);
+        if port >= 32_000 {
+            port = 20_000 + port % 12_000;
+            NEXT.store(port + 1, Ordering::SeqCst);
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn which(name: &str, fallbacks: &[&str]) -> PathBuf {
@@ -523,6 +540,36 @@ impl Stack {
             .await;
         a.expect(201, None);
         a.json["id"].as_i64().expect("item id")
+    }
+
+    /// Waits until every order is terminal (or `timeout` passes), then checks the SPEC §6
+    /// invariants; returns the violations.
+    pub async fn quiet_and_check(&self, timeout: Duration) -> Vec<String> {
+        let (order, stock, payment) = (
+            self.db(Part::Order).await,
+            self.db(Part::Stock).await,
+            self.db(Part::Payment).await,
+        );
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if invariants::unfinished(&order).await.unwrap_or(1) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        invariants::check(&invariants::Databases {
+            order: &order,
+            stock: &stock,
+            payment: &payment,
+        })
+        .await
+        .expect("invariant queries run")
+    }
+
+    /// `POST /order/checkout` with a fresh key.
+    pub async fn checkout(&self, body: Value) -> Answer {
+        self.post("/order/checkout", None, Some(&new_key()), &body)
+            .await
     }
 
     pub async fn item(&self, id: i64) -> Value {

@@ -74,7 +74,7 @@ impl ToProblem for PaymentError {
             PaymentError::NotRetryable { id, status } => {
                 Problem::new(StatusCode::CONFLICT, "payment_not_retryable", detail)
                     .with("paymentId", id.to_string())
-                    .with("status", status.as_str())
+                    .with("paymentStatus", status.as_str())
             }
             PaymentError::KeyReused => key_reused(),
             PaymentError::Flow(FlowError::Processor(e)) => {

@@ -68,11 +68,13 @@ pub fn key_reused() -> Problem {
 
 /// Whether an answer is kept for replay: business outcomes are, while 5xx answers, validation
 /// failures and other answers given before anything executed are not, so the key may be retried.
+/// Neither is 202: the work goes on, and a retry must answer its state then.
 fn is_stored(status: StatusCode) -> bool {
     !(status.is_server_error()
         || matches!(
             status,
-            StatusCode::BAD_REQUEST
+            StatusCode::ACCEPTED
+                | StatusCode::BAD_REQUEST
                 | StatusCode::UNAUTHORIZED
                 | StatusCode::FORBIDDEN
                 | StatusCode::REQUEST_TIMEOUT
@@ -272,7 +274,7 @@ mod tests {
         for s in [200, 201, 402, 404, 409, 422] {
             assert!(is_stored(StatusCode::from_u16(s).unwrap()), "{s}");
         }
-        for s in [400, 401, 403, 413, 429, 500, 502, 503, 504] {
+        for s in [202, 400, 401, 403, 413, 429, 500, 502, 503, 504] {
             assert!(!is_stored(StatusCode::from_u16(s).unwrap()), "{s}");
         }
     }

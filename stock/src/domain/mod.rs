@@ -6,6 +6,6 @@ pub mod views;
 
 pub use item::{ItemId, NewItem, RestockQuantity};
 pub use reservation::{
-    plan, ItemState, Line, Plan, PlannedLine, Rejection, ReservationStatus, ReserveRequest, Target,
+    plan, ItemState, Plan, PlannedLine, Rejection, ReservationStatus, ReserveRequest, Target,
 };
 pub use views::{CanceledOrder, Item, ItemList, Reservation, ReservationLine};

@@ -1,20 +1,12 @@
 use super::item::ItemId;
 use serde::Deserialize;
+use shared::cart::{self, Line, LineBody};
 use shared::validate;
 use shared::Problem;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-pub const MAX_LINES: usize = 50;
-pub const MAX_QUANTITY: i64 = 1000;
 pub const MAX_ORDER_ID: usize = 128;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct LineBody {
-    pub item_id: i64,
-    pub quantity: i64,
-}
 
 /// `{"orderId","items":[...]}` or the one-line form `{"orderId","itemId","quantity"}`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -26,14 +18,8 @@ pub struct ReserveBody {
     pub quantity: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Line {
-    pub item_id: ItemId,
-    pub quantity: i64,
-}
-
-/// A reservation request: lines sorted by item id with repeated items merged, so that rows are
-/// always locked in the same order.
+/// A reservation request: lines sorted by item id with repeated items merged (see
+/// [`shared::cart::parse_lines`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReserveRequest {
     pub order_id: String,
@@ -43,59 +29,10 @@ pub struct ReserveRequest {
 impl TryFrom<ReserveBody> for ReserveRequest {
     type Error = Problem;
     fn try_from(body: ReserveBody) -> Result<Self, Problem> {
-        let order_id = validate::identifier("orderId", &body.order_id, MAX_ORDER_ID)?;
-        let raw: Vec<(String, LineBody)> = match (body.items, body.item_id, body.quantity) {
-            (Some(items), None, None) => items
-                .into_iter()
-                .enumerate()
-                .map(|(i, l)| (format!("items[{i}]"), l))
-                .collect(),
-            (None, Some(item_id), Some(quantity)) => {
-                vec![(String::new(), LineBody { item_id, quantity })]
-            }
-            (Some(_), _, _) => {
-                return Err(Problem::validation(
-                    "items: give either items or itemId and quantity, not both",
-                ))
-            }
-            (None, None, _) => return Err(Problem::validation("items: missing field `items`")),
-            (None, Some(_), None) => {
-                return Err(Problem::validation("quantity: missing field `quantity`"))
-            }
-        };
-        if raw.is_empty() {
-            return Err(Problem::validation("items: must contain at least one line"));
-        }
-        if raw.len() > MAX_LINES {
-            return Err(Problem::validation(format!(
-                "items: must contain at most {MAX_LINES} lines"
-            )));
-        }
-        let mut lines: Vec<Line> = Vec::with_capacity(raw.len());
-        for (prefix, line) in raw {
-            let field = |name: &str| {
-                if prefix.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{prefix}.{name}")
-                }
-            };
-            let item_id = ItemId::parse(&field("itemId"), line.item_id)?;
-            let quantity = validate::in_range(&field("quantity"), line.quantity, 1, MAX_QUANTITY)?;
-            match lines.iter_mut().find(|l| l.item_id == item_id) {
-                Some(existing) => {
-                    existing.quantity = validate::in_range(
-                        &field("quantity"),
-                        existing.quantity + quantity,
-                        1,
-                        MAX_QUANTITY,
-                    )?
-                }
-                None => lines.push(Line { item_id, quantity }),
-            }
-        }
-        lines.sort_by_key(|l| l.item_id);
-        Ok(ReserveRequest { order_id, lines })
+        Ok(ReserveRequest {
+            order_id: validate::identifier("orderId", &body.order_id, MAX_ORDER_ID)?,
+            lines: cart::parse_lines(body.items, body.item_id, body.quantity)?,
+        })
     }
 }
 
@@ -202,8 +139,8 @@ pub fn plan(lines: &[Line], items: &[ItemState]) -> Result<Plan, Rejection> {
     for line in lines {
         let item = items
             .iter()
-            .find(|i| i.id == line.item_id)
-            .ok_or(Rejection::ItemNotFound(line.item_id))?;
+            .find(|i| i.id == ItemId(line.item_id))
+            .ok_or(Rejection::ItemNotFound(ItemId(line.item_id)))?;
         found.push((line, item));
     }
     let currency = found
@@ -260,64 +197,31 @@ mod tests {
 
     fn line(id: i64, quantity: i64) -> Line {
         Line {
-            item_id: ItemId(id),
+            item_id: id,
             quantity,
         }
     }
 
     #[test]
-    fn both_forms_parse_and_lines_are_sorted_and_merged() {
+    fn both_forms_parse_with_an_order_id() {
         let r = body(r#"{"orderId":"o1","itemId":3,"quantity":2}"#).unwrap();
-        assert_eq!(r.lines, vec![line(3, 2)]);
-        let r = body(r#"{"orderId":"o1","items":[{"itemId":5,"quantity":1},{"itemId":2,"quantity":1},{"itemId":5,"quantity":3}]}"#).unwrap();
-        assert_eq!(r.lines, vec![line(2, 1), line(5, 4)]);
-    }
-
-    #[test]
-    fn bad_carts_name_the_field() {
-        let cases = [
-            (
-                r#"{"orderId":"o","items":[]}"#,
-                "items: must contain at least one",
-            ),
-            (
-                r#"{"orderId":"o","items":[{"itemId":1,"quantity":0}]}"#,
-                "items[0].quantity",
-            ),
-            (
-                r#"{"orderId":"o","items":[{"itemId":1,"quantity":1001}]}"#,
-                "items[0].quantity",
-            ),
-            (
-                r#"{"orderId":"o","items":[{"itemId":-1,"quantity":1}]}"#,
-                "items[0].itemId",
-            ),
-            (r#"{"orderId":"o","itemId":1,"quantity":-2}"#, "quantity"),
-            (r#"{"orderId":"o","itemId":1}"#, "quantity: missing"),
-            (r#"{"orderId":"o"}"#, "items: missing"),
-            (r#"{"orderId":"","itemId":1,"quantity":1}"#, "orderId"),
-            (
-                r#"{"orderId":"o","items":[{"itemId":1,"quantity":1}],"itemId":1,"quantity":1}"#,
-                "items: give either",
-            ),
-            (
-                r#"{"orderId":"o","items":[{"itemId":1,"quantity":600},{"itemId":1,"quantity":600}]}"#,
-                "items[1].quantity",
-            ),
-        ];
-        for (json, prefix) in cases {
-            let e = body(json).unwrap_err();
-            assert!(e.detail.starts_with(prefix), "{json}: {}", e.detail);
-        }
-        let many: Vec<String> = (1..=51)
-            .map(|i| format!(r#"{{"itemId":{i},"quantity":1}}"#))
-            .collect();
-        let e = body(&format!(
-            r#"{{"orderId":"o","items":[{}]}}"#,
-            many.join(",")
-        ))
-        .unwrap_err();
-        assert!(e.detail.contains("at most 50"));
+        assert_eq!(
+            (r.order_id.as_str(), r.lines.clone()),
+            ("o1", vec![line(3, 2)])
+        );
+        let r = body(
+            r#"{"orderId":"o1","items":[{"itemId":5,"quantity":1},{"itemId":2,"quantity":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.lines, vec![line(2, 1), line(5, 1)]);
+        assert!(body(r#"{"orderId":"","itemId":1,"quantity":1}"#)
+            .unwrap_err()
+            .detail
+            .starts_with("orderId"));
+        assert!(body(r#"{"orderId":"o","itemId":1,"quantity":0}"#)
+            .unwrap_err()
+            .detail
+            .starts_with("quantity"));
     }
 
     #[test]

@@ -214,7 +214,7 @@ pub async fn reserve(
             }
         }
 
-        let ids: Vec<i64> = request.lines.iter().map(|l| l.item_id.0).collect();
+        let ids: Vec<i64> = request.lines.iter().map(|l| l.item_id).collect();
         let items: Vec<(i64, i64, String, i64)> = sqlx::query_as(
             "SELECT id, price, currency::text, stock - reserved FROM items
              WHERE id = ANY($1) ORDER BY id FOR UPDATE",

@@ -2,6 +2,7 @@
 //! nginx. See `tests/src/lib.rs` for the harness.
 
 mod auth;
+mod checkout;
 mod conventions;
 mod idempotency;
 mod local_stack;

@@ -189,7 +189,7 @@ async fn three_failed_retries_exhaust_a_payment() {
     );
     let r = s.call(&path, &json!({})).await;
     r.expect(409, Some("payment_not_retryable"));
-    assert_eq!(r.json["status"], "exhausted");
+    assert_eq!(r.json["paymentStatus"], "exhausted");
 }
 
 #[tokio::test]

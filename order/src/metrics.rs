@@ -1,0 +1,55 @@
+//! The saga's metrics (SPEC §7), registered beside the shared ones.
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+#[derive(Clone)]
+pub struct SagaMetrics {
+    pub checkouts: IntCounterVec,
+    pub step_duration: HistogramVec,
+    pub compensations: IntCounterVec,
+    pub recoveries: IntCounter,
+    pub in_flight: IntGauge,
+}
+
+impl SagaMetrics {
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = SagaMetrics {
+            checkouts: IntCounterVec::new(
+                Opts::new(
+                    "checkouts_total",
+                    "Checkouts that reached a terminal state, by outcome",
+                ),
+                &["outcome"],
+            )?,
+            step_duration: HistogramVec::new(
+                HistogramOpts::new("saga_step_duration_seconds", "Duration of saga steps").buckets(
+                    vec![
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        10.0, 30.0,
+                    ],
+                ),
+                &["step"],
+            )?,
+            compensations: IntCounterVec::new(
+                Opts::new(
+                    "saga_compensations_total",
+                    "Compensating actions done, by step",
+                ),
+                &["step"],
+            )?,
+            recoveries: IntCounter::new(
+                "saga_recoveries_total",
+                "Orders resumed by the recovery worker",
+            )?,
+            in_flight: IntGauge::new("orders_in_flight", "Orders being driven by this instance")?,
+        };
+        registry.register(Box::new(m.checkouts.clone()))?;
+        registry.register(Box::new(m.step_duration.clone()))?;
+        registry.register(Box::new(m.compensations.clone()))?;
+        registry.register(Box::new(m.recoveries.clone()))?;
+        registry.register(Box::new(m.in_flight.clone()))?;
+        Ok(m)
+    }
+}

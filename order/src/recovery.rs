@@ -1,0 +1,39 @@
+//! The recovery worker: at start and then periodically, resumes every unfinished order whose lease
+//! ran out (its driver crashed, or gave up on a database error). Claims use `FOR UPDATE SKIP
+//! LOCKED`, so several order instances can run it side by side.
+
+use crate::saga::Saga;
+use crate::storage::{self, Event};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+const BATCH: i64 = 64;
+
+pub async fn run(saga: Arc<Saga>, every: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        match storage::claim_stale(&saga.pool, BATCH, saga.lease).await {
+            Ok(ids) => {
+                for id in ids {
+                    saga.metrics.recoveries.inc();
+                    tracing::info!(order_id = %id, "resuming an unfinished order");
+                    if let Err(e) =
+                        storage::record(&saga.pool, id, &[Event::new("order_recovered")]).await
+                    {
+                        tracing::warn!(order_id = %id, error = %e, "could not record the recovery");
+                    }
+                    saga.spawn(id);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "recovery could not claim orders; will retry"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            tracing::info!("recovery worker stopped");
+            return;
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! SPEC §6: the checkout saga through nginx — every outcome row with its effect on stock and
+//! payments, concurrency, and real faults (a service stopped, injected failures, latency, expiry,
+//! SIGKILL), each ending with the invariant check.
+
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tests::{new_key, Answer, Options, Part, Stack, SERVICE_TOKEN};
+
+const QUIET: Duration = Duration::from_secs(60);
+
+/// Faster failure and recovery than the defaults, so fault tests take seconds.
+fn fast() -> Options {
+    Options::default()
+        .env("SAGA_STEP_BUDGET_MS", 1500)
+        .env("OUTBOUND_TIMEOUT_MS", 700)
+        .env("SAGA_LEASE_SECS", 3)
+        .env("RECOVERY_INTERVAL_MS", 300)
+        .env("COMPENSATION_MAX_BACKOFF_MS", 500)
+}
+
+async fn assert_consistent(s: &Stack) {
+    let violations = s.quiet_and_check(QUIET).await;
+    assert!(
+        violations.is_empty(),
+        "invariants violated:\n{}",
+        violations.join("\n")
+    );
+}
+
+async fn payments_of(s: &Stack, order_id: &Value) -> Vec<Value> {
+    let a = s
+        .get(
+            &format!("/payment/payments?orderId={}", order_id.as_str().unwrap()),
+            Some(SERVICE_TOKEN),
+        )
+        .await;
+    a.json["payments"].as_array().cloned().unwrap_or_default()
+}
+
+async fn order(s: &Stack, id: &Value) -> Value {
+    let a = s
+        .get(&format!("/order/orders/{}", id.as_str().unwrap()), None)
+        .await;
+    a.expect(200, None);
+    a.json
+}
+
+fn event_types(order: &Value) -> Vec<String> {
+    order["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_checkout_reserves_charges_and_completes() {
+    let s = Stack::start().await;
+    let key = new_key();
+    let body = json!({"items": [{"itemId": 1, "quantity": 2}, {"itemId": 3, "quantity": 5}], "customerId": "cust-7"});
+    let a = s.post("/order/checkout", None, Some(&key), &body).await;
+    a.expect(201, None);
+    let id = a.json["orderId"].clone();
+    assert_eq!(
+        a.header("location"),
+        Some(format!("/order/orders/{}", id.as_str().unwrap()).as_str())
+    );
+    assert_eq!(a.json["status"], "completed");
+    assert_eq!(a.json["failureCode"], Value::Null);
+    assert_eq!(a.json["customerId"], "cust-7");
+    assert_eq!(
+        (a.json["totalAmount"].as_i64(), a.json["currency"].as_str()),
+        (Some(3500), Some("USD"))
+    );
+    assert_eq!(
+        a.json["items"],
+        json!([{"itemId":1,"quantity":2,"unitPrice":1000,"amount":2000},{"itemId":3,"quantity":5,"unitPrice":300,"amount":1500}])
+    );
+    assert!(a.json["reservationId"].is_string() && a.json["paymentId"].is_string());
+    assert_eq!(
+        event_types(&a.json),
+        [
+            "order_created",
+            "stock_reserved",
+            "payment_charged",
+            "stock_completed",
+            "order_completed"
+        ]
+    );
+
+    // Stock shipped, money taken once.
+    let mug = s.item(1).await;
+    assert_eq!(
+        (mug["stock"].as_i64(), mug["reserved"].as_i64()),
+        (Some(8), Some(0))
+    );
+    let pays = payments_of(&s, &id).await;
+    assert_eq!(pays.len(), 1);
+    assert_eq!(
+        (pays[0]["status"].as_str(), pays[0]["amount"].as_i64()),
+        (Some("succeeded"), Some(3500))
+    );
+    assert_eq!(pays[0]["customerId"], "cust-7");
+
+    // The replay, and the order as stored.
+    let again = s.post("/order/checkout", None, Some(&key), &body).await;
+    again.expect(201, None);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.text, a.text);
+    assert_eq!(order(&s, &id).await, a.json);
+
+    // The one-line form.
+    s.checkout(json!({"itemId": 2, "quantity": 1}))
+        .await
+        .expect(201, None);
+    let list = s.get("/order/orders?status=completed&limit=1", None).await;
+    list.expect(200, None);
+    assert_eq!(
+        (list.json["total"].as_i64(), list.json["limit"].as_i64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(
+        list.json["orders"][0]["items"][0]["itemId"], 2,
+        "newest first"
+    );
+    assert_consistent(&s).await;
+}
+
+#[tokio::test]
+async fn refusals_fail_the_order_and_charge_nothing() {
+    let s = Stack::start().await;
+    let a = s
+        .checkout(json!({"items": [{"itemId": 1, "quantity": 2}, {"itemId": 2, "quantity": 51}]}))
+        .await;
+    a.expect(409, Some("insufficient_stock"));
+    assert_eq!(a.json["orderStatus"], "failed");
+    let id = a.json["orderId"].clone();
+    assert!(payments_of(&s, &id).await.is_empty(), "nothing charged");
+    assert_eq!(s.item(1).await["reserved"], 0);
+    let stored = order(&s, &id).await;
+    assert_eq!(
+        (stored["status"].as_str(), stored["failureCode"].as_str()),
+        (Some("failed"), Some("insufficient_stock"))
+    );
+    assert!(event_types(&stored).contains(&"order_failed".to_string()));
+
+    let a = s.checkout(json!({"itemId": 999_999, "quantity": 1})).await;
+    a.expect(422, Some("item_not_found"));
+    assert!(payments_of(&s, &a.json["orderId"]).await.is_empty());
+    s.checkout(json!({"items": [{"itemId": 1, "quantity": 1}, {"itemId": 4, "quantity": 1}]}))
+        .await
+        .expect(422, Some("mixed_currency"));
+    let failed = s.get("/order/orders?status=failed", None).await;
+    assert_eq!(failed.json["total"], 3);
+    assert_consistent(&s).await;
+}
+
+#[tokio::test]
+async fn a_declined_payment_releases_the_reservation() {
+    let s = Stack::start().await;
+    let item = s.create_item(60_000, "USD", 5).await;
+    let a = s.checkout(json!({"itemId": item, "quantity": 2})).await;
+    a.expect(402, Some("payment_declined"));
+    let id = a.json["orderId"].clone();
+    let pays = payments_of(&s, &id).await;
+    assert_eq!(pays.len(), 1);
+    assert_eq!(pays[0]["status"], "failed");
+    let state = s.item(item).await;
+    assert_eq!(
+        (state["stock"].as_i64(), state["reserved"].as_i64()),
+        (Some(5), Some(0)),
+        "released"
+    );
+    let stored = order(&s, &id).await;
+    assert_eq!(stored["failureCode"], "payment_declined");
+    let events = event_types(&stored);
+    for expected in [
+        "payment_declined",
+        "compensation_started",
+        "stock_released",
+        "order_failed",
+    ] {
+        assert!(
+            events.contains(&expected.to_string()),
+            "{expected} in {events:?}"
+        );
+    }
+    assert!(
+        !events.contains(&"payment_refunded".to_string()),
+        "nothing to refund"
+    );
+    assert_consistent(&s).await;
+}
+
+#[tokio::test]
+async fn bad_checkouts_are_refused_before_any_order_exists() {
+    let s = Stack::start().await;
+    let body = json!({"itemId": 1, "quantity": 1});
+    s.post("/order/checkout", None, None, &body)
+        .await
+        .expect(400, Some("idempotency_key_missing"));
+    for bad in [
+        json!({"itemId": 1, "quantity": 0}),
+        json!({"itemId": 1, "quantity": 1001}),
+        json!({"items": []}),
+        json!({"items": [{"itemId": 1, "quantity": 1}], "coupon": "x"}),
+        json!({"itemId": "1", "quantity": 1}),
+        json!({"itemId": 1, "quantity": 1, "customerId": "c".repeat(129)}),
+    ] {
+        s.checkout(bad).await.expect(400, Some("validation_error"));
+    }
+    let key = new_key();
+    s.post("/order/checkout", None, Some(&key), &body)
+        .await
+        .expect(201, None);
+    s.post(
+        "/order/checkout",
+        None,
+        Some(&key),
+        &json!({"itemId": 1, "quantity": 2}),
+    )
+    .await
+    .expect(422, Some("idempotency_key_reused"));
+    let all = s.get("/order/orders", None).await;
+    assert_eq!(all.json["total"], 1);
+    s.get("/order/orders/6f1c1f5e-8d4e-4a5b-9a43-2f0a6f1f0b7e", None)
+        .await
+        .expect(404, Some("order_not_found"));
+    s.get("/order/orders/nope", None)
+        .await
+        .expect(400, Some("validation_error"));
+    s.get("/order/orders?status=shipped", None)
+        .await
+        .expect(400, Some("validation_error"));
+    assert_consistent(&s).await;
+}
+
+#[tokio::test]
+async fn forty_concurrent_checkouts_of_ten_units_complete_exactly_ten() {
+    let s = Stack::start().await;
+    let item = s.create_item(100, "USD", 10).await;
+    let answers: Vec<Answer> =
+        join_all((0..40).map(|_| s.checkout(json!({"itemId": item, "quantity": 1})))).await;
+    let completed = answers.iter().filter(|a| a.status == 201).count();
+    let refused = answers
+        .iter()
+        .filter(|a| a.status == 409 && a.code() == "insufficient_stock")
+        .count();
+    assert_eq!(
+        (completed, refused),
+        (10, 30),
+        "{:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    let state = s.item(item).await;
+    assert_eq!(
+        (state["stock"].as_i64(), state["reserved"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert_consistent(&s).await;
+}
+
+#[tokio::test]
+async fn sixteen_requests_with_one_key_make_one_order() {
+    let s = Stack::start().await;
+    let key = new_key();
+    let body = json!({"itemId": 2, "quantity": 1});
+    let answers =
+        join_all((0..16).map(|_| s.post("/order/checkout", None, Some(&key), &body))).await;
+    for a in &answers {
+        assert!(
+            a.status == 201 || (a.status == 409 && a.code() == "request_in_progress"),
+            "{}",
+            a.text
+        );
+    }
+    let orders = s.get("/order/orders", None).await;
+    assert_eq!(orders.json["total"], 1);
+    assert_eq!(s.item(2).await["stock"], 49);
+    assert_consistent(&s).await;
+}
+
+#[tokio::test]
+async fn with_payment_down_the_checkout_is_undone_and_answers_503() {
+    let s = Stack::start_with(fast()).await;
+    s.stop(Part::Payment).await;
+    let key = new_key();
+    let body = json!({"itemId": 1, "quantity": 3});
+    let a = s.post("/order/checkout", None, Some(&key), &body).await;
+    a.expect(503, Some("dependency_unavailable"));
+    assert_eq!(a.header("retry-after"), Some("1"));
+    assert_eq!(a.json["orderStatus"], "failed");
+    assert_eq!(
+        s.item(1).await["reserved"],
+        0,
+        "the reservation was released"
+    );
+    // Nothing was stored for the key: a retry is answered afresh, from the order.
+    let again = s.post("/order/checkout", None, Some(&key), &body).await;
+    again.expect(503, Some("dependency_unavailable"));
+    assert_eq!(again.header("idempotent-replayed"), None);
+    assert_eq!(again.json["orderId"], a.json["orderId"]);
+
+    s.start_part(Part::Payment, &[]).await;
+    assert!(payments_of(&s, &a.json["orderId"]).await.is_empty());
+    s.checkout(body.clone()).await.expect(201, None);
+    assert_consistent(&s).await;
+}
+
+#[tokio::test]
+async fn payment_stopped_mid_checkout_ends_consistent_once_it_returns() {
+    // Payment is slow, so the charge is in flight when payment is stopped.
+    let s = Stack::start_with(
+        fast()
+            .env("PAYMENT_LATENCY_MS", 800)
+            .env("CHECKOUT_DEADLINE_MS", 2000),
+    )
+    .await;
+    let item = s.create_item(500, "USD", 20).await;
+    let checkouts = (0..4).map(|_| s.checkout(json!({"itemId": item, "quantity": 1})));
+    let stopper = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        s.kill(Part::Payment).await;
+    };
+    let (answers, ()) = tokio::join!(join_all(checkouts), stopper);
+    for a in &answers {
+        assert!(matches!(a.status, 201 | 202 | 503), "{}", a.text);
+    }
+    s.start_part(Part::Payment, &[("PAYMENT_LATENCY_MS", "0")])
+        .await;
+    assert_consistent(&s).await;
+    let state = s.item(item).await;
+    assert_eq!(state["reserved"], 0);
+}
+
+#[tokio::test]
+async fn with_a_third_of_payment_requests_failing_every_checkout_completes_once() {
+    let s = Stack::start_with(Options::default().env("PAYMENT_FAULT_RATE", "0.3")).await;
+    let item = s.create_item(250, "USD", 100).await;
+    let answers =
+        join_all((0..20).map(|_| s.checkout(json!({"itemId": item, "quantity": 2})))).await;
+    for a in &answers {
+        a.expect(201, None);
+    }
+    let db = s.db(Part::Payment).await;
+    let (count, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT order_id) FROM payments")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!((count, distinct), (20, 20), "one charge per order");
+    assert_eq!(s.item(item).await["stock"], 60);
+    let retried = answers
+        .iter()
+        .filter(|a| event_types(&a.json).contains(&"step_retried".to_string()))
+        .count();
+    assert!(retried > 0, "some steps needed retries");
+    assert_consistent(&s).await;
+}
+
+#[tokio::test]
+async fn a_checkout_slower_than_the_deadline_answers_202_and_completes_by_itself() {
+    let s = Stack::start_with(
+        Options::default()
+            .env("CHECKOUT_DEADLINE_MS", 500)
+            .env("PAYMENT_LATENCY_MS", 1500),
+    )
+    .await;
+    let key = new_key();
+    let body = json!({"itemId": 2, "quantity": 1});
+    let a = s.post("/order/checkout", None, Some(&key), &body).await;
+    a.expect(202, None);
+    assert_eq!(a.json["status"], "charging");
+    let id = a.json["orderId"].clone();
+    assert_eq!(
+        a.header("location"),
+        Some(format!("/order/orders/{}", id.as_str().unwrap()).as_str())
+    );
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = order(&s, &id).await["status"].clone();
+        if status == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, "completed",
+        "completed without the client doing anything"
+    );
+    // A retry of the key now answers the outcome.
+    let again = s.post("/order/checkout", None, Some(&key), &body).await;
+    again.expect(201, None);
+    assert_eq!(again.json["orderId"], id);
+    assert_consistent(&s).await;
+}
+
+#[tokio::test]
+async fn a_reservation_that_expires_before_completion_is_refunded() {
+    let s = Stack::start_with(
+        Options::default()
+            .env("RESERVATION_TTL_SECS", 1)
+            .env("PAYMENT_LATENCY_MS", 2000)
+            .env("CHECKOUT_DEADLINE_MS", 8000),
+    )
+    .await;
+    let a = s.checkout(json!({"itemId": 1, "quantity": 4})).await;
+    a.expect(409, Some("reservation_expired"));
+    let id = a.json["orderId"].clone();
+    let pays = payments_of(&s, &id).await;
+    assert_eq!(pays.len(), 1);
+    assert_eq!(pays[0]["status"], "refunded");
+    let mug = s.item(1).await;
+    assert_eq!(
+        (mug["stock"].as_i64(), mug["reserved"].as_i64()),
+        (Some(10), Some(0))
+    );
+    let events = event_types(&order(&s, &id).await);
+    for expected in [
+        "payment_charged",
+        "completion_refused",
+        "payment_refunded",
+        "order_failed",
+    ] {
+        assert!(
+            events.contains(&expected.to_string()),
+            "{expected} in {events:?}"
+        );
+    }
+    assert_consistent(&s).await;
+}
+
+#[tokio::test]
+async fn orders_in_flight_when_order_is_killed_are_recovered() {
+    let s = Stack::start_with(fast().env("PAYMENT_LATENCY_MS", 700)).await;
+    let item = s.create_item(300, "USD", 50).await;
+    let checkouts = (0..12).map(|i| {
+        let s = &s;
+        async move {
+            tokio::time::sleep(Duration::from_millis(i * 40)).await;
+            s.client
+                .post(s.url("/order/checkout"))
+                .header("Idempotency-Key", new_key())
+                .header("content-type", "application/json")
+                .body(json!({"itemId": item, "quantity": 1}).to_string())
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        s.kill(Part::Order).await;
+    };
+    let (answers, ()) = tokio::join!(join_all(checkouts), killer);
+    assert!(
+        answers
+            .iter()
+            .any(|a| a.as_ref().map_or(true, |s| *s >= 500)),
+        "the kill cut checkouts off: {answers:?}"
+    );
+
+    s.start_part(Part::Order, &[]).await;
+    let started = std::time::Instant::now();
+    assert_consistent(&s).await;
+    assert!(
+        started.elapsed() < QUIET,
+        "every order terminal within 60 s"
+    );
+    let db = s.db(Part::Order).await;
+    let recovered: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT order_id) FROM order_events WHERE type = 'order_recovered'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert!(recovered > 0, "the recovery worker resumed orders");
+    let metrics = s
+        .client
+        .get(format!("{}/metrics", s.service_url(Part::Order)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("saga_recoveries_total{service=\"order\"}"),
+        "recoveries counted"
+    );
+    // The audit trail is append-only.
+    assert!(sqlx::query("UPDATE order_events SET type = 'x'")
+        .execute(&db)
+        .await
+        .is_err());
+    assert!(sqlx::query("DELETE FROM order_events")
+        .execute(&db)
+        .await
+        .is_err());
+}
