@@ -70,6 +70,23 @@ fn retried(step: &str, answer: &Answer) -> Vec<Event> {
     }
 }
 
+/// For compensations, which must succeed: a refusal (other than the `final_codes`) is retried like
+/// an outage, and logged, since it means something is wrong (a token, a bug).
+fn until_accepted(answer: Answer, final_codes: &[&str]) -> Answer {
+    match answer {
+        Ok(r) if !r.status.is_success() && !final_codes.contains(&r.code()) => {
+            tracing::error!(status = %r.status, body = %r.body, "a compensation was refused; retrying");
+            Err(shared::http_client::Unavailable {
+                target: "participant",
+                reason: format!("refused with {}", r.status),
+                attempts: r.attempts,
+                maybe_executed: true,
+            })
+        }
+        other => other,
+    }
+}
+
 fn uuid_of(body: &Value, field: &str) -> Option<Uuid> {
     body[field].as_str().and_then(|s| Uuid::parse_str(s).ok())
 }
@@ -455,19 +472,7 @@ impl Saga {
             let started = Instant::now();
             let reply = self
                 .persist(id, "refund", || async {
-                    let answer = self.participants.refund(id, request_id).await;
-                    match answer {
-                        Ok(r) if !r.status.is_success() => {
-                            tracing::error!(order_id = %id, status = %r.status, body = %r.body, "refund refused; retrying");
-                            Err(shared::http_client::Unavailable {
-                                target: "payment",
-                                reason: format!("refund refused with {}", r.status),
-                                attempts: r.attempts,
-                                maybe_executed: true,
-                            })
-                        }
-                        other => other,
-                    }
+                    until_accepted(self.participants.refund(id, request_id).await, &[])
                 })
                 .await;
             self.observe("refund", started);
@@ -481,19 +486,11 @@ impl Saga {
         let started = Instant::now();
         let reply = self
             .persist(id, "release", || async {
-                let answer = self.participants.release(id, request_id).await;
-                match answer {
-                    Ok(r) if !r.status.is_success() && r.code() != "reservation_completed" => {
-                        tracing::error!(order_id = %id, status = %r.status, body = %r.body, "release refused; retrying");
-                        Err(shared::http_client::Unavailable {
-                            target: "stock",
-                            reason: format!("release refused with {}", r.status),
-                            attempts: r.attempts,
-                            maybe_executed: true,
-                        })
-                    }
-                    other => other,
-                }
+                // A completed reservation cannot be released: retrying would not change that.
+                until_accepted(
+                    self.participants.release(id, request_id).await,
+                    &["reservation_completed"],
+                )
             })
             .await;
         self.observe("release", started);

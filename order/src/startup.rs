@@ -6,26 +6,18 @@ use crate::metrics::SagaMetrics;
 use crate::participants::Participants;
 use crate::saga::Saga;
 use crate::{recovery, routes};
-use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use shared::http_client::ServiceClient;
-use shared::startup::{not_found, Foundation, StartupError};
+use shared::startup::{not_found, Foundation, Running, StartupError};
 use shared::{metrics, request_id, telemetry};
 use sqlx::migrate::Migrator;
 use std::sync::Arc;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use utoipa::OpenApi;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-pub struct Application {
-    port: u16,
-    server: Server,
-    recovery: JoinHandle<()>,
-    stop: watch::Sender<bool>,
-}
+pub struct Application;
 
 impl shared::startup::Service for Application {
     type Settings = Settings;
@@ -33,19 +25,13 @@ impl shared::startup::Service for Application {
     fn settings() -> Result<Settings, shared::config::ConfigError> {
         Settings::from_env()
     }
-    async fn build(settings: Settings) -> Result<Self, StartupError> {
+    async fn build(settings: Settings) -> Result<Running, StartupError> {
         Application::build(settings).await
-    }
-    fn port(&self) -> u16 {
-        self.port
-    }
-    async fn run_until_stopped(self) -> std::io::Result<()> {
-        Application::run_until_stopped(self).await
     }
 }
 
 impl Application {
-    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+    pub async fn build(settings: Settings) -> Result<Running, StartupError> {
         let (base, listener) =
             Foundation::connect(&settings.common, &MIGRATOR, ApiDoc::openapi()).await?;
         let port = listener.local_addr()?.port();
@@ -63,12 +49,7 @@ impl Application {
             lease: settings.lease,
             compensation_max_backoff: settings.compensation_max_backoff,
         });
-        let (stop, stopped) = watch::channel(false);
-        let recovery = tokio::spawn(recovery::run(
-            saga.clone(),
-            settings.recovery_interval,
-            stopped,
-        ));
+        let (recovering, recovery_interval) = (saga.clone(), settings.recovery_interval);
         let shutdown = settings.common.shutdown_timeout.as_secs();
         let workers = settings.common.workers;
         let settings = web::Data::new(settings);
@@ -88,23 +69,12 @@ impl Application {
         .shutdown_timeout(shutdown)
         .listen(listener)?
         .run();
-        Ok(Application {
-            port,
-            server,
-            recovery,
-            stop,
-        })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Serves until SIGTERM/SIGINT, lets in-flight requests finish, then stops the recovery worker.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
-        let _ = self.stop.send(true);
-        let _ = self.recovery.await;
-        result
+        Ok(Running::new(port, server, |stop| {
+            vec![tokio::spawn(recovery::run(
+                recovering,
+                recovery_interval,
+                stop,
+            ))]
+        }))
     }
 }

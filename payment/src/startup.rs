@@ -4,10 +4,9 @@ use crate::api_doc::ApiDoc;
 use crate::config::Settings;
 use crate::processor::PaymentProcessor;
 use crate::routes;
-use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use shared::startup::{not_found, Foundation, StartupError};
+use shared::startup::{not_found, Foundation, Running, StartupError};
 use shared::{metrics, request_id, telemetry};
 use sqlx::migrate::Migrator;
 use std::sync::Arc;
@@ -15,10 +14,7 @@ use utoipa::OpenApi;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-pub struct Application {
-    port: u16,
-    server: Server,
-}
+pub struct Application;
 
 impl shared::startup::Service for Application {
     type Settings = Settings;
@@ -26,20 +22,14 @@ impl shared::startup::Service for Application {
     fn settings() -> Result<Settings, shared::config::ConfigError> {
         Settings::from_env()
     }
-    async fn build(settings: Settings) -> Result<Self, StartupError> {
+    async fn build(settings: Settings) -> Result<Running, StartupError> {
         Application::build(settings).await
-    }
-    fn port(&self) -> u16 {
-        self.port
-    }
-    async fn run_until_stopped(self) -> std::io::Result<()> {
-        Application::run_until_stopped(self).await
     }
 }
 
 impl Application {
     /// Builds the service with the simulated processor from the settings.
-    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+    pub async fn build(settings: Settings) -> Result<Running, StartupError> {
         let processor: Arc<dyn PaymentProcessor> = Arc::new(settings.processor.clone());
         Self::build_with(settings, processor).await
     }
@@ -48,7 +38,7 @@ impl Application {
     pub async fn build_with(
         settings: Settings,
         processor: Arc<dyn PaymentProcessor>,
-    ) -> Result<Self, StartupError> {
+    ) -> Result<Running, StartupError> {
         let (base, listener) =
             Foundation::connect(&settings.common, &MIGRATOR, ApiDoc::openapi()).await?;
         let port = listener.local_addr()?.port();
@@ -76,15 +66,6 @@ impl Application {
         .shutdown_timeout(shutdown)
         .listen(listener)?
         .run();
-        Ok(Application { port, server })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Serves until SIGTERM/SIGINT and lets in-flight requests finish.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        Ok(Running::new(port, server, |_| Vec::new()))
     }
 }

@@ -136,16 +136,55 @@ pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 }
 
 /// What a service's `main` needs to know of it.
-pub trait Service: Sized {
+pub trait Service {
     type Settings;
     const NAME: &'static str;
     fn settings() -> Result<Self::Settings, crate::config::ConfigError>;
     fn build(
         settings: Self::Settings,
-    ) -> impl std::future::Future<Output = Result<Self, StartupError>>;
-    fn port(&self) -> u16;
-    /// Serves until SIGTERM/SIGINT, then finishes in-flight work.
-    fn run_until_stopped(self) -> impl std::future::Future<Output = std::io::Result<()>>;
+    ) -> impl std::future::Future<Output = Result<Running, StartupError>>;
+}
+
+/// A started service: its HTTP server and its background workers, which get a stop signal once
+/// the server has shut down.
+pub struct Running {
+    port: u16,
+    server: actix_web::dev::Server,
+    stop: tokio::sync::watch::Sender<bool>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// `spawn_workers` receives the stop signal to hand to each background worker it starts.
+    pub fn new(
+        port: u16,
+        server: actix_web::dev::Server,
+        spawn_workers: impl FnOnce(
+            tokio::sync::watch::Receiver<bool>,
+        ) -> Vec<tokio::task::JoinHandle<()>>,
+    ) -> Self {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        Running {
+            port,
+            server,
+            workers: spawn_workers(stopped),
+            stop,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM/SIGINT, lets in-flight requests finish, then stops the workers.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        let _ = self.stop.send(true);
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+        result
+    }
 }
 
 /// The body of every service's `main`: logging, configuration (exit 2 when invalid), start-up
@@ -162,7 +201,7 @@ pub async fn run_service<S: Service>() -> std::process::ExitCode {
             return ExitCode::from(2);
         }
     };
-    let app = match S::build(settings).await {
+    let app: Running = match S::build(settings).await {
         Ok(app) => app,
         Err(e) => {
             tracing::error!(error = %crate::problem::error_chain(&e), "{name} cannot start");

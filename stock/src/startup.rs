@@ -3,24 +3,16 @@
 use crate::api_doc::ApiDoc;
 use crate::config::Settings;
 use crate::{routes, sweeper};
-use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use shared::startup::{not_found, Foundation, StartupError};
+use shared::startup::{not_found, Foundation, Running, StartupError};
 use shared::{metrics, request_id, telemetry};
 use sqlx::migrate::Migrator;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use utoipa::OpenApi;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-pub struct Application {
-    port: u16,
-    server: Server,
-    sweeper: JoinHandle<()>,
-    stop: watch::Sender<bool>,
-}
+pub struct Application;
 
 impl shared::startup::Service for Application {
     type Settings = Settings;
@@ -28,29 +20,18 @@ impl shared::startup::Service for Application {
     fn settings() -> Result<Settings, shared::config::ConfigError> {
         Settings::from_env()
     }
-    async fn build(settings: Settings) -> Result<Self, StartupError> {
+    async fn build(settings: Settings) -> Result<Running, StartupError> {
         Application::build(settings).await
-    }
-    fn port(&self) -> u16 {
-        self.port
-    }
-    async fn run_until_stopped(self) -> std::io::Result<()> {
-        Application::run_until_stopped(self).await
     }
 }
 
 impl Application {
-    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+    pub async fn build(settings: Settings) -> Result<Running, StartupError> {
         let (base, listener) =
             Foundation::connect(&settings.common, &MIGRATOR, ApiDoc::openapi()).await?;
         let port = listener.local_addr()?.port();
         let tokens = web::Data::new(settings.tokens.clone());
-        let (stop, stopped) = watch::channel(false);
-        let sweeper = tokio::spawn(sweeper::run(
-            base.pool.clone(),
-            settings.sweep_interval,
-            stopped,
-        ));
+        let (sweep_pool, sweep_interval) = (base.pool.clone(), settings.sweep_interval);
         let shutdown = settings.common.shutdown_timeout.as_secs();
         let workers = settings.common.workers;
         let settings = web::Data::new(settings);
@@ -70,23 +51,8 @@ impl Application {
         .shutdown_timeout(shutdown)
         .listen(listener)?
         .run();
-        Ok(Application {
-            port,
-            server,
-            sweeper,
-            stop,
-        })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Serves until SIGTERM/SIGINT, lets in-flight requests finish, then stops the sweeper.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
-        let _ = self.stop.send(true);
-        let _ = self.sweeper.await;
-        result
+        Ok(Running::new(port, server, |stop| {
+            vec![tokio::spawn(sweeper::run(sweep_pool, sweep_interval, stop))]
+        }))
     }
 }
