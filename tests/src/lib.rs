@@ -222,6 +222,13 @@ impl Stack {
         stack
     }
 
+    /// The processes; a panic elsewhere never keeps them from being killed.
+    fn children(&self) -> std::sync::MutexGuard<'_, HashMap<Part, Child>> {
+        self.children
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub fn port(&self, part: Part) -> u16 {
         self.ports[&part]
     }
@@ -334,18 +341,11 @@ impl Stack {
             .stdin(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{} does not start: {e}", part.name()));
-        self.children
-            .lock()
-            .expect("children lock")
-            .insert(part, child);
+        self.children().insert(part, child);
     }
 
     pub fn pid(&self, part: Part) -> Option<u32> {
-        self.children
-            .lock()
-            .expect("children lock")
-            .get(&part)
-            .map(Child::id)
+        self.children().get(&part).map(Child::id)
     }
 
     async fn wait_port(&self, part: Part) {
@@ -370,13 +370,11 @@ impl Stack {
                     return;
                 }
             }
-            if let Some(status) = self
-                .children
-                .lock()
-                .expect("children lock")
+            let exited = self
+                .children()
                 .get_mut(&part)
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
                 panic!("{} exited ({status}); log: {}", part.name(), self.log(part));
             }
             assert!(
@@ -397,7 +395,7 @@ impl Stack {
 
     /// SIGTERM, and waits for the process to exit; returns its exit code.
     pub async fn stop(&self, part: Part) -> Option<i32> {
-        let child = self.children.lock().expect("children lock").remove(&part);
+        let child = self.children().remove(&part);
         let mut child = child?;
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -423,7 +421,7 @@ impl Stack {
             self.stop(part).await;
             return;
         }
-        let child = self.children.lock().expect("children lock").remove(&part);
+        let child = self.children().remove(&part);
         if let Some(mut child) = child {
             let _ = child.kill();
             let _ = child.wait();
@@ -581,7 +579,8 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        if let Ok(mut children) = self.children.lock() {
+        {
+            let mut children = self.children();
             for (part, child) in children.iter_mut() {
                 // SIGKILL on nginx's master would orphan its workers: stop it with SIGTERM.
                 if *part == Part::Nginx {
