@@ -17,7 +17,9 @@ CREATE TABLE orders (
     refund_needed   BOOLEAN     NOT NULL DEFAULT false,
     -- A driver holds the order until then; the recovery worker resumes orders whose lease ran out.
     lease_until     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- Carried on every call the saga makes for this order (X-Request-ID, W3C traceparent).
     request_id      TEXT,
+    traceparent     TEXT,
     created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
     CONSTRAINT terminal_orders_say_why CHECK (status <> 'failed' OR failure_code IS NOT NULL)

@@ -3,7 +3,7 @@
 
 use crate::domain::Order;
 use serde_json::json;
-use shared::http_client::{Reply, ServiceClient, Unavailable};
+use shared::http_client::{CallContext, Reply, ServiceClient, Unavailable};
 use uuid::Uuid;
 
 #[derive(Clone)]
@@ -15,7 +15,7 @@ pub struct Participants {
 pub type Answer = Result<Reply, Unavailable>;
 
 impl Participants {
-    pub async fn reserve(&self, order: &Order, request_id: &str) -> Answer {
+    pub async fn reserve(&self, order: &Order, context: &CallContext) -> Answer {
         let items: Vec<_> = order
             .items
             .iter()
@@ -23,16 +23,11 @@ impl Participants {
             .collect();
         let body = json!({"orderId": order.order_id, "items": items});
         self.stock
-            .post(
-                "/reserve",
-                &key(order.order_id, "reserve"),
-                &body,
-                request_id,
-            )
+            .post("/reserve", &key(order.order_id, "reserve"), &body, context)
             .await
     }
 
-    pub async fn charge(&self, order: &Order, request_id: &str) -> Answer {
+    pub async fn charge(&self, order: &Order, context: &CallContext) -> Answer {
         let mut body = json!({
             "orderId": order.order_id,
             "amount": order.total_amount,
@@ -43,39 +38,39 @@ impl Participants {
             body["customerId"] = json!(customer);
         }
         self.payment
-            .post("/charge", &key(order.order_id, "charge"), &body, request_id)
+            .post("/charge", &key(order.order_id, "charge"), &body, context)
             .await
     }
 
-    pub async fn complete(&self, order_id: Uuid, request_id: &str) -> Answer {
+    pub async fn complete(&self, order_id: Uuid, context: &CallContext) -> Answer {
         self.stock
             .post(
                 "/complete",
                 &key(order_id, "complete"),
                 &json!({"orderId": order_id}),
-                request_id,
+                context,
             )
             .await
     }
 
-    pub async fn refund(&self, order_id: Uuid, request_id: &str) -> Answer {
+    pub async fn refund(&self, order_id: Uuid, context: &CallContext) -> Answer {
         self.payment
             .post(
                 "/refund",
                 &key(order_id, "refund"),
                 &json!({"orderId": order_id}),
-                request_id,
+                context,
             )
             .await
     }
 
-    pub async fn release(&self, order_id: Uuid, request_id: &str) -> Answer {
+    pub async fn release(&self, order_id: Uuid, context: &CallContext) -> Answer {
         self.stock
             .post(
                 "/release",
                 &key(order_id, "release"),
                 &json!({"orderId": order_id}),
-                request_id,
+                context,
             )
             .await
     }

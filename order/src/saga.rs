@@ -21,6 +21,7 @@ use crate::retry::until_done;
 use crate::storage::{self, Changes, Event};
 use prometheus::IntGauge;
 use serde_json::Value;
+use shared::http_client::CallContext;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,9 +108,7 @@ impl Saga {
     /// Drives an order until it is terminal and returns it.
     pub async fn drive(&self, id: Uuid) -> Result<Order, sqlx::Error> {
         let _in_flight = InFlight::new(&self.metrics.in_flight);
-        let request_id = storage::request_id(&self.pool, id)
-            .await?
-            .unwrap_or_else(|| Uuid::new_v4().to_string());
+        let context = storage::call_context(&self.pool, id).await?;
         // The state this driver moved the order into: its steps are ones this driver started.
         let mut entered: Moved = None;
         loop {
@@ -124,10 +123,10 @@ impl Saga {
                     self.move_to(id, Pending, Reserving, Changes::default(), vec![])
                         .await?
                 }
-                Reserving => self.reserve(&order, fresh, &request_id).await?,
-                Charging => self.charge(&order, fresh, &request_id).await?,
-                Completing => self.complete(&order, &request_id).await?,
-                Compensating => self.compensate(&order, &request_id).await?,
+                Reserving => self.reserve(&order, fresh, &context).await?,
+                Charging => self.charge(&order, fresh, &context).await?,
+                Completing => self.complete(&order, &context).await?,
+                Compensating => self.compensate(&order, &context).await?,
             };
         }
     }
@@ -194,10 +193,10 @@ impl Saga {
         &self,
         order: &Order,
         fresh: bool,
-        request_id: &str,
+        context: &CallContext,
     ) -> Result<Moved, sqlx::Error> {
         let started = Instant::now();
-        let answer = self.participants.reserve(order, request_id).await;
+        let answer = self.participants.reserve(order, context).await;
         self.observe("reserve", started);
         let id = order.order_id;
         let mut events = retried("reserve", &answer);
@@ -294,10 +293,10 @@ impl Saga {
         &self,
         order: &Order,
         fresh: bool,
-        request_id: &str,
+        context: &CallContext,
     ) -> Result<Moved, sqlx::Error> {
         let started = Instant::now();
-        let answer = self.participants.charge(order, request_id).await;
+        let answer = self.participants.charge(order, context).await;
         self.observe("charge", started);
         let id = order.order_id;
         let mut events = retried("charge", &answer);
@@ -421,13 +420,11 @@ impl Saga {
         .await
     }
 
-    async fn complete(&self, order: &Order, request_id: &str) -> Result<Moved, sqlx::Error> {
+    async fn complete(&self, order: &Order, context: &CallContext) -> Result<Moved, sqlx::Error> {
         let started = Instant::now();
         let id = order.order_id;
         let reply = self
-            .persist(id, "complete", || {
-                self.participants.complete(id, request_id)
-            })
+            .persist(id, "complete", || self.participants.complete(id, context))
             .await;
         self.observe("complete", started);
         let mut events = retried("complete", &Ok(reply.clone()));
@@ -465,14 +462,14 @@ impl Saga {
     }
 
     /// Refunds (when a charge may stand) and releases, each until it succeeds, then fails the order.
-    async fn compensate(&self, order: &Order, request_id: &str) -> Result<Moved, sqlx::Error> {
+    async fn compensate(&self, order: &Order, context: &CallContext) -> Result<Moved, sqlx::Error> {
         let id = order.order_id;
         let mut events = Vec::new();
         if storage::refund_needed(&self.pool, id).await? {
             let started = Instant::now();
             let reply = self
                 .persist(id, "refund", || async {
-                    until_accepted(self.participants.refund(id, request_id).await, &[])
+                    until_accepted(self.participants.refund(id, context).await, &[])
                 })
                 .await;
             self.observe("refund", started);
@@ -488,7 +485,7 @@ impl Saga {
             .persist(id, "release", || async {
                 // A completed reservation cannot be released: retrying would not change that.
                 until_accepted(
-                    self.participants.release(id, request_id).await,
+                    self.participants.release(id, context).await,
                     &["reservation_completed"],
                 )
             })

@@ -4,6 +4,7 @@
 use crate::domain::{CheckoutRequest, FailureCode, Order, OrderEvent, OrderLine, OrderStatus};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use shared::http_client::CallContext;
 use shared::idempotency::IdempotencyContext;
 use sqlx::{PgConnection, PgPool};
 use std::time::Duration;
@@ -154,13 +155,14 @@ pub async fn open(
     request: &CheckoutRequest,
     idem: &IdempotencyContext,
     lease: Duration,
-    request_id: &str,
+    context: &CallContext,
 ) -> Result<Opened, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let id = Uuid::new_v4();
     let inserted: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, status, lease_until, request_id)
-         VALUES ($1, $2, $3, $4, 'pending', now() + make_interval(secs => $5), $6)
+        "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, status, lease_until,
+                             request_id, traceparent)
+         VALUES ($1, $2, $3, $4, 'pending', now() + make_interval(secs => $5), $6, $7)
          ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
     )
     .bind(id)
@@ -168,7 +170,8 @@ pub async fn open(
     .bind(&idem.fingerprint)
     .bind(&request.customer_id)
     .bind(secs(lease))
-    .bind(request_id)
+    .bind(&context.request_id)
+    .bind(&context.traceparent)
     .fetch_optional(&mut *tx)
     .await?;
     if inserted.is_none() {
@@ -388,10 +391,17 @@ pub async fn claim(pool: &PgPool, id: Uuid, lease: Duration) -> Result<bool, sql
     Ok(claimed.rows_affected() == 1)
 }
 
-/// The request id an order's calls carry.
-pub async fn request_id(pool: &PgPool, id: Uuid) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT request_id FROM orders WHERE id = $1")
-        .bind(id)
-        .fetch_one(pool)
-        .await
+/// What an order's calls carry: the request id and trace of the checkout that made it.
+pub async fn call_context(pool: &PgPool, id: Uuid) -> Result<CallContext, sqlx::Error> {
+    let (request_id, traceparent): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT request_id, traceparent FROM orders WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await?;
+    Ok(CallContext {
+        request_id: request_id
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| Uuid::new_v4().to_string()),
+        traceparent,
+    })
 }

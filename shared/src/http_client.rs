@@ -5,8 +5,8 @@
 //!   budget per call: connect errors, timeouts, 5xx, 408, 429, and 409 with `Retry-After` (the
 //!   Idempotency-Key layer's `request_in_progress`). Every other answer is a business answer,
 //!   returned as it is and never retried.
-//! - Each attempt has its own timeout; the bearer token, `Idempotency-Key` and `X-Request-ID` go on
-//!   every attempt, so a retry is the same request.
+//! - Each attempt has its own timeout; the bearer token, `Idempotency-Key`, `X-Request-ID` and W3C
+//!   `traceparent` go on every attempt, so a retry is the same request.
 //! - An inner layer counts attempts (metrics `outbound_requests_total`, `outbound_retries_total`)
 //!   and records whether any attempt may have reached the server: a call whose every attempt failed
 //!   to connect certainly did not execute.
@@ -52,6 +52,14 @@ impl Reply {
     pub fn code(&self) -> &str {
         self.body["code"].as_str().unwrap_or("")
     }
+}
+
+/// What every call made on behalf of one request carries along.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    pub request_id: String,
+    /// The W3C `traceparent` of the request the call is made for.
+    pub traceparent: Option<String>,
 }
 
 /// No business answer within the budget.
@@ -195,7 +203,7 @@ impl ServiceClient {
         path: &str,
         idempotency_key: &str,
         body: &impl Serialize,
-        request_id: &str,
+        context: &CallContext,
     ) -> Result<Reply, Unavailable> {
         let unavailable = |reason: String| Unavailable {
             target: self.target,
@@ -209,8 +217,11 @@ impl ServiceClient {
             .request(Method::POST, format!("{}{path}", self.base_url))
             .header(header::CONTENT_TYPE, "application/json")
             .header("Idempotency-Key", idempotency_key)
-            .header("X-Request-ID", request_id)
+            .header("X-Request-ID", &context.request_id)
             .body(body);
+        if let Some(traceparent) = &context.traceparent {
+            request = request.header("traceparent", traceparent);
+        }
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

@@ -4,6 +4,7 @@ use crate::saga::Saga;
 use crate::storage::{self, Opened};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
+use shared::http_client::CallContext;
 use shared::idempotency::{key_reused, IdempotencyContext};
 use shared::json::Json;
 use shared::{impl_response_error, Problem, ToProblem};
@@ -132,14 +133,18 @@ pub async fn checkout(
 ) -> Result<HttpResponse, CheckoutError> {
     let deadline = Instant::now() + settings.checkout_deadline;
     let request = CheckoutRequest::try_from(body.0).map_err(CheckoutError::Invalid)?;
-    let request_id = req
-        .headers()
-        .get(&shared::request_id::HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let context = CallContext {
+        request_id: header(shared::request_id::HEADER.as_str()).unwrap_or_default(),
+        traceparent: header("traceparent").filter(|t| shared::telemetry::trace_id(t).is_some()),
+    };
     let (order, driving) =
-        match storage::open(&pool, &request, &idem, settings.lease, &request_id).await? {
+        match storage::open(&pool, &request, &idem, settings.lease, &context).await? {
             Opened::New(order) => (order, true),
             Opened::Existing(order) => {
                 // A retry: drive it here if its driver is gone (its lease ran out).

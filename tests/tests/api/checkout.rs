@@ -500,3 +500,38 @@ async fn orders_in_flight_when_order_is_killed_are_recovered() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn the_saga_forwards_the_request_id_and_traceparent_to_every_participant() {
+    let s = Stack::start().await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let a = s
+        .send(
+            s.client
+                .post(s.url("/order/checkout"))
+                .header("Idempotency-Key", new_key())
+                .header("X-Request-ID", "checkout-req-42")
+                .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+                .header("content-type", "application/json")
+                .body(json!({"itemId": 1, "quantity": 1}).to_string()),
+        )
+        .await;
+    a.expect(201, None);
+    assert_eq!(a.header("x-request-id"), Some("checkout-req-42"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for part in [Part::Stock, Part::Payment] {
+        let log = std::fs::read_to_string(s.log_path(part)).unwrap();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("checkout-req-42"))
+            .collect();
+        assert!(
+            !lines.is_empty(),
+            "{part:?} logged the saga's calls under the request id"
+        );
+        assert!(
+            lines.iter().all(|l| l.contains(trace)),
+            "{part:?} logged them under the trace id"
+        );
+    }
+}
