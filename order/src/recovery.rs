@@ -10,7 +10,14 @@ use tokio::sync::watch;
 
 const BATCH: i64 = 64;
 
-pub async fn run(saga: Arc<Saga>, every: Duration, mut stop: watch::Receiver<bool>) {
+/// Runs until `stop` turns true — between batches, never inside one — then lets the sagas in
+/// flight finish for up to `drain`.
+pub async fn run(
+    saga: Arc<Saga>,
+    every: Duration,
+    drain: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         match storage::claim_stale(&saga.pool, BATCH, saga.lease).await {
             Ok(ids) => {
@@ -33,6 +40,7 @@ pub async fn run(saga: Arc<Saga>, every: Duration, mut stop: watch::Receiver<boo
         }
         if *stop.borrow() {
             tracing::info!("recovery worker stopped");
+            saga.drain(drain).await;
             return;
         }
     }

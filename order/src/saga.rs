@@ -36,6 +36,9 @@ pub struct Saga {
     pub metrics: SagaMetrics,
     pub lease: Duration,
     pub compensation_max_backoff: Duration,
+    /// The service's main runtime: drivers run there, not on the HTTP worker that started them,
+    /// so they outlive the workers at shutdown and can be drained.
+    pub runtime: tokio::runtime::Handle,
 }
 
 /// Keeps `orders_in_flight` right however a drive ends.
@@ -96,13 +99,28 @@ impl Saga {
     /// Starts driving an order this instance holds the lease of.
     pub fn spawn(self: &Arc<Self>, id: Uuid) -> JoinHandle<Result<Order, sqlx::Error>> {
         let saga = Arc::clone(self);
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             let result = saga.drive(id).await;
             if let Err(e) = &result {
                 tracing::warn!(order_id = %id, error = %e, "saga interrupted; recovery will resume it");
             }
             result
         })
+    }
+
+    /// Waits, up to `timeout`, for the drivers in flight to finish (at shutdown).
+    pub async fn drain(&self, timeout: Duration) {
+        let started = Instant::now();
+        while self.metrics.in_flight.get() > 0 && started.elapsed() < timeout {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.metrics.in_flight.get();
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "shutting down with sagas in flight; recovery will resume them"
+            );
+        }
     }
 
     /// Drives an order until it is terminal and returns it.

@@ -48,8 +48,13 @@ impl Application {
             metrics: SagaMetrics::register(&base.metrics.registry)?,
             lease: settings.lease,
             compensation_max_backoff: settings.compensation_max_backoff,
+            runtime: tokio::runtime::Handle::current(),
         });
-        let (recovering, recovery_interval) = (saga.clone(), settings.recovery_interval);
+        let (recovering, recovery_interval, drain) = (
+            saga.clone(),
+            settings.recovery_interval,
+            settings.common.shutdown_timeout,
+        );
         let shutdown = settings.common.shutdown_timeout.as_secs();
         let workers = settings.common.workers;
         let settings = web::Data::new(settings);
@@ -73,6 +78,7 @@ impl Application {
             vec![tokio::spawn(recovery::run(
                 recovering,
                 recovery_interval,
+                drain,
                 stop,
             ))]
         }))

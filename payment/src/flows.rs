@@ -23,6 +23,8 @@ pub struct Payments<'a> {
     pub pool: &'a PgPool,
     pub processor: &'a dyn PaymentProcessor,
     pub max_retries: i32,
+    /// `payments_total{status}`: each processor decision settled, and each refund made.
+    pub settled: &'a prometheus::IntCounterVec,
 }
 
 pub enum Charged {
@@ -59,7 +61,7 @@ impl Payments<'_> {
             Decision::Approved => (true, None),
             Decision::Declined { code } => (false, Some(code.as_str())),
         };
-        Ok(storage::settle(
+        let settled = storage::settle(
             self.pool,
             payment.payment_id,
             attempt,
@@ -67,7 +69,9 @@ impl Payments<'_> {
             code,
             self.max_retries,
         )
-        .await?)
+        .await?;
+        self.settled.with_label_values(&[&settled.status]).inc();
+        Ok(settled)
     }
 
     /// Settles a payment left pending (by a crash or an outage) before anything else is done.
@@ -106,9 +110,9 @@ impl Payments<'_> {
         self.processor
             .refund(payment.payment_id, payment.amount)
             .await?;
-        Ok(Refunded::Payment(
-            storage::mark_refunded(self.pool, payment.payment_id).await?,
-        ))
+        let refunded = storage::mark_refunded(self.pool, payment.payment_id).await?;
+        self.settled.with_label_values(&[&refunded.status]).inc();
+        Ok(Refunded::Payment(refunded))
     }
 
     pub async fn retry(

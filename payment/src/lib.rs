@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod faults;
 pub mod flows;
+pub mod metrics;
 pub mod processor;
 pub mod routes;
 pub mod startup;

@@ -2,6 +2,7 @@
 
 use crate::api_doc::ApiDoc;
 use crate::config::Settings;
+use crate::metrics::PaymentMetrics;
 use crate::processor::PaymentProcessor;
 use crate::routes;
 use actix_web::middleware::from_fn;
@@ -42,6 +43,7 @@ impl Application {
         let (base, listener) =
             Foundation::connect(&settings.common, &MIGRATOR, ApiDoc::openapi()).await?;
         let port = listener.local_addr()?.port();
+        let metrics = web::Data::new(PaymentMetrics::register(&base.metrics.registry)?);
         let tokens = web::Data::new(settings.tokens.clone());
         let faults = web::Data::new(settings.faults);
         let processor = web::Data::new(processor);
@@ -59,6 +61,7 @@ impl Application {
                 .app_data(tokens.clone())
                 .app_data(faults.clone())
                 .app_data(processor.clone())
+                .app_data(metrics.clone())
                 .configure(routes::configure)
                 .default_service(web::to(not_found))
         })

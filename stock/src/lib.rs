@@ -4,6 +4,7 @@
 pub mod api_doc;
 pub mod config;
 pub mod domain;
+pub mod metrics;
 pub mod routes;
 pub mod startup;
 pub mod storage;

@@ -2,6 +2,7 @@
 
 use crate::api_doc::ApiDoc;
 use crate::config::Settings;
+use crate::metrics::StockMetrics;
 use crate::{routes, sweeper};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
@@ -31,7 +32,10 @@ impl Application {
             Foundation::connect(&settings.common, &MIGRATOR, ApiDoc::openapi()).await?;
         let port = listener.local_addr()?.port();
         let tokens = web::Data::new(settings.tokens.clone());
-        let (sweep_pool, sweep_interval) = (base.pool.clone(), settings.sweep_interval);
+        let metrics = StockMetrics::register(&base.metrics.registry)?;
+        let (sweep_pool, sweep_metrics, sweep_interval) =
+            (base.pool.clone(), metrics.clone(), settings.sweep_interval);
+        let metrics = web::Data::new(metrics);
         let shutdown = settings.common.shutdown_timeout.as_secs();
         let workers = settings.common.workers;
         let settings = web::Data::new(settings);
@@ -44,6 +48,7 @@ impl Application {
                 .configure(|cfg| base.configure(cfg))
                 .app_data(settings.clone())
                 .app_data(tokens.clone())
+                .app_data(metrics.clone())
                 .configure(routes::configure)
                 .default_service(web::to(not_found))
         })
@@ -52,7 +57,12 @@ impl Application {
         .listen(listener)?
         .run();
         Ok(Running::new(port, server, |stop| {
-            vec![tokio::spawn(sweeper::run(sweep_pool, sweep_interval, stop))]
+            vec![tokio::spawn(sweeper::run(
+                sweep_pool,
+                sweep_metrics,
+                sweep_interval,
+                stop,
+            ))]
         }))
     }
 }

@@ -1,6 +1,9 @@
-//! The background sweeper that expires reservations past `RESERVATION_TTL_SECS` and returns their
-//! stock. Several instances may run it at once (`FOR UPDATE SKIP LOCKED`).
+//! The background sweeper: expires reservations past `RESERVATION_TTL_SECS` and returns their
+//! stock (several instances may run it at once: `FOR UPDATE SKIP LOCKED`), then publishes what is
+//! available per item (`stock_available`).
 
+use crate::metrics::StockMetrics;
+use crate::storage::items::available;
 use crate::storage::reservations::expire_due;
 use sqlx::PgPool;
 use std::time::Duration;
@@ -9,12 +12,21 @@ use tokio::sync::watch;
 const BATCH: i64 = 100;
 
 /// Runs until `stop` turns true; stops between batches, never inside one.
-pub async fn run(pool: PgPool, every: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    pool: PgPool,
+    metrics: StockMetrics,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         loop {
             match expire_due(&pool, BATCH).await {
                 Ok(n) if n > 0 => {
                     tracing::info!(expired = n, "expired reservations swept");
+                    metrics
+                        .reservations
+                        .with_label_values(&["expired"])
+                        .inc_by(n);
                     if n < BATCH as u64 || *stop.borrow() {
                         break;
                     }
@@ -25,6 +37,17 @@ pub async fn run(pool: PgPool, every: Duration, mut stop: watch::Receiver<bool>)
                     break;
                 }
             }
+        }
+        match available(&pool).await {
+            Ok(items) => {
+                for (id, units) in items {
+                    metrics
+                        .available
+                        .with_label_values(&[&id.to_string()])
+                        .set(units);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read availability"),
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

@@ -4,6 +4,7 @@ use crate::domain::{
     RefundTarget, MAX_ID,
 };
 use crate::flows::{Charged, FlowError, Payments, Refunded, Retried};
+use crate::metrics::PaymentMetrics;
 use crate::processor::PaymentProcessor;
 use crate::storage;
 use actix_web::http::StatusCode;
@@ -96,11 +97,13 @@ fn payments<'a>(
     pool: &'a PgPool,
     processor: &'a Arc<dyn PaymentProcessor>,
     settings: &Settings,
+    metrics: &'a PaymentMetrics,
 ) -> Payments<'a> {
     Payments {
         pool,
         processor: processor.as_ref(),
         max_retries: settings.max_retries,
+        settled: &metrics.payments,
     }
 }
 
@@ -116,12 +119,13 @@ pub async fn charge(
     pool: web::Data<PgPool>,
     processor: web::Data<Arc<dyn PaymentProcessor>>,
     settings: web::Data<Settings>,
+    metrics: web::Data<PaymentMetrics>,
     idem: IdempotencyContext,
     body: Json<ChargeBody>,
 ) -> Result<HttpResponse, PaymentError> {
     let request = ChargeRequest::try_from(body.0).map_err(PaymentError::Invalid)?;
     let order_id = request.order_id.clone().unwrap_or_default();
-    match payments(&pool, &processor, &settings)
+    match payments(&pool, &processor, &settings, &metrics)
         .charge(&request, &idem)
         .await?
     {
@@ -149,10 +153,11 @@ pub async fn refund(
     pool: web::Data<PgPool>,
     processor: web::Data<Arc<dyn PaymentProcessor>>,
     settings: web::Data<Settings>,
+    metrics: web::Data<PaymentMetrics>,
     body: Json<RefundBody>,
 ) -> Result<HttpResponse, PaymentError> {
     let target = RefundTarget::try_from(body.0).map_err(PaymentError::Invalid)?;
-    match payments(&pool, &processor, &settings)
+    match payments(&pool, &processor, &settings, &metrics)
         .refund(&target)
         .await?
     {
@@ -177,11 +182,12 @@ pub async fn retry(
     pool: web::Data<PgPool>,
     processor: web::Data<Arc<dyn PaymentProcessor>>,
     settings: web::Data<Settings>,
+    metrics: web::Data<PaymentMetrics>,
     id: web::Path<Uuid>,
     idem: IdempotencyContext,
 ) -> Result<HttpResponse, PaymentError> {
     let id = id.into_inner();
-    match payments(&pool, &processor, &settings)
+    match payments(&pool, &processor, &settings, &metrics)
         .retry(id, &idem)
         .await?
     {

@@ -1,6 +1,7 @@
 use crate::config::Settings;
 use crate::domain::reservation::{ReserveBody, TargetBody};
 use crate::domain::{CanceledOrder, Rejection, Reservation, ReserveRequest, Target};
+use crate::metrics::StockMetrics;
 use crate::storage::reservations::{self as store, Completed, Released, Reserved};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -127,11 +128,31 @@ impl_response_error!(ReserveError, ChangeError);
 pub async fn reserve(
     pool: web::Data<PgPool>,
     settings: web::Data<Settings>,
+    metrics: web::Data<StockMetrics>,
     idem: IdempotencyContext,
     body: Json<ReserveBody>,
 ) -> Result<HttpResponse, ReserveError> {
-    let request = ReserveRequest::try_from(body.0).map_err(ReserveError::Invalid)?;
-    match store::reserve(&pool, &request, &idem, settings.reservation_ttl_secs).await? {
+    let result = reserve_inner(&pool, &settings, &idem, body.0).await;
+    metrics.count(outcome(&result, "reserved"));
+    result
+}
+
+/// The metric label of an answer: `ok` for success, else the problem code.
+fn outcome<E: ToProblem>(result: &Result<HttpResponse, E>, ok: &'static str) -> &'static str {
+    match result {
+        Ok(_) => ok,
+        Err(e) => e.to_problem().code,
+    }
+}
+
+async fn reserve_inner(
+    pool: &PgPool,
+    settings: &Settings,
+    idem: &IdempotencyContext,
+    body: ReserveBody,
+) -> Result<HttpResponse, ReserveError> {
+    let request = ReserveRequest::try_from(body).map_err(ReserveError::Invalid)?;
+    match store::reserve(pool, &request, idem, settings.reservation_ttl_secs).await? {
         Reserved::New(r) | Reserved::Existing(r) => Ok(HttpResponse::Created().json(r)),
         Reserved::Rejected(Rejection::ItemNotFound(id)) => Err(ReserveError::ItemNotFound(id.0)),
         Reserved::Rejected(Rejection::MixedCurrency) => Err(ReserveError::MixedCurrency),
@@ -163,15 +184,23 @@ pub async fn reserve(
     security(("service_token" = [])))]
 pub async fn release(
     pool: web::Data<PgPool>,
+    metrics: web::Data<StockMetrics>,
     body: Json<TargetBody>,
 ) -> Result<HttpResponse, ChangeError> {
-    let target = Target::try_from(body.0).map_err(ChangeError::Invalid)?;
-    match store::release(&pool, &target).await? {
-        Released::Reservation(r) => Ok(HttpResponse::Ok().json(r)),
-        Released::Tombstone(order_id) => Ok(HttpResponse::Ok().json(CanceledOrder::new(order_id))),
-        Released::AlreadyCompleted(id) => Err(ChangeError::Completed(id)),
-        Released::NotFound => Err(ChangeError::NotFound),
+    let result = async {
+        let target = Target::try_from(body.0).map_err(ChangeError::Invalid)?;
+        match store::release(&pool, &target).await? {
+            Released::Reservation(r) => Ok(HttpResponse::Ok().json(r)),
+            Released::Tombstone(order_id) => {
+                Ok(HttpResponse::Ok().json(CanceledOrder::new(order_id)))
+            }
+            Released::AlreadyCompleted(id) => Err(ChangeError::Completed(id)),
+            Released::NotFound => Err(ChangeError::NotFound),
+        }
     }
+    .await;
+    metrics.count(outcome(&result, "released"));
+    result
 }
 
 /// Ships a reservation: its units leave the stock (service token).
@@ -184,15 +213,21 @@ pub async fn release(
     security(("service_token" = [])))]
 pub async fn complete(
     pool: web::Data<PgPool>,
+    metrics: web::Data<StockMetrics>,
     body: Json<TargetBody>,
 ) -> Result<HttpResponse, ChangeError> {
-    let target = Target::try_from(body.0).map_err(ChangeError::Invalid)?;
-    match store::complete(&pool, &target).await? {
-        Completed::Reservation(r) => Ok(HttpResponse::Ok().json(r)),
-        Completed::Canceled(id) => Err(ChangeError::Canceled(id)),
-        Completed::Expired(id) => Err(ChangeError::Expired(id)),
-        Completed::NotFound => Err(ChangeError::NotFound),
+    let result = async {
+        let target = Target::try_from(body.0).map_err(ChangeError::Invalid)?;
+        match store::complete(&pool, &target).await? {
+            Completed::Reservation(r) => Ok(HttpResponse::Ok().json(r)),
+            Completed::Canceled(id) => Err(ChangeError::Canceled(id)),
+            Completed::Expired(id) => Err(ChangeError::Expired(id)),
+            Completed::NotFound => Err(ChangeError::NotFound),
+        }
     }
+    .await;
+    metrics.count(outcome(&result, "completed"));
+    result
 }
 
 #[utoipa::path(get, path = "/reservations/{id}",

@@ -129,3 +129,10 @@ pub async fn restock(
     tx.commit().await?;
     Ok(Restocked::Done(item))
 }
+
+/// `(id, stock - reserved)` of every item.
+pub async fn available(pool: &PgPool) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, stock - reserved FROM items ORDER BY id")
+        .fetch_all(pool)
+        .await
+}

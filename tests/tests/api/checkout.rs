@@ -535,3 +535,33 @@ async fn the_saga_forwards_the_request_id_and_traceparent_to_every_participant()
         );
     }
 }
+
+#[tokio::test]
+async fn sigterm_lets_the_checkouts_in_flight_finish_and_exits_0() {
+    let s = Stack::start_with(Options::default().env("PAYMENT_LATENCY_MS", 1500)).await;
+    let checkout = s.checkout(json!({"itemId": 1, "quantity": 1}));
+    let terminate = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let started = std::time::Instant::now();
+        let code = s.stop(Part::Order).await;
+        (code, started.elapsed())
+    };
+    let (answer, (code, took)) = tokio::join!(checkout, terminate);
+    answer.expect(201, None);
+    assert_eq!(code, Some(0), "exit 0");
+    assert!(
+        took < Duration::from_secs(10),
+        "within the shutdown timeout: {took:?}"
+    );
+    let log = std::fs::read_to_string(s.log_path(Part::Order)).unwrap();
+    assert!(
+        log.contains("recovery worker stopped"),
+        "the recovery worker stopped"
+    );
+    // Refused while stopped, served again once started.
+    s.checkout(json!({"itemId": 1, "quantity": 1}))
+        .await
+        .expect(503, Some("service_unavailable"));
+    s.start_part(Part::Order, &[]).await;
+    assert_consistent(&s).await;
+}

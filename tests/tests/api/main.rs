@@ -6,5 +6,6 @@ mod checkout;
 mod conventions;
 mod idempotency;
 mod local_stack;
+mod observability;
 mod payment;
 mod stock;
