@@ -1,5 +1,6 @@
 //! Settings of the order service, from environment variables.
 
+use crate::startup::Application;
 use shared::config::{string_or, var_or, CommonSettings, ConfigError};
 use shared::http_client::ClientSettings;
 use std::time::Duration;
@@ -58,7 +59,10 @@ impl Settings {
             ));
         }
         Ok(Settings {
-            common: CommonSettings::from_env("order", 3131)?,
+            common: CommonSettings::from_env(
+                "order",
+                <Application as shared::startup::Service>::DEFAULT_PORT,
+            )?,
             stock_url: string_or("STOCK_URL", "http://127.0.0.1:3133"),
             payment_url: string_or("PAYMENT_URL", "http://127.0.0.1:3132"),
             client,

@@ -22,6 +22,7 @@ pub struct Application;
 impl shared::startup::Service for Application {
     type Settings = Settings;
     const NAME: &'static str = "order";
+    const DEFAULT_PORT: u16 = 3131;
     fn settings() -> Result<Settings, shared::config::ConfigError> {
         Settings::from_env()
     }

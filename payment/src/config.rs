@@ -2,6 +2,7 @@
 
 use crate::faults::Faults;
 use crate::processor::SimulatedProcessor;
+use crate::startup::Application;
 use shared::auth::Tokens;
 use shared::config::{probability_or, var_or, CommonSettings, ConfigError};
 use std::time::Duration;
@@ -26,7 +27,10 @@ impl Settings {
             return Err(ConfigError("PAYMENT_MAX_RETRIES must be at least 1".into()));
         }
         Ok(Settings {
-            common: CommonSettings::from_env("payment", 3132)?,
+            common: CommonSettings::from_env(
+                "payment",
+                <Application as shared::startup::Service>::DEFAULT_PORT,
+            )?,
             tokens: Tokens::from_env(false)?,
             max_retries,
             processor: SimulatedProcessor {

@@ -20,6 +20,7 @@ pub struct Application;
 impl shared::startup::Service for Application {
     type Settings = Settings;
     const NAME: &'static str = "payment";
+    const DEFAULT_PORT: u16 = 3132;
     fn settings() -> Result<Settings, shared::config::ConfigError> {
         Settings::from_env()
     }

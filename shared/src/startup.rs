@@ -139,6 +139,8 @@ pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 pub trait Service {
     type Settings;
     const NAME: &'static str;
+    /// The port it listens on when `PORT` is not set.
+    const DEFAULT_PORT: u16;
     fn settings() -> Result<Self::Settings, crate::config::ConfigError>;
     fn build(
         settings: Self::Settings,
@@ -189,8 +191,13 @@ impl Running {
 
 /// The body of every service's `main`: logging, configuration (exit 2 when invalid), start-up
 /// (exit 1 when a dependency stays unreachable), serving, and exit 0 after a clean shutdown.
+/// With `--healthcheck` a service binary only asks a running instance (on `PORT`) whether it is
+/// ready and exits 0 or 1: the container health check, with no curl in the image.
 pub async fn run_service<S: Service>() -> std::process::ExitCode {
     use std::process::ExitCode;
+    if std::env::args().any(|a| a == "--healthcheck") {
+        return healthcheck(S::DEFAULT_PORT);
+    }
     crate::telemetry::init("info,sqlx=warn");
     let name = S::NAME;
     let settings = match S::settings() {
@@ -269,5 +276,23 @@ impl Foundation {
             .app_data(self.health.clone())
             .configure(common_routes)
             .configure(crate::docs::routes(self.openapi.clone()));
+    }
+}
+
+fn healthcheck(default_port: u16) -> std::process::ExitCode {
+    use std::io::{Read, Write};
+    let port: u16 = crate::config::var_or("PORT", default_port).unwrap_or(default_port);
+    let ask = || -> std::io::Result<bool> {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+        stream.write_all(b"GET /health/ready HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut head = [0u8; 16];
+        let n = stream.read(&mut head)?;
+        Ok(head[..n].starts_with(b"HTTP/1.1 200") || head[..n].starts_with(b"HTTP/1.0 200"))
+    };
+    match ask() {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        _ => std::process::ExitCode::FAILURE,
     }
 }

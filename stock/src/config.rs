@@ -1,5 +1,6 @@
 //! Settings of the stock service, from environment variables.
 
+use crate::startup::Application;
 use shared::auth::Tokens;
 use shared::config::{string_or, var_or, CommonSettings, ConfigError};
 use std::time::Duration;
@@ -24,7 +25,10 @@ impl Settings {
         }
         let sweep_ms: u64 = var_or("RESERVATION_SWEEP_INTERVAL_MS", 1000)?;
         Ok(Settings {
-            common: CommonSettings::from_env("stock", 3133)?,
+            common: CommonSettings::from_env(
+                "stock",
+                <Application as shared::startup::Service>::DEFAULT_PORT,
+            )?,
             tokens: Tokens::from_env(true)?,
             reservation_ttl_secs,
             sweep_interval: Duration::from_millis(sweep_ms.max(10)),

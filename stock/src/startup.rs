@@ -18,6 +18,7 @@ pub struct Application;
 impl shared::startup::Service for Application {
     type Settings = Settings;
     const NAME: &'static str = "stock";
+    const DEFAULT_PORT: u16 = 3133;
     fn settings() -> Result<Settings, shared::config::ConfigError> {
         Settings::from_env()
     }

@@ -4,6 +4,7 @@
 mod auth;
 mod checkout;
 mod conventions;
+mod deploy;
 mod idempotency;
 mod local_stack;
 mod observability;

@@ -1,0 +1,240 @@
+//! Static checks of what operators deploy (no Docker engine runs here): docker-compose.yml against
+//! the Compose Specification schema and the topology SPEC §8 asks for, nginx.conf through `nginx -t`,
+//! the Dockerfile's shape, and the observability configuration.
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::process::Command;
+use tests::workspace_root;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(workspace_root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn compose() -> Value {
+    let mut yaml: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&read("docker-compose.yml")).expect("valid YAML");
+    yaml.apply_merge().expect("merge keys resolve");
+    serde_json::to_value(yaml).expect("YAML as JSON")
+}
+
+#[test]
+fn docker_compose_follows_the_compose_specification() {
+    let schema: Value = serde_json::from_str(&read("schemas/compose-spec.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the vendored schema compiles");
+    let compose = compose();
+    let errors: Vec<String> = validator
+        .iter_errors(&compose)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "docker-compose.yml is not valid:\n{}",
+        errors.join("\n")
+    );
+}
+
+#[test]
+fn docker_compose_has_the_whole_topology_with_health_checks() {
+    let compose = compose();
+    let services = compose["services"].as_object().unwrap();
+    for name in [
+        "postgres",
+        "redis",
+        "nginx",
+        "order",
+        "payment",
+        "stock",
+        "jaeger",
+        "prometheus",
+        "grafana",
+    ] {
+        assert!(services.contains_key(name), "service {name}");
+    }
+    for name in ["postgres", "redis", "nginx", "order", "payment", "stock"] {
+        assert!(
+            services[name]["healthcheck"]["test"].is_array(),
+            "{name} has a health check"
+        );
+        assert!(
+            services[name].get("profiles").is_none(),
+            "{name} runs by default"
+        );
+    }
+    for name in ["order", "payment", "stock"] {
+        let s = &services[name];
+        assert_eq!(
+            s["build"], ".",
+            "{name} is built from the repository's Dockerfile"
+        );
+        assert_eq!(s["command"][0], name);
+        assert_eq!(
+            s["healthcheck"]["test"],
+            serde_json::json!(["CMD", name, "--healthcheck"])
+        );
+        for dep in ["postgres", "redis"] {
+            assert_eq!(
+                s["depends_on"][dep]["condition"], "service_healthy",
+                "{name} waits for {dep}"
+            );
+        }
+        assert!(s["environment"]["DATABASE_URL"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{name}")));
+    }
+    for dep in ["stock", "payment"] {
+        assert_eq!(
+            services["order"]["depends_on"][dep]["condition"],
+            "service_healthy"
+        );
+    }
+    for dep in ["order", "payment", "stock"] {
+        assert_eq!(
+            services["nginx"]["depends_on"][dep]["condition"],
+            "service_healthy"
+        );
+    }
+    assert!(services["redis"]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a == "--appendonly"));
+    assert!(
+        services["nginx"]["volumes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("./nginx.conf:"),
+        "the repository's nginx.conf"
+    );
+    for name in ["jaeger", "prometheus", "grafana"] {
+        assert_eq!(
+            services[name]["profiles"],
+            serde_json::json!(["observability"])
+        );
+    }
+    // Every secret the file requires is in .env.example.
+    let example = read(".env.example");
+    let text = read("docker-compose.yml");
+    let required: BTreeSet<&str> = text
+        .match_indices("${")
+        .filter_map(|(i, _)| text[i + 2..].split([':', '}']).next())
+        .collect();
+    for var in required {
+        assert!(
+            example.contains(&format!("{var}=")),
+            "{var} in .env.example"
+        );
+    }
+}
+
+#[test]
+fn the_dockerfile_builds_release_binaries_into_a_small_non_root_image() {
+    let dockerfile = read("Dockerfile");
+    let stages: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(stages.len(), 2, "multi-stage: {stages:?}");
+    assert!(stages[1].contains("slim"), "small runtime image");
+    assert!(dockerfile.contains("cargo build --release"));
+    assert!(
+        dockerfile
+            .lines()
+            .any(|l| l.starts_with("USER ") && !l.contains("root")),
+        "non-root"
+    );
+}
+
+#[test]
+fn nginx_accepts_the_repository_configuration() {
+    let dir = workspace_root().join(".stack/test/nginx-check");
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = read("nginx.conf")
+        .replace("${NGINX_STATE_DIR}", &dir.display().to_string())
+        .replace("${NGINX_PORT}", "127.0.0.1:18080")
+        .replace("${ORDER_UPSTREAM}", "127.0.0.1:13131")
+        .replace("${PAYMENT_UPSTREAM}", "127.0.0.1:13132")
+        .replace("${STOCK_UPSTREAM}", "127.0.0.1:13133");
+    assert!(
+        conf.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .all(|l| !l.contains("${")),
+        "every placeholder is rendered"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let nginx = ["/usr/sbin/nginx", "nginx"]
+        .into_iter()
+        .find(|n| Command::new(n).arg("-v").output().is_ok())
+        .expect("nginx is installed (make deps)");
+    let out = Command::new(nginx)
+        .args(["-t", "-p"])
+        .arg(&dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .args(["-g", "daemon off;"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nginx -t: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_dashboard_and_scrape_config_use_metrics_the_services_expose() {
+    let dashboard: Value =
+        serde_json::from_str(&read("observability/grafana/dashboards/checkout.json")).unwrap();
+    let exprs: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap())
+        .map(|t| t["expr"].as_str().unwrap())
+        .collect();
+    for metric in [
+        "checkouts_total",
+        "saga_step_duration_seconds_bucket",
+        "saga_compensations_total",
+        "outbound_retries_total",
+        "orders_in_flight",
+    ] {
+        assert!(
+            exprs.iter().any(|e| e.contains(metric)),
+            "the dashboard shows {metric}"
+        );
+    }
+    assert!(
+        exprs.iter().any(|e| e.contains("histogram_quantile(0.99")),
+        "p99 per step"
+    );
+    let prometheus: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&read("observability/prometheus.yml")).unwrap();
+    let targets =
+        serde_json::to_value(&prometheus["scrape_configs"][0]["static_configs"][0]["targets"])
+            .unwrap();
+    assert_eq!(
+        targets,
+        serde_json::json!(["order:3131", "payment:3132", "stock:3133"])
+    );
+}
+
+#[tokio::test]
+async fn the_binaries_healthcheck_flag_asks_the_running_service() {
+    let s = tests::Stack::start().await;
+    for part in [tests::Part::Order, tests::Part::Payment, tests::Part::Stock] {
+        let bin = workspace_root().join("target/debug").join(part.name());
+        let ask = |port: u16| {
+            Command::new(&bin)
+                .arg("--healthcheck")
+                .env_clear()
+                .env("PORT", port.to_string())
+                .status()
+                .unwrap()
+                .code()
+        };
+        assert_eq!(ask(s.port(part)), Some(0), "{part:?} is ready");
+        assert_eq!(ask(tests::free_port()), Some(1), "nothing listens there");
+    }
+}
