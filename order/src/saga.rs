@@ -26,6 +26,7 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use OrderStatus::{Charging, Compensating, Completed, Completing, Failed, Pending, Reserving};
@@ -123,10 +124,24 @@ impl Saga {
         }
     }
 
-    /// Drives an order until it is terminal and returns it.
+    /// Drives an order until it is terminal and returns it, in the trace of the checkout that made
+    /// it: one span for the saga, one per step.
     pub async fn drive(&self, id: Uuid) -> Result<Order, sqlx::Error> {
         let _in_flight = InFlight::new(&self.metrics.in_flight);
         let context = storage::call_context(&self.pool, id).await?;
+        let span = tracing::info_span!(
+            "saga",
+            otel.name = "checkout.saga",
+            order_id = %id,
+            request_id = %context.request_id,
+        );
+        if let Some(traceparent) = &context.traceparent {
+            shared::telemetry::continue_trace(&span, traceparent);
+        }
+        self.drive_steps(id, &context).instrument(span).await
+    }
+
+    async fn drive_steps(&self, id: Uuid, context: &CallContext) -> Result<Order, sqlx::Error> {
         // The state this driver moved the order into: its steps are ones this driver started.
         let mut entered: Moved = None;
         loop {
@@ -141,10 +156,38 @@ impl Saga {
                     self.move_to(id, Pending, Reserving, Changes::default(), vec![])
                         .await?
                 }
-                Reserving => self.reserve(&order, fresh, &context).await?,
-                Charging => self.charge(&order, fresh, &context).await?,
-                Completing => self.complete(&order, &context).await?,
-                Compensating => self.compensate(&order, &context).await?,
+                Reserving => {
+                    self.reserve(&order, fresh, context)
+                        .instrument(tracing::info_span!(
+                            "saga.reserve",
+                            otel.name = "saga.reserve"
+                        ))
+                        .await?
+                }
+                Charging => {
+                    self.charge(&order, fresh, context)
+                        .instrument(tracing::info_span!(
+                            "saga.charge",
+                            otel.name = "saga.charge"
+                        ))
+                        .await?
+                }
+                Completing => {
+                    self.complete(&order, context)
+                        .instrument(tracing::info_span!(
+                            "saga.complete",
+                            otel.name = "saga.complete"
+                        ))
+                        .await?
+                }
+                Compensating => {
+                    self.compensate(&order, context)
+                        .instrument(tracing::info_span!(
+                            "saga.compensate",
+                            otel.name = "saga.compensate"
+                        ))
+                        .await?
+                }
             };
         }
     }

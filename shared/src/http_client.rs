@@ -58,7 +58,8 @@ impl Reply {
 #[derive(Debug, Clone, Default)]
 pub struct CallContext {
     pub request_id: String,
-    /// The W3C `traceparent` of the request the call is made for.
+    /// The W3C `traceparent` of the request the calls are made for; the caller continues that trace
+    /// (the calls themselves carry the current span's, see [`crate::telemetry::inject`]).
     pub traceparent: Option<String>,
 }
 
@@ -130,6 +131,9 @@ impl Middleware for Counting {
     ) -> reqwest_middleware::Result<Response> {
         let log = extensions.get::<CallLog>().cloned().unwrap_or_default();
         let attempt = log.attempts.fetch_add(1, Ordering::SeqCst) + 1;
+        if attempt > 1 {
+            tracing::info!(target_service = self.target, attempt, "retrying call");
+        }
         let result = next.run(req, extensions).await;
         let outcome = match &result {
             Ok(r) if r.status().is_server_error() => "server_error",
@@ -219,8 +223,8 @@ impl ServiceClient {
             .header("Idempotency-Key", idempotency_key)
             .header("X-Request-ID", &context.request_id)
             .body(body);
-        if let Some(traceparent) = &context.traceparent {
-            request = request.header("traceparent", traceparent);
+        for (name, value) in crate::telemetry::inject() {
+            request = request.header(name, value);
         }
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);

@@ -100,10 +100,9 @@ pub async fn track(
             .with_label_values(&[method.as_str(), route.as_str()])
             .observe(elapsed.as_secs_f64());
     }
+    // Method, route and request id are fields of the request's span, on this line too.
     tracing::info!(
-        http.method = %method,
-        http.route = %route,
-        http.status = status,
+        status,
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         "request finished"
     );

@@ -194,11 +194,18 @@ impl Running {
 /// With `--healthcheck` a service binary only asks a running instance (on `PORT`) whether it is
 /// ready and exits 0 or 1: the container health check, with no curl in the image.
 pub async fn run_service<S: Service>() -> std::process::ExitCode {
-    use std::process::ExitCode;
     if std::env::args().any(|a| a == "--healthcheck") {
         return healthcheck(S::DEFAULT_PORT);
     }
-    crate::telemetry::init("info,sqlx=warn");
+    let telemetry = crate::telemetry::init(S::NAME, "info,sqlx=warn");
+    let code = serve::<S>().await;
+    // Flushes the spans still waiting for export (a blocking call).
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    code
+}
+
+async fn serve<S: Service>() -> std::process::ExitCode {
+    use std::process::ExitCode;
     let name = S::NAME;
     let settings = match S::settings() {
         Ok(settings) => settings,

@@ -141,7 +141,8 @@ pub async fn checkout(
     };
     let context = CallContext {
         request_id: header(shared::request_id::HEADER.as_str()).unwrap_or_default(),
-        traceparent: header("traceparent").filter(|t| shared::telemetry::trace_id(t).is_some()),
+        // This request's own span: the saga continues its trace, whoever drives it.
+        traceparent: shared::telemetry::current_traceparent(),
     };
     let (order, driving) =
         match storage::open(&pool, &request, &idem, settings.lease, &context).await? {

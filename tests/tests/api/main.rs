@@ -10,3 +10,4 @@ mod local_stack;
 mod observability;
 mod payment;
 mod stock;
+mod tracing;

@@ -154,3 +154,80 @@ async fn every_service_exposes_its_metrics_with_route_patterns() {
         Some(8.0)
     );
 }
+
+#[tokio::test]
+async fn logs_are_json_lines_without_secrets_and_follow_rust_log() {
+    let s = Stack::start().await;
+    let card = "4111111111111111";
+    s.call(
+        "/payment/charge",
+        &json!({"amount": 10, "currency": "USD", "reference": card}),
+    )
+    .await
+    .expect(201, None);
+    s.admin(
+        "/stock/items",
+        &json!({"name": "x", "price": 1, "currency": "USD", "stock": 1}),
+    )
+    .await
+    .expect(201, None);
+    s.post(
+        "/payment/charge",
+        Some("wrong-secret-token"),
+        Some("k"),
+        &json!({}),
+    )
+    .await
+    .expect(401, Some("unauthorized"));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    for part in [Part::Order, Part::Payment, Part::Stock] {
+        let log = std::fs::read_to_string(s.log_path(part)).unwrap();
+        for secret in [
+            tests::SERVICE_TOKEN,
+            tests::ADMIN_TOKEN,
+            "wrong-secret-token",
+            card,
+        ] {
+            assert!(!log.contains(secret), "{part:?} logged {secret}");
+        }
+        for line in log.lines().filter(|l| l.starts_with('{')) {
+            let v: serde_json::Value =
+                serde_json::from_str(line).expect("one JSON object per line");
+            for field in ["timestamp", "level", "target", "message", "service"] {
+                assert!(v.get(field).is_some(), "{field} in {line}");
+            }
+        }
+        let access = log
+            .lines()
+            .find(|l| l.contains("request finished") && l.contains("/health"))
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(access).unwrap();
+        for field in [
+            "request_id",
+            "trace_id",
+            "span_id",
+            "http.route",
+            "status",
+            "duration_ms",
+        ] {
+            assert!(
+                v.get(field).is_some(),
+                "{field} in the access line {access}"
+            );
+        }
+    }
+
+    // RUST_LOG filters.
+    s.stop(Part::Stock).await;
+    let before = std::fs::read_to_string(s.log_path(Part::Stock))
+        .unwrap()
+        .len();
+    s.start_part(Part::Stock, &[("RUST_LOG", "warn")]).await;
+    s.get("/stock/items/1", None).await.expect(200, None);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let after = std::fs::read_to_string(s.log_path(Part::Stock)).unwrap();
+    assert!(
+        !after[before..].contains("\"level\":\"INFO\""),
+        "RUST_LOG=warn keeps info out"
+    );
+}
