@@ -4,7 +4,7 @@ STACK := scripts/stack.sh
 PROFILE ?= release
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: run up down stop start build deps test test-unit test-integration lint fmt clean
+.PHONY: run up down stop start build deps test lint fmt clean bench
 
 ## run: install what is missing, build, and run the whole stack in the foreground (Ctrl-C stops it)
 run: deps build
@@ -35,6 +35,10 @@ test: deps
 	cargo build --bins
 	TEST_DATABASE_URL=$$($(STACK) test-postgres) cargo test --workspace --no-fail-fast -- --test-threads=$${TEST_THREADS:-4}; \
 	status=$$?; $(STACK) test-postgres-stop; exit $$status
+
+## bench: release build, its own stack, then health, checkout (64 clients, 30 s) and replay; .stack/bench/result.json
+bench: deps
+	scripts/bench.sh
 
 lint:
 	cargo fmt --all -- --check

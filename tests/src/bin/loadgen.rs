@@ -1,0 +1,491 @@
+//! The checkout load generator behind `make bench` (and the chaos harness's load).
+//!
+//! `loadgen run --scenario checkout|replay|health ...` drives the stack through nginx with N
+//! concurrent clients for a duration or a count, shows a progress bar, prints a table (throughput,
+//! p50/p95/p99/max latency, counts by status and code), and can merge its figures into a JSON file
+//! and draw a latency histogram (SVG) next to it. `loadgen table FILE` prints the table of a file.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(about = "Checkout load generator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs one scenario.
+    Run(RunArgs),
+    /// Prints the table of a result file.
+    Table { file: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum Scenario {
+    /// POST /order/checkout with a new Idempotency-Key per order.
+    Checkout,
+    /// Re-sends finished checkouts' keys: answered from the idempotency store.
+    Replay,
+    /// GET /stock/health/live through nginx: the HTTP ceiling.
+    Health,
+}
+
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    #[arg(long, value_enum)]
+    scenario: Scenario,
+    /// nginx's URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// How long to run (seconds); the default when no --count is given is 10.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// How many requests to send instead of a duration.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Items the carts are made of (comma-separated ids).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    items: Vec<i64>,
+    /// Lines per cart (one unit each, distinct items).
+    #[arg(long, default_value_t = 1)]
+    lines: usize,
+    /// Share of checkouts that re-send an earlier finished key instead of a new one.
+    #[arg(long, default_value_t = 0.0)]
+    replay_share: f64,
+    /// Share of checkouts immediately sent again with the same key (a client retry).
+    #[arg(long, default_value_t = 0.0)]
+    retry_share: f64,
+    /// Finished checkouts the replay scenario makes first and then replays.
+    #[arg(long, default_value_t = 500)]
+    keys: usize,
+    /// Merge the figures into this JSON file under the scenario's name (with the core count).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write a latency histogram (SVG) here.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// What one client saw.
+struct Tally {
+    latency_us: Histogram<u64>,
+    by_status: BTreeMap<String, u64>,
+    by_code: BTreeMap<String, u64>,
+    finished: Vec<(String, Value)>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Tally {
+            latency_us: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
+            by_status: BTreeMap::new(),
+            by_code: BTreeMap::new(),
+            finished: Vec::new(),
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        let _ = self.latency_us.add(&other.latency_us);
+        for (k, v) in other.by_status {
+            *self.by_status.entry(k).or_default() += v;
+        }
+        for (k, v) in other.by_code {
+            *self.by_code.entry(k).or_default() += v;
+        }
+        self.finished.extend(other.finished);
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct Report {
+    clients: usize,
+    duration_s: f64,
+    requests: u64,
+    requests_per_s: f64,
+    /// Completed checkouts (201) per second for `checkout`; successful answers per second otherwise.
+    throughput_per_s: f64,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    by_status: BTreeMap<String, u64>,
+    by_code: BTreeMap<String, u64>,
+}
+
+fn cart(items: &[i64], lines: usize, n: u64) -> Value {
+    let lines = lines.clamp(1, items.len().max(1));
+    let start = (n as usize) % items.len().max(1);
+    let chosen: Vec<Value> = (0..lines)
+        .map(|i| json!({"itemId": items[(start + i) % items.len()], "quantity": 1}))
+        .collect();
+    json!({ "items": chosen })
+}
+
+async fn send(
+    client: &reqwest::Client,
+    args: &RunArgs,
+    key: &str,
+    body: &Value,
+    tally: &mut Tally,
+) -> Option<u16> {
+    let started = Instant::now();
+    let request = match args.scenario {
+        Scenario::Health => client.get(format!("{}/stock/health/live", args.url)),
+        _ => client
+            .post(format!("{}/order/checkout", args.url))
+            .header("Idempotency-Key", key)
+            .header("content-type", "application/json")
+            .body(body.to_string()),
+    };
+    let result = request.send().await;
+    let (status, code) = match result {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            let code = if status >= 400 {
+                serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v["code"].as_str().map(str::to_string))
+            } else {
+                None
+            };
+            (Some(status), code)
+        }
+        Err(e) => (
+            None,
+            Some(if e.is_timeout() {
+                "timeout".into()
+            } else {
+                "connection_error".into()
+            }),
+        ),
+    };
+    let micros = u64::try_from(started.elapsed().as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let _ = tally.latency_us.record(micros.min(120_000_000));
+    let label = status.map_or_else(|| "error".to_string(), |s| s.to_string());
+    *tally.by_status.entry(label).or_default() += 1;
+    if let Some(code) = code {
+        *tally.by_code.entry(code).or_default() += 1;
+    }
+    status
+}
+
+fn client(clients: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(clients * 2)
+        .timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .build()
+        .expect("http client")
+}
+
+/// Makes `keys` finished checkouts to replay.
+async fn prepare_replays(args: &RunArgs) -> Vec<(String, Value)> {
+    let http = client(args.clients);
+    let made = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..args.clients)
+        .map(|_| {
+            let (http, args, made) = (http.clone(), args.clone(), made.clone());
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                let mut tally = Tally::new();
+                loop {
+                    let n = made.fetch_add(1, Ordering::SeqCst);
+                    if n >= args.keys as u64 {
+                        return mine;
+                    }
+                    let key = uuid::Uuid::new_v4().to_string();
+                    let body = cart(&args.items, args.lines, n);
+                    let probe = RunArgs {
+                        scenario: Scenario::Checkout,
+                        ..args.clone()
+                    };
+                    if send(&http, &probe, &key, &body, &mut tally).await == Some(201) {
+                        mine.push((key, body));
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    all
+}
+
+async fn run(args: RunArgs) -> Report {
+    let replays = if args.scenario == Scenario::Replay {
+        let r = prepare_replays(&args).await;
+        assert!(!r.is_empty(), "no checkout completed: nothing to replay");
+        Arc::new(r)
+    } else {
+        Arc::new(Vec::new())
+    };
+    let duration = args.duration.or(if args.count.is_some() {
+        None
+    } else {
+        Some(10.0)
+    });
+    let deadline = duration.map(|d| Instant::now() + Duration::from_secs_f64(d));
+    let sent = Arc::new(AtomicU64::new(0));
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        let bar = match (duration, args.count) {
+            (Some(d), _) => ProgressBar::new((d * 10.0) as u64),
+            (None, Some(c)) => ProgressBar::new(c),
+            _ => ProgressBar::new(0),
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>9} [{bar:40}] {msg}")
+                .expect("template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{:?}", args.scenario).to_lowercase());
+        bar
+    };
+    let http = client(args.clients);
+    let started = Instant::now();
+    let ticker = {
+        let (bar, sent) = (bar.clone(), sent.clone());
+        let by_time = duration.is_some();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let n = sent.load(Ordering::Relaxed);
+                let secs = started.elapsed().as_secs_f64();
+                bar.set_position(if by_time { (secs * 10.0) as u64 } else { n });
+                bar.set_message(format!("{n} requests, {:.0}/s", n as f64 / secs.max(0.001)));
+            }
+        })
+    };
+    let tasks: Vec<_> = (0..args.clients)
+        .map(|_| {
+            let (http, args, sent, replays) =
+                (http.clone(), args.clone(), sent.clone(), replays.clone());
+            tokio::spawn(async move {
+                let mut tally = Tally::new();
+                let mut rng_state = uuid::Uuid::new_v4().as_u128() as u64 | 1;
+                let mut random = move || {
+                    // xorshift: cheap, and good enough to pick shares and keys.
+                    rng_state ^= rng_state << 13;
+                    rng_state ^= rng_state >> 7;
+                    rng_state ^= rng_state << 17;
+                    (rng_state >> 11) as f64 / (1u64 << 53) as f64
+                };
+                loop {
+                    let n = sent.fetch_add(1, Ordering::Relaxed);
+                    if args.count.is_some_and(|c| n >= c)
+                        || deadline.is_some_and(|d| Instant::now() >= d)
+                    {
+                        return tally;
+                    }
+                    match args.scenario {
+                        Scenario::Health => {
+                            send(&http, &args, "", &Value::Null, &mut tally).await;
+                        }
+                        Scenario::Replay => {
+                            let (key, body) = &replays
+                                [(random() * replays.len() as f64) as usize % replays.len()];
+                            send(&http, &args, key, body, &mut tally).await;
+                        }
+                        Scenario::Checkout => {
+                            let earlier = (!tally.finished.is_empty()
+                                && random() < args.replay_share)
+                                .then(|| {
+                                    tally.finished[(random() * tally.finished.len() as f64)
+                                        as usize
+                                        % tally.finished.len()]
+                                    .clone()
+                                });
+                            let (key, body) = earlier.unwrap_or_else(|| {
+                                (
+                                    uuid::Uuid::new_v4().to_string(),
+                                    cart(&args.items, args.lines, n),
+                                )
+                            });
+                            let status = send(&http, &args, &key, &body, &mut tally).await;
+                            if status == Some(201) && tally.finished.len() < 10_000 {
+                                tally.finished.push((key.clone(), body.clone()));
+                            }
+                            if random() < args.retry_share {
+                                send(&http, &args, &key, &body, &mut tally).await;
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut total = Tally::new();
+    for t in tasks {
+        if let Ok(tally) = t.await {
+            total.merge(tally);
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    ticker.abort();
+    bar.finish_and_clear();
+    let requests = total.latency_us.len();
+    let ok = match args.scenario {
+        Scenario::Checkout => total.by_status.get("201").copied().unwrap_or(0),
+        _ => total
+            .by_status
+            .iter()
+            .filter(|(s, _)| s.starts_with('2'))
+            .map(|(_, n)| *n)
+            .sum(),
+    };
+    let ms = |q: f64| total.latency_us.value_at_quantile(q) as f64 / 1000.0;
+    if let Some(path) = &args.plot {
+        if let Err(e) = plot(
+            &total.latency_us,
+            path,
+            &format!("{:?} latency", args.scenario),
+        ) {
+            eprintln!("could not draw {}: {e}", path.display());
+        }
+    }
+    Report {
+        clients: args.clients,
+        duration_s: elapsed,
+        requests,
+        requests_per_s: requests as f64 / elapsed,
+        throughput_per_s: ok as f64 / elapsed,
+        p50_ms: ms(0.50),
+        p95_ms: ms(0.95),
+        p99_ms: ms(0.99),
+        max_ms: total.latency_us.max() as f64 / 1000.0,
+        by_status: total.by_status,
+        by_code: total.by_code,
+    }
+}
+
+/// A histogram of latencies up to the 99.9th percentile, in 50 bins.
+fn plot(
+    latency_us: &Histogram<u64>,
+    path: &Path,
+    title: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let top_ms = (latency_us.value_at_quantile(0.999) as f64 / 1000.0).max(1.0);
+    let bins = 50usize;
+    let width = top_ms / bins as f64;
+    let mut counts = vec![0u64; bins];
+    for v in latency_us.iter_recorded() {
+        let ms = v.value_iterated_to() as f64 / 1000.0;
+        let i = ((ms / width) as usize).min(bins - 1);
+        counts[i] += v.count_at_value();
+    }
+    let highest = counts.iter().copied().max().unwrap_or(1).max(1);
+    let root = SVGBackend::new(path, (900, 450)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..top_ms, 0u64..highest + highest / 10)?;
+    chart
+        .configure_mesh()
+        .x_desc("latency (ms), up to p99.9")
+        .y_desc("requests")
+        .draw()?;
+    chart.draw_series(counts.iter().enumerate().map(|(i, &c)| {
+        let x0 = i as f64 * width;
+        Rectangle::new([(x0, 0), (x0 + width * 0.9, c)], BLUE.mix(0.7).filled())
+    }))?;
+    root.present()?;
+    Ok(())
+}
+
+fn table(results: &Value) {
+    println!(
+        "{:<10} {:>8} {:>10} {:>12} {:>9} {:>9} {:>9} {:>9}  statuses / codes",
+        "scenario", "clients", "requests", "ok/s", "p50 ms", "p95 ms", "p99 ms", "max ms"
+    );
+    for name in ["health", "checkout", "replay"] {
+        let Some(r) = results.get(name) else { continue };
+        let Ok(r) = serde_json::from_value::<Report>(r.clone()) else {
+            continue;
+        };
+        let statuses: Vec<String> = r
+            .by_status
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect();
+        let codes: Vec<String> = r.by_code.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        println!(
+            "{:<10} {:>8} {:>10} {:>12.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2}  {} {}",
+            name,
+            r.clients,
+            r.requests,
+            r.throughput_per_s,
+            r.p50_ms,
+            r.p95_ms,
+            r.p99_ms,
+            r.max_ms,
+            statuses.join(" "),
+            codes.join(" ")
+        );
+    }
+    if let Some(cores) = results.get("cores") {
+        println!("cores: {cores}");
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    match Cli::parse().command {
+        Command::Table { file } => {
+            let text = std::fs::read_to_string(&file)
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            table(&serde_json::from_str(&text).expect("a result file"));
+        }
+        Command::Run(args) => {
+            let name = format!("{:?}", args.scenario).to_lowercase();
+            let json_path = args.json.clone();
+            let report = run(args).await;
+            let mut results = json!({});
+            results[&name] = serde_json::to_value(&report).expect("report");
+            if let Some(path) = json_path {
+                let mut existing: Value = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or_else(|| json!({}));
+                existing["cores"] =
+                    json!(std::thread::available_parallelism().map_or(1, |n| n.get()));
+                existing[&name] = results[&name].clone();
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                std::fs::write(
+                    &path,
+                    serde_json::to_string_pretty(&existing).expect("json"),
+                )
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+            table(&results);
+        }
+    }
+}
