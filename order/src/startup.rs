@@ -6,11 +6,9 @@ use crate::metrics::SagaMetrics;
 use crate::participants::Participants;
 use crate::saga::Saga;
 use crate::{recovery, routes};
-use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use shared::http_client::ServiceClient;
-use shared::startup::{not_found, Foundation, Running, StartupError};
-use shared::{metrics, request_id, telemetry};
+use shared::startup::{Foundation, Running, StartupError};
 use sqlx::migrate::Migrator;
 use std::sync::Arc;
 use utoipa::OpenApi;
@@ -56,25 +54,14 @@ impl Application {
             settings.recovery_interval,
             settings.common.shutdown_timeout,
         );
-        let shutdown = settings.common.shutdown_timeout.as_secs();
-        let workers = settings.common.workers;
+        let common = settings.common.clone();
         let settings = web::Data::new(settings);
         let saga = web::Data::new(saga);
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(from_fn(metrics::track))
-                .wrap(telemetry::logger())
-                .wrap(from_fn(request_id::propagate))
-                .configure(|cfg| base.configure(cfg))
-                .app_data(settings.clone())
+        let server = base.serve(listener, &common, move |cfg| {
+            cfg.app_data(settings.clone())
                 .app_data(saga.clone())
-                .configure(routes::configure)
-                .default_service(web::to(not_found))
-        })
-        .workers(workers)
-        .shutdown_timeout(shutdown)
-        .listen(listener)?
-        .run();
+                .configure(routes::configure);
+        })?;
         Ok(Running::new(port, server, |stop| {
             vec![tokio::spawn(recovery::run(
                 recovering,

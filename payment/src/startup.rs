@@ -5,10 +5,8 @@ use crate::config::Settings;
 use crate::metrics::PaymentMetrics;
 use crate::processor::PaymentProcessor;
 use crate::routes;
-use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
-use shared::startup::{not_found, Foundation, Running, StartupError};
-use shared::{metrics, request_id, telemetry};
+use actix_web::web;
+use shared::startup::{Foundation, Running, StartupError};
 use sqlx::migrate::Migrator;
 use std::sync::Arc;
 use utoipa::OpenApi;
@@ -48,28 +46,16 @@ impl Application {
         let tokens = web::Data::new(settings.tokens.clone());
         let faults = web::Data::new(settings.faults);
         let processor = web::Data::new(processor);
-        let shutdown = settings.common.shutdown_timeout.as_secs();
-        let workers = settings.common.workers;
+        let common = settings.common.clone();
         let settings = web::Data::new(settings);
-
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(from_fn(metrics::track))
-                .wrap(telemetry::logger())
-                .wrap(from_fn(request_id::propagate))
-                .configure(|cfg| base.configure(cfg))
-                .app_data(settings.clone())
+        let server = base.serve(listener, &common, move |cfg| {
+            cfg.app_data(settings.clone())
                 .app_data(tokens.clone())
                 .app_data(faults.clone())
                 .app_data(processor.clone())
                 .app_data(metrics.clone())
-                .configure(routes::configure)
-                .default_service(web::to(not_found))
-        })
-        .workers(workers)
-        .shutdown_timeout(shutdown)
-        .listen(listener)?
-        .run();
+                .configure(routes::configure);
+        })?;
         Ok(Running::new(port, server, |_| Vec::new()))
     }
 }

@@ -275,6 +275,36 @@ impl Foundation {
         Ok((foundation, listener))
     }
 
+    /// Starts the HTTP server on `listener`: the middleware every service has — the request id
+    /// outermost, then the request's span, then metrics and the access line, so each layer sees what
+    /// the outer ones set — the shared app data and routes, the service's own (`configure`), and
+    /// problem+json 404s for everything else.
+    pub fn serve<F>(
+        self,
+        listener: TcpListener,
+        settings: &CommonSettings,
+        configure: F,
+    ) -> Result<actix_web::dev::Server, StartupError>
+    where
+        F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+    {
+        use actix_web::middleware::from_fn;
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .wrap(from_fn(crate::metrics::track))
+                .wrap(crate::telemetry::logger())
+                .wrap(from_fn(crate::request_id::propagate))
+                .configure(|cfg| self.configure(cfg))
+                .configure(configure.clone())
+                .default_service(web::to(not_found))
+        })
+        .workers(settings.workers)
+        .shutdown_timeout(settings.shutdown_timeout.as_secs())
+        .listen(listener)?
+        .run();
+        Ok(server)
+    }
+
     /// Registers the shared app data, the routes every service has, and `/openapi.json` + `/docs`.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         cfg.app_data(web::Data::new(self.pool.clone()))

@@ -4,10 +4,8 @@ use crate::api_doc::ApiDoc;
 use crate::config::Settings;
 use crate::metrics::StockMetrics;
 use crate::{routes, sweeper};
-use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
-use shared::startup::{not_found, Foundation, Running, StartupError};
-use shared::{metrics, request_id, telemetry};
+use actix_web::web;
+use shared::startup::{Foundation, Running, StartupError};
 use sqlx::migrate::Migrator;
 use utoipa::OpenApi;
 
@@ -37,26 +35,14 @@ impl Application {
         let (sweep_pool, sweep_metrics, sweep_interval) =
             (base.pool.clone(), metrics.clone(), settings.sweep_interval);
         let metrics = web::Data::new(metrics);
-        let shutdown = settings.common.shutdown_timeout.as_secs();
-        let workers = settings.common.workers;
+        let common = settings.common.clone();
         let settings = web::Data::new(settings);
-
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(from_fn(metrics::track))
-                .wrap(telemetry::logger())
-                .wrap(from_fn(request_id::propagate))
-                .configure(|cfg| base.configure(cfg))
-                .app_data(settings.clone())
+        let server = base.serve(listener, &common, move |cfg| {
+            cfg.app_data(settings.clone())
                 .app_data(tokens.clone())
                 .app_data(metrics.clone())
-                .configure(routes::configure)
-                .default_service(web::to(not_found))
-        })
-        .workers(workers)
-        .shutdown_timeout(shutdown)
-        .listen(listener)?
-        .run();
+                .configure(routes::configure);
+        })?;
         Ok(Running::new(port, server, |stop| {
             vec![tokio::spawn(sweeper::run(
                 sweep_pool,
