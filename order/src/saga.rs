@@ -92,6 +92,11 @@ fn until_accepted(answer: Answer, final_codes: &[&str]) -> Answer {
     }
 }
 
+/// The span of one saga step, exported under `name`.
+fn step(name: &'static str) -> tracing::Span {
+    tracing::info_span!("saga.step", otel.name = name)
+}
+
 fn uuid_of(body: &Value, field: &str) -> Option<Uuid> {
     body[field].as_str().and_then(|s| Uuid::parse_str(s).ok())
 }
@@ -158,34 +163,22 @@ impl Saga {
                 }
                 Reserving => {
                     self.reserve(&order, fresh, context)
-                        .instrument(tracing::info_span!(
-                            "saga.reserve",
-                            otel.name = "saga.reserve"
-                        ))
+                        .instrument(step("saga.reserve"))
                         .await?
                 }
                 Charging => {
                     self.charge(&order, fresh, context)
-                        .instrument(tracing::info_span!(
-                            "saga.charge",
-                            otel.name = "saga.charge"
-                        ))
+                        .instrument(step("saga.charge"))
                         .await?
                 }
                 Completing => {
                     self.complete(&order, context)
-                        .instrument(tracing::info_span!(
-                            "saga.complete",
-                            otel.name = "saga.complete"
-                        ))
+                        .instrument(step("saga.complete"))
                         .await?
                 }
                 Compensating => {
                     self.compensate(&order, context)
-                        .instrument(tracing::info_span!(
-                            "saga.compensate",
-                            otel.name = "saga.compensate"
-                        ))
+                        .instrument(step("saga.compensate"))
                         .await?
                 }
             };

@@ -79,14 +79,20 @@ impl Problem {
         )
     }
 
-    /// 500 `internal_error`. The cause is logged here and never sent to the client.
-    pub fn internal(cause: &dyn std::error::Error) -> Self {
-        tracing::error!(error = %error_chain(cause), "internal error");
+    /// 500 `internal_error`, for [`ToProblem`] impls: building it logs nothing (the route error
+    /// is logged once, when its response is made; see [`impl_response_error!`]).
+    pub fn unexpected() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
             "an internal error occurred; the request may be retried with the same Idempotency-Key",
         )
+    }
+
+    /// 500 `internal_error` answered directly: the cause is logged here and never sent.
+    pub fn internal(cause: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %error_chain(cause), "internal error");
+        Self::unexpected()
     }
 
     /// 503 `dependency_unavailable` with `Retry-After`.
@@ -130,12 +136,14 @@ impl ResponseError for Problem {
     }
 }
 
-/// A route error that knows the problem it answers with.
+/// A route error: something that knows the problem it answers with. `to_problem` must have no
+/// side effects — it may be called several times per request (status, response, metrics).
 pub trait ToProblem {
     fn to_problem(&self) -> Problem;
 }
 
-/// Implements `actix_web::ResponseError` for a route error through its [`ToProblem`].
+/// Implements `actix_web::ResponseError` for a route error through its [`ToProblem`]. A 5xx is
+/// logged here, once per response, with the error's whole cause chain.
 #[macro_export]
 macro_rules! impl_response_error {
     ($($t:ty),+ $(,)?) => {$(
@@ -144,10 +152,21 @@ macro_rules! impl_response_error {
                 $crate::problem::ToProblem::to_problem(self).status_code()
             }
             fn error_response(&self) -> ::actix_web::HttpResponse {
-                $crate::problem::ToProblem::to_problem(self).to_response()
+                let problem = $crate::problem::ToProblem::to_problem(self);
+                $crate::problem::log_server_error(&problem, self);
+                problem.to_response()
             }
         }
     )+};
+}
+
+/// Logs a 5xx answer's cause: an error for 500, a warning for an unavailable dependency.
+pub fn log_server_error(problem: &Problem, error: &dyn std::error::Error) {
+    if problem.status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(code = problem.code, error = %error_chain(error), "internal error");
+    } else if problem.status.is_server_error() {
+        tracing::warn!(code = problem.code, error = %error_chain(error), "dependency unavailable");
+    }
 }
 
 /// `error: cause: cause-of-cause`, for logs.

@@ -306,7 +306,7 @@ impl Foundation {
     }
 
     /// Registers the shared app data, the routes every service has, and `/openapi.json` + `/docs`.
-    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+    fn configure(&self, cfg: &mut web::ServiceConfig) {
         cfg.app_data(web::Data::new(self.pool.clone()))
             .app_data(self.metrics.clone())
             .app_data(self.store.clone())

@@ -28,7 +28,7 @@ impl ToProblem for CheckoutError {
         match self {
             CheckoutError::Invalid(p) => p.clone(),
             CheckoutError::KeyReused => key_reused(),
-            CheckoutError::Storage(e) => Problem::internal(e),
+            CheckoutError::Storage(_) => Problem::unexpected(),
         }
     }
 }

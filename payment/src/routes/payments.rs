@@ -78,16 +78,13 @@ impl ToProblem for PaymentError {
                     .with("paymentStatus", status.as_str())
             }
             PaymentError::KeyReused => key_reused(),
-            PaymentError::Flow(FlowError::Processor(e)) => {
-                tracing::warn!(error = %e, "payment processor unavailable");
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "processor_unavailable",
-                    "the payment processor did not answer; retry with the same Idempotency-Key",
-                )
-                .retry_after(1)
-            }
-            PaymentError::Flow(FlowError::Storage(e)) => Problem::internal(e),
+            PaymentError::Flow(FlowError::Processor(_)) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "processor_unavailable",
+                "the payment processor did not answer; retry with the same Idempotency-Key",
+            )
+            .retry_after(1),
+            PaymentError::Flow(FlowError::Storage(_)) => Problem::unexpected(),
         }
     }
 }

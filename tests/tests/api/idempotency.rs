@@ -176,6 +176,23 @@ async fn a_request_that_failed_validation_or_with_5xx_may_be_retried_with_its_ke
         "no SQL leaks: {}",
         broken.text
     );
+    // Logged once, with its cause, for the operator (and never sent to the client).
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let log = std::fs::read_to_string(s.log_path(Part::Payment)).unwrap();
+    let logged: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"message\":\"internal error\""))
+        .collect();
+    assert_eq!(
+        logged.len(),
+        1,
+        "one log line per internal error: {logged:?}"
+    );
+    assert!(
+        logged[0].contains("payments"),
+        "the cause is in the log: {}",
+        logged[0]
+    );
     sqlx::query("ALTER TABLE payments_away RENAME TO payments")
         .execute(&db)
         .await
