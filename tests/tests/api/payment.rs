@@ -190,6 +190,16 @@ async fn three_failed_retries_exhaust_a_payment() {
     let r = s.call(&path, &json!({})).await;
     r.expect(409, Some("payment_not_retryable"));
     assert_eq!(r.json["paymentStatus"], "exhausted");
+    // Nothing was taken, so a refund changes nothing.
+    let refund = s.call("/payment/refund", &json!({"paymentId": id})).await;
+    refund.expect(200, None);
+    assert_eq!(
+        (
+            refund.json["status"].as_str(),
+            refund.json["retries"].as_i64()
+        ),
+        (Some("exhausted"), Some(3))
+    );
 }
 
 #[tokio::test]
