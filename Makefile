@@ -4,7 +4,7 @@ STACK := scripts/stack.sh
 PROFILE ?= release
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: run up down stop start build deps test lint fmt clean bench
+.PHONY: run up down stop start build deps test lint fmt clean bench chaos
 
 ## run: install what is missing, build, and run the whole stack in the foreground (Ctrl-C stops it)
 run: deps build
@@ -30,11 +30,21 @@ deps:
 build:
 	cargo build $(CARGO_PROFILE_FLAG) --bins
 
-## test: everything the tests need, then unit and integration tests against the real stack
+## test: everything the tests need, unit and integration tests against the real stack, then a
+## short chaos run (20 s of faults, seed 5)
 test: deps
 	cargo build --bins
 	TEST_DATABASE_URL=$$($(STACK) test-postgres) cargo test --workspace --no-fail-fast -- --test-threads=$${TEST_THREADS:-4}; \
-	status=$$?; $(STACK) test-postgres-stop; exit $$status
+	status=$$?; $(STACK) test-postgres-stop; [ $$status = 0 ] || exit $$status
+	target/debug/chaos --seconds 20 --seed 5 --out .stack/chaos-test
+
+## chaos: checkout under a seeded fault schedule, then the SPEC §6 invariants; .stack/chaos/result.json
+## (CHAOS_SECONDS=60, SEED= from the clock unless given, CHAOS_CLIENTS=16)
+CHAOS_SECONDS ?= 60
+CHAOS_CLIENTS ?= 16
+chaos: deps
+	cargo build --release --bins
+	target/release/chaos --profile release --seconds $(CHAOS_SECONDS) --clients $(CHAOS_CLIENTS) $(if $(SEED),--seed $(SEED),)
 
 ## bench: release build, its own stack, then health, checkout (64 clients, 30 s) and replay; .stack/bench/result.json
 bench: deps

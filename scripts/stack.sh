@@ -94,7 +94,8 @@ stop_postgres() {
     bin="$(pg_bin)" || return 0
     dir="$(pg_dir)"
     [ -f "$dir/data/PG_VERSION" ] || return 0
-    pg_user_run "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    # PG_STOP_MODE=immediate is a crash (the chaos harness's PostgreSQL restart): recovery replays the WAL.
+    pg_user_run "$bin/pg_ctl" -D "$dir/data" -m "${PG_STOP_MODE:-fast}" -w stop >/dev/null 2>&1 || true
     rm -f "$STACK_DIR/run/postgres.pid"
 }
 
@@ -292,9 +293,10 @@ cmd_run() {
 }
 
 # A PostgreSQL server for the integration tests (each test stack creates its own databases in it);
-# prints its URL. Idempotent.
+# prints its URL. Idempotent. TEST_STACK_DIR (default .stack/test) says where it lives: the chaos
+# harness has its own, which it restarts.
 cmd_test_postgres() {
-    STACK_DIR="$ROOT/.stack/test"
+    STACK_DIR="${TEST_STACK_DIR:-$ROOT/.stack/test}"
     prepare
     start_postgres >/dev/null 2>&1 || start_postgres
     echo "postgres://postgres@127.0.0.1:$(cat "$STACK_DIR/run/postgres.port")"
@@ -302,7 +304,7 @@ cmd_test_postgres() {
 
 # Stops the test server and removes everything the tests left (their databases, logs, sockets).
 cmd_test_postgres_stop() {
-    STACK_DIR="$ROOT/.stack/test"
+    STACK_DIR="${TEST_STACK_DIR:-$ROOT/.stack/test}"
     prepare
     stop_postgres
     rm -rf "$(pg_dir)" "$STACK_DIR"

@@ -48,11 +48,14 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
-fn binary(name: &str) -> PathBuf {
+fn binary(name: &str, profile: Option<&str>) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
-    let profile = std::env::var("TEST_PROFILE").unwrap_or_else(|_| "debug".into());
+    let profile = profile
+        .map(str::to_string)
+        .or_else(|| std::env::var("TEST_PROFILE").ok())
+        .unwrap_or_else(|| "debug".into());
     let path = target.join(profile).join(name);
     assert!(
         path.exists(),
@@ -158,6 +161,12 @@ impl Answer {
 pub struct Options {
     /// Extra environment for every service (e.g. `PAYMENT_FAULT_RATE`).
     pub env: Vec<(String, String)>,
+    /// The PostgreSQL server the services' databases are made in (default: [`postgres_url`]).
+    pub postgres_url: Option<String>,
+    /// Where the stack's directory is made (default: `.stack/test/stacks`).
+    pub dir: Option<PathBuf>,
+    /// `debug` or `release` binaries (default: `TEST_PROFILE`, else `debug`).
+    pub profile: Option<String>,
 }
 
 impl Options {
@@ -184,7 +193,11 @@ impl Stack {
 
     pub async fn start_with(options: Options) -> Stack {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-        let dir = workspace_root().join(".stack/test/stacks").join(&id);
+        let dir = options
+            .dir
+            .clone()
+            .unwrap_or_else(|| workspace_root().join(".stack/test/stacks"))
+            .join(&id);
         std::fs::create_dir_all(&dir).expect("stack dir");
         let ports: HashMap<Part, u16> = [
             Part::Order,
@@ -238,7 +251,15 @@ impl Stack {
     }
 
     pub fn database_url(&self, service: Part) -> String {
-        format!("{}/{}_{}", postgres_url(), service.name(), self.id)
+        let server = match &self.options.postgres_url {
+            Some(url) => url.as_str(),
+            None => postgres_url(),
+        };
+        format!("{}/{}_{}", server, service.name(), self.id)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn log_path(&self, part: Part) -> PathBuf {
@@ -264,7 +285,7 @@ impl Stack {
                 c
             }
             service => {
-                let mut c = Command::new(binary(service.name()));
+                let mut c = Command::new(binary(service.name(), self.options.profile.as_deref()));
                 c.env_clear()
                     .env("PATH", std::env::var("PATH").unwrap_or_default())
                     .env("HOST", "127.0.0.1")
