@@ -95,6 +95,25 @@ impl Problem {
         Self::unexpected()
     }
 
+    /// The answer to a storage error, for [`ToProblem`] impls: a database that cannot be reached
+    /// (restarting, failing over, pool exhausted) is 503 `dependency_unavailable` with
+    /// `Retry-After`, since nothing was written and a retry with the same key is safe; anything
+    /// else is 500 `internal_error`.
+    pub fn storage(e: &sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Self::unavailable(
+                "the database cannot be reached; retry with the same Idempotency-Key",
+            ),
+            sqlx::Error::Database(db) if is_unavailable_sqlstate(db.code().as_deref()) => {
+                Self::unavailable("the database is restarting; retry with the same Idempotency-Key")
+            }
+            _ => Self::unexpected(),
+        }
+    }
+
     /// 503 `dependency_unavailable` with `Retry-After`.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(
@@ -181,6 +200,12 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// SQLSTATEs a restarting server answers with: class 57P (operator intervention: admin shutdown,
+/// crash shutdown, cannot connect now) and 08 (connection exception).
+fn is_unavailable_sqlstate(code: Option<&str>) -> bool {
+    code.is_some_and(|c| c.starts_with("57P") || c.starts_with("08"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +228,22 @@ mod tests {
         let shadowing = Problem::new(StatusCode::CONFLICT, "x", "y").with("status", "failed");
         let text = serde_json::to_string(&shadowing).unwrap();
         assert_eq!(text.matches("\"status\"").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn an_unreachable_database_is_transient_anything_else_internal() {
+        let down = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        for e in [down, sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed] {
+            let p = Problem::storage(&e);
+            assert_eq!(p.status, StatusCode::SERVICE_UNAVAILABLE, "{e}");
+            assert_eq!(p.code, "dependency_unavailable");
+            assert_eq!(p.retry_after_secs, Some(1));
+        }
+        let p = Problem::storage(&sqlx::Error::RowNotFound);
+        assert_eq!(p.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(is_unavailable_sqlstate(Some("57P01")));
+        assert!(is_unavailable_sqlstate(Some("08006")));
+        assert!(!is_unavailable_sqlstate(Some("23505")));
     }
 
     #[test]

@@ -27,7 +27,7 @@ impl ToProblem for OrderError {
                 Problem::new(StatusCode::NOT_FOUND, "order_not_found", self.to_string())
                     .with("orderId", id.to_string())
             }
-            OrderError::Storage(_) => Problem::unexpected(),
+            OrderError::Storage(e) => Problem::storage(e),
         }
     }
 }

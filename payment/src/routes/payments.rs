@@ -84,7 +84,7 @@ impl ToProblem for PaymentError {
                 "the payment processor did not answer; retry with the same Idempotency-Key",
             )
             .retry_after(1),
-            PaymentError::Flow(FlowError::Storage(_)) => Problem::unexpected(),
+            PaymentError::Flow(FlowError::Storage(e)) => Problem::storage(e),
         }
     }
 }

@@ -35,7 +35,7 @@ impl ToProblem for ItemError {
             )
             .with("itemId", *id),
             ItemError::KeyReused => key_reused(),
-            ItemError::Storage(_) => Problem::unexpected(),
+            ItemError::Storage(e) => Problem::storage(e),
         }
     }
 }

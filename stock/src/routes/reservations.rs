@@ -69,7 +69,7 @@ impl ToProblem for ReserveError {
                 .with("orderId", order_id.as_str())
                 .with("reservationId", reservation_id.to_string()),
             ReserveError::KeyReused => key_reused(),
-            ReserveError::Storage(_) => Problem::unexpected(),
+            ReserveError::Storage(e) => Problem::storage(e),
         }
     }
 }
@@ -110,7 +110,7 @@ impl ToProblem for ChangeError {
                 Problem::new(StatusCode::CONFLICT, "reservation_expired", detail)
                     .with("reservationId", id.to_string())
             }
-            ChangeError::Storage(_) => Problem::unexpected(),
+            ChangeError::Storage(e) => Problem::storage(e),
         }
     }
 }

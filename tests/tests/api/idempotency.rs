@@ -181,7 +181,7 @@ async fn a_request_that_failed_validation_or_with_5xx_may_be_retried_with_its_ke
     let log = std::fs::read_to_string(s.log_path(Part::Payment)).unwrap();
     let logged: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("\"message\":\"internal error\""))
+        .filter(|l| l.contains("\"level\":\"ERROR\""))
         .collect();
     assert_eq!(
         logged.len(),
@@ -189,7 +189,7 @@ async fn a_request_that_failed_validation_or_with_5xx_may_be_retried_with_its_ke
         "one log line per internal error: {logged:?}"
     );
     assert!(
-        logged[0].contains("payments"),
+        logged[0].contains("\"message\":\"internal error\"") && logged[0].contains("payments"),
         "the cause is in the log: {}",
         logged[0]
     );
