@@ -58,8 +58,8 @@ impl Drop for InFlight {
     }
 }
 
-/// `Some(status)` when this driver moved the order there, `None` when another driver had moved it.
-type Moved = Option<OrderStatus>;
+/// The order as this driver moved it (without events), or `None` when another driver had moved it.
+type Moved = Option<Order>;
 
 fn retried(step: &str, answer: &Answer) -> Vec<Event> {
     let attempts = match answer {
@@ -102,11 +102,28 @@ fn uuid_of(body: &Value, field: &str) -> Option<Uuid> {
 }
 
 impl Saga {
-    /// Starts driving an order this instance holds the lease of.
+    /// Starts driving an order this instance holds the lease of (a recovered or orphaned one).
     pub fn spawn(self: &Arc<Self>, id: Uuid) -> JoinHandle<Result<Order, sqlx::Error>> {
+        self.spawn_driver(id, None)
+    }
+
+    /// Starts driving an order this driver has just written, from the state it was written in.
+    pub fn spawn_new(
+        self: &Arc<Self>,
+        order: Order,
+        context: CallContext,
+    ) -> JoinHandle<Result<Order, sqlx::Error>> {
+        self.spawn_driver(order.order_id, Some((order, context)))
+    }
+
+    fn spawn_driver(
+        self: &Arc<Self>,
+        id: Uuid,
+        fresh: Option<(Order, CallContext)>,
+    ) -> JoinHandle<Result<Order, sqlx::Error>> {
         let saga = Arc::clone(self);
         self.runtime.spawn(async move {
-            let result = saga.drive(id).await;
+            let result = saga.drive(id, fresh).await;
             if let Err(e) = &result {
                 tracing::warn!(order_id = %id, error = %e, "saga interrupted; recovery will resume it");
             }
@@ -130,10 +147,21 @@ impl Saga {
     }
 
     /// Drives an order until it is terminal and returns it, in the trace of the checkout that made
-    /// it: one span for the saga, one per step.
-    pub async fn drive(&self, id: Uuid) -> Result<Order, sqlx::Error> {
+    /// it: one span for the saga, one per step. `fresh` is the order this driver has just written
+    /// and the context of its request; without it, both are read.
+    pub async fn drive(
+        &self,
+        id: Uuid,
+        fresh: Option<(Order, CallContext)>,
+    ) -> Result<Order, sqlx::Error> {
         let _in_flight = InFlight::new(&self.metrics.in_flight);
-        let context = storage::call_context(&self.pool, id).await?;
+        let (order, context, entered) = match fresh {
+            Some((order, context)) => {
+                let entered = Some(order.status());
+                (Some(order), context, entered)
+            }
+            None => (None, storage::call_context(&self.pool, id).await?, None),
+        };
         let span = tracing::info_span!(
             "saga",
             otel.name = "checkout.saga",
@@ -143,22 +171,42 @@ impl Saga {
         if let Some(traceparent) = &context.traceparent {
             shared::telemetry::continue_trace(&span, traceparent);
         }
-        self.drive_steps(id, &context).instrument(span).await
+        self.drive_steps(id, order, entered, &context)
+            .instrument(span)
+            .await
     }
 
-    async fn drive_steps(&self, id: Uuid, context: &CallContext) -> Result<Order, sqlx::Error> {
+    /// Runs steps until the order is terminal. The order is read when the driver does not know it
+    /// (at the start of a recovery, and after another driver moved it); otherwise each step's
+    /// transition returns it.
+    async fn drive_steps(
+        &self,
+        id: Uuid,
+        known: Option<Order>,
+        entered: Option<OrderStatus>,
+        context: &CallContext,
+    ) -> Result<Order, sqlx::Error> {
         // The state this driver moved the order into: its steps are ones this driver started.
-        let mut entered: Moved = None;
+        let mut entered = entered;
+        let mut known = known;
         loop {
-            let order = storage::get(&self.pool, id)
-                .await?
-                .ok_or(sqlx::Error::RowNotFound)?;
+            let order = match known.take() {
+                Some(order) => order,
+                None => storage::get(&self.pool, id)
+                    .await?
+                    .ok_or(sqlx::Error::RowNotFound)?,
+            };
             let status = order.status();
             let fresh = entered == Some(status);
-            entered = match status {
-                Completed | Failed => return Ok(order),
+            let moved = match status {
+                Completed | Failed => {
+                    // The whole order, events included, for the answer.
+                    return storage::get(&self.pool, id)
+                        .await?
+                        .ok_or(sqlx::Error::RowNotFound);
+                }
                 Pending => {
-                    self.move_to(id, Pending, Reserving, Changes::default(), vec![])
+                    self.move_to(&order, Reserving, Changes::default(), vec![])
                         .await?
                 }
                 Reserving => {
@@ -182,36 +230,36 @@ impl Saga {
                         .await?
                 }
             };
+            entered = moved.as_ref().map(Order::status);
+            known = moved;
         }
     }
 
     async fn move_to(
         &self,
-        id: Uuid,
-        from: OrderStatus,
+        order: &Order,
         to: OrderStatus,
         changes: Changes,
         events: Vec<Event>,
     ) -> Result<Moved, sqlx::Error> {
+        let id = order.order_id;
         let outcome = match (to, changes.failure_code) {
             (Completed, _) => Some("completed"),
             (Failed, Some(code)) => Some(code.as_str()),
             _ => None,
         };
-        if !storage::transition(&self.pool, id, from, to, changes, &events, self.lease).await? {
-            return Ok(None);
-        }
-        if let Some(outcome) = outcome {
+        let moved =
+            storage::transition(&self.pool, order, to, changes, &events, self.lease).await?;
+        if let (Some(_), Some(outcome)) = (&moved, outcome) {
             self.metrics.checkouts.with_label_values(&[outcome]).inc();
             tracing::info!(order_id = %id, outcome, "checkout finished");
         }
-        Ok(Some(to))
+        Ok(moved)
     }
 
     async fn fail(
         &self,
-        id: Uuid,
-        from: OrderStatus,
+        order: &Order,
         code: FailureCode,
         mut events: Vec<Event>,
     ) -> Result<Moved, sqlx::Error> {
@@ -220,20 +268,19 @@ impl Saga {
             failure_code: Some(code),
             ..Changes::default()
         };
-        self.move_to(id, from, Failed, changes, events).await
+        self.move_to(order, Failed, changes, events).await
     }
 
     async fn start_compensation(
         &self,
-        id: Uuid,
-        from: OrderStatus,
+        order: &Order,
         code: FailureCode,
         mut changes: Changes,
         mut events: Vec<Event>,
     ) -> Result<Moved, sqlx::Error> {
         events.push(Event::new("compensation_started").with("failureCode", code.as_str()));
         changes.failure_code = Some(code);
-        self.move_to(id, from, Compensating, changes, events).await
+        self.move_to(order, Compensating, changes, events).await
     }
 
     fn observe(&self, step: &str, started: Instant) {
@@ -285,7 +332,7 @@ impl Saga {
                     prices,
                     ..Changes::default()
                 };
-                self.move_to(id, Reserving, Charging, changes, events).await
+                self.move_to(order, Charging, changes, events).await
             }
             Ok(r) => {
                 let refusal = match (r.status.as_u16(), r.code()) {
@@ -303,7 +350,7 @@ impl Saga {
                                     .with("itemId", item.clone()),
                             );
                         }
-                        self.fail(id, Reserving, code, events).await
+                        self.fail(order, code, events).await
                     }
                     None => {
                         tracing::error!(order_id = %id, status = %r.status, body = %r.body, "stock refused a reserve unexpectedly");
@@ -313,8 +360,7 @@ impl Saga {
                                 .with("status", r.status.as_u16()),
                         );
                         self.start_compensation(
-                            id,
-                            Reserving,
+                            order,
                             FailureCode::Rejected,
                             Changes::default(),
                             events,
@@ -327,12 +373,11 @@ impl Saga {
                 tracing::warn!(order_id = %id, error = %unavailable, "reserve got no answer");
                 if fresh && !unavailable.maybe_executed {
                     // No attempt ever reached stock: nothing was reserved, nothing to undo.
-                    self.fail(id, Reserving, FailureCode::DependencyUnavailable, events)
+                    self.fail(order, FailureCode::DependencyUnavailable, events)
                         .await
                 } else {
                     self.start_compensation(
-                        id,
-                        Reserving,
+                        order,
                         FailureCode::DependencyUnavailable,
                         Changes::default(),
                         events,
@@ -370,8 +415,7 @@ impl Saga {
                             refund_needed: Some(true),
                             ..Changes::default()
                         };
-                        self.move_to(id, Charging, Completing, changes, events)
-                            .await
+                        self.move_to(order, Completing, changes, events).await
                     }
                     Some("failed") | Some("exhausted") => {
                         events.push(
@@ -385,8 +429,7 @@ impl Saga {
                             ..Changes::default()
                         };
                         self.start_compensation(
-                            id,
-                            Charging,
+                            order,
                             FailureCode::PaymentDeclined,
                             changes,
                             events,
@@ -400,14 +443,8 @@ impl Saga {
                             refund_needed: Some(true),
                             ..Changes::default()
                         };
-                        self.start_compensation(
-                            id,
-                            Charging,
-                            FailureCode::Rejected,
-                            changes,
-                            events,
-                        )
-                        .await
+                        self.start_compensation(order, FailureCode::Rejected, changes, events)
+                            .await
                     }
                 }
             }
@@ -422,7 +459,7 @@ impl Saga {
                     refund_needed: Some(true),
                     ..Changes::default()
                 };
-                self.start_compensation(id, Charging, FailureCode::Rejected, changes, events)
+                self.start_compensation(order, FailureCode::Rejected, changes, events)
                     .await
             }
             Err(unavailable) => {
@@ -431,14 +468,8 @@ impl Saga {
                     refund_needed: Some(!fresh || unavailable.maybe_executed),
                     ..Changes::default()
                 };
-                self.start_compensation(
-                    id,
-                    Charging,
-                    FailureCode::DependencyUnavailable,
-                    changes,
-                    events,
-                )
-                .await
+                self.start_compensation(order, FailureCode::DependencyUnavailable, changes, events)
+                    .await
             }
         }
     }
@@ -486,14 +517,13 @@ impl Saga {
             (200, _) => {
                 events.push(Event::new("stock_completed"));
                 events.push(Event::new("order_completed"));
-                self.move_to(id, Completing, Completed, Changes::default(), events)
+                self.move_to(order, Completed, Changes::default(), events)
                     .await
             }
             (409, code @ ("reservation_expired" | "reservation_canceled")) => {
                 events.push(Event::new("completion_refused").with("code", code));
                 self.start_compensation(
-                    id,
-                    Completing,
+                    order,
                     FailureCode::ReservationExpired,
                     Changes::default(),
                     events,
@@ -503,14 +533,8 @@ impl Saga {
             _ => {
                 tracing::error!(order_id = %id, status = %reply.status, body = %reply.body, "stock refused a completion unexpectedly");
                 events.push(Event::new("completion_refused").with("code", reply.code()));
-                self.start_compensation(
-                    id,
-                    Completing,
-                    FailureCode::Rejected,
-                    Changes::default(),
-                    events,
-                )
-                .await
+                self.start_compensation(order, FailureCode::Rejected, Changes::default(), events)
+                    .await
             }
         }
     }
@@ -561,7 +585,6 @@ impl Saga {
             failure_code: Some(code),
             ..Changes::default()
         };
-        self.move_to(id, Compensating, Failed, changes, events)
-            .await
+        self.move_to(order, Failed, changes, events).await
     }
 }

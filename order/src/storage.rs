@@ -27,6 +27,42 @@ struct OrderRow {
 const ORDER_COLUMNS: &str = "id, status, failure_code, customer_id, total_amount, \
      currency::text AS currency, reservation_id, payment_id, created_at, updated_at";
 
+impl OrderRow {
+    /// The order this row is, with `items` and no events.
+    fn into_order(self, items: Vec<OrderLine>) -> Order {
+        Order {
+            order_id: self.id,
+            status: self.status,
+            failure_code: self.failure_code,
+            customer_id: self.customer_id,
+            items,
+            total_amount: self.total_amount,
+            currency: self.currency,
+            reservation_id: self.reservation_id,
+            payment_id: self.payment_id,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            events: Vec::new(),
+        }
+    }
+}
+
+/// An order row with its lines and events aggregated as JSON.
+#[derive(sqlx::FromRow)]
+struct FullRow {
+    #[sqlx(flatten)]
+    order: OrderRow,
+    lines: sqlx::types::Json<Vec<OrderLine>>,
+    events: sqlx::types::Json<Vec<JsonEvent>>,
+}
+
+#[derive(serde::Deserialize)]
+struct JsonEvent {
+    kind: String,
+    at: DateTime<Utc>,
+    data: serde_json::Map<String, Value>,
+}
+
 #[derive(sqlx::FromRow)]
 struct EventRow {
     order_id: Uuid,
@@ -94,17 +130,36 @@ async fn assemble(conn: &mut PgConnection, rows: Vec<OrderRow>) -> Result<Vec<Or
         .collect())
 }
 
+/// An order with its lines and events, in one statement.
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    let row: Option<OrderRow> =
-        sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    match row {
-        Some(row) => Ok(assemble(&mut conn, vec![row]).await?.pop()),
-        None => Ok(None),
-    }
+    let row: Option<FullRow> = sqlx::query_as(&format!(
+        "SELECT {ORDER_COLUMNS},
+            coalesce((SELECT json_agg(json_build_object(
+                          'itemId', item_id, 'quantity', quantity,
+                          'unitPrice', unit_price, 'amount', amount) ORDER BY item_id)
+                      FROM order_lines WHERE order_id = orders.id), '[]') AS lines,
+            coalesce((SELECT json_agg(json_build_object('kind', type, 'at', at, 'data', data)
+                                      ORDER BY id)
+                      FROM order_events WHERE order_id = orders.id), '[]') AS events
+         FROM orders WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| {
+        let mut order = r.order.into_order(r.lines.0);
+        order.events = r
+            .events
+            .0
+            .into_iter()
+            .map(|e| OrderEvent {
+                kind: e.kind,
+                at: e.at,
+                data: e.data,
+            })
+            .collect();
+        order
+    }))
 }
 
 /// The status of an order, cheaply.
@@ -149,7 +204,9 @@ pub enum Opened {
     KeyReused,
 }
 
-/// Writes the order before anything else happens, unique by its Idempotency-Key.
+/// Writes the order — its row, lines and `order_created` event, in one statement — before
+/// anything else happens, unique by its Idempotency-Key. It is written `reserving`: the first step
+/// starts with the write (an order found `pending` was written by an earlier version).
 pub async fn open(
     pool: &PgPool,
     request: &CheckoutRequest,
@@ -157,61 +214,61 @@ pub async fn open(
     lease: Duration,
     context: &CallContext,
 ) -> Result<Opened, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let id = Uuid::new_v4();
-    let inserted: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, status, lease_until,
-                             request_id, traceparent)
-         VALUES ($1, $2, $3, $4, 'pending', now() + make_interval(secs => $5), $6, $7)
-         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-    )
-    .bind(id)
+    let items: Vec<i64> = request.lines.iter().map(|l| l.item_id).collect();
+    let quantities: Vec<i64> = request.lines.iter().map(|l| l.quantity).collect();
+    let inserted: Option<OrderRow> = sqlx::query_as(&format!(
+        "WITH opened AS (
+            INSERT INTO orders (id, idempotency_key, request_hash, customer_id, status,
+                                lease_until, request_id, traceparent)
+            VALUES ($1, $2, $3, $4, 'reserving', now() + make_interval(secs => $5), $6, $7)
+            ON CONFLICT (idempotency_key) DO NOTHING
+            RETURNING {ORDER_COLUMNS}
+        ), lines AS (
+            INSERT INTO order_lines (order_id, item_id, quantity)
+            SELECT opened.id, l.item_id, l.quantity
+            FROM opened, unnest($8::bigint[], $9::bigint[]) AS l(item_id, quantity)
+        ), created AS (
+            INSERT INTO order_events (order_id, type, data)
+            SELECT opened.id, 'order_created', '{{}}' FROM opened
+        )
+        SELECT * FROM opened"
+    ))
+    .bind(Uuid::new_v4())
     .bind(&idem.scoped)
     .bind(&idem.fingerprint)
     .bind(&request.customer_id)
     .bind(secs(lease))
     .bind(&context.request_id)
     .bind(&context.traceparent)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if inserted.is_none() {
-        tx.rollback().await?;
-        let (existing, hash): (Uuid, String) =
-            sqlx::query_as("SELECT id, request_hash FROM orders WHERE idempotency_key = $1")
-                .bind(&idem.scoped)
-                .fetch_one(pool)
-                .await?;
-        if hash != idem.fingerprint {
-            return Ok(Opened::KeyReused);
-        }
-        return Ok(match get(pool, existing).await? {
-            Some(order) => Opened::Existing(order),
-            None => return Err(sqlx::Error::RowNotFound),
-        });
-    }
-    let items: Vec<i64> = request.lines.iter().map(|l| l.item_id).collect();
-    let quantities: Vec<i64> = request.lines.iter().map(|l| l.quantity).collect();
-    sqlx::query(
-        "INSERT INTO order_lines (order_id, item_id, quantity)
-         SELECT $1, l.item_id, l.quantity FROM unnest($2::bigint[], $3::bigint[]) AS l(item_id, quantity)",
-    )
-    .bind(id)
     .bind(&items)
     .bind(&quantities)
-    .execute(&mut *tx)
+    .fetch_optional(pool)
     .await?;
-    insert_events(&mut tx, id, &[Event::new("order_created")]).await?;
-    let row: OrderRow =
-        sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
-            .bind(id)
-            .fetch_one(&mut *tx)
+    if let Some(row) = inserted {
+        let lines = request
+            .lines
+            .iter()
+            .map(|l| OrderLine {
+                item_id: l.item_id,
+                quantity: l.quantity,
+                unit_price: None,
+                amount: None,
+            })
+            .collect();
+        return Ok(Opened::New(row.into_order(lines)));
+    }
+    let (existing, hash): (Uuid, String) =
+        sqlx::query_as("SELECT id, request_hash FROM orders WHERE idempotency_key = $1")
+            .bind(&idem.scoped)
+            .fetch_one(pool)
             .await?;
-    let order = assemble(&mut tx, vec![row])
-        .await?
-        .pop()
-        .ok_or(sqlx::Error::RowNotFound)?;
-    tx.commit().await?;
-    Ok(Opened::New(order))
+    if hash != idem.fingerprint {
+        return Ok(Opened::KeyReused);
+    }
+    match get(pool, existing).await? {
+        Some(order) => Ok(Opened::Existing(order)),
+        None => Err(sqlx::Error::RowNotFound),
+    }
 }
 
 /// An audit event: its type and its own fields.
@@ -279,20 +336,28 @@ pub struct Changes {
     pub refund_needed: Option<bool>,
 }
 
-/// Moves an order from `from` to `to` with its changes and events, and renews its lease. Returns
-/// false, changing nothing, when the order is no longer in `from` (another driver moved it).
+/// Moves an order from `from` to `to` with its changes and events, and renews its lease, in one
+/// statement. Returns the order as it now is (its lines priced, without events), or `None`,
+/// changing nothing, when the order is no longer in `from` (another driver moved it).
 pub async fn transition(
     pool: &PgPool,
-    id: Uuid,
-    from: OrderStatus,
+    order: &Order,
     to: OrderStatus,
     changes: Changes,
     events: &[Event],
     lease: Duration,
-) -> Result<bool, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE orders SET status = $3,
+) -> Result<Option<Order>, sqlx::Error> {
+    let items: Vec<i64> = changes.prices.iter().map(|p| p.0).collect();
+    let prices: Vec<i64> = changes.prices.iter().map(|p| p.1).collect();
+    let amounts: Vec<i64> = changes.prices.iter().map(|p| p.2).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
+    let data: Vec<Value> = events
+        .iter()
+        .map(|e| Value::Object(e.data.clone()))
+        .collect();
+    let moved: Option<OrderRow> = sqlx::query_as(&format!(
+        "WITH moved AS (
+            UPDATE orders SET status = $3,
                 reservation_id = COALESCE($4, reservation_id),
                 payment_id = COALESCE($5, payment_id),
                 total_amount = COALESCE($6, total_amount),
@@ -301,10 +366,23 @@ pub async fn transition(
                 refund_needed = COALESCE($9, refund_needed),
                 lease_until = now() + make_interval(secs => $10),
                 updated_at = now()
-         WHERE id = $1 AND status = $2",
-    )
-    .bind(id)
-    .bind(from.as_str())
+            WHERE id = $1 AND status = $2
+            RETURNING {ORDER_COLUMNS}
+        ), priced AS (
+            UPDATE order_lines SET unit_price = p.unit_price, amount = p.amount
+            FROM moved, unnest($11::bigint[], $12::bigint[], $13::bigint[])
+                 AS p(item_id, unit_price, amount)
+            WHERE order_lines.order_id = moved.id AND order_lines.item_id = p.item_id
+        ), logged AS (
+            INSERT INTO order_events (order_id, type, data)
+            SELECT moved.id, e.type, e.data
+            FROM moved, unnest($14::text[], $15::jsonb[]) WITH ORDINALITY AS e(type, data, n)
+            ORDER BY e.n
+        )
+        SELECT * FROM moved"
+    ))
+    .bind(order.order_id)
+    .bind(order.status().as_str())
     .bind(to.as_str())
     .bind(changes.reservation_id)
     .bind(changes.payment_id)
@@ -313,31 +391,30 @@ pub async fn transition(
     .bind(changes.failure_code.map(FailureCode::as_str))
     .bind(changes.refund_needed)
     .bind(secs(lease))
-    .execute(&mut *tx)
+    .bind(&items)
+    .bind(&prices)
+    .bind(&amounts)
+    .bind(&kinds)
+    .bind(&data)
+    .fetch_optional(pool)
     .await?;
-    if updated.rows_affected() == 0 {
-        tx.rollback().await?;
-        return Ok(false);
-    }
-    if !changes.prices.is_empty() {
-        let items: Vec<i64> = changes.prices.iter().map(|p| p.0).collect();
-        let prices: Vec<i64> = changes.prices.iter().map(|p| p.1).collect();
-        let amounts: Vec<i64> = changes.prices.iter().map(|p| p.2).collect();
-        sqlx::query(
-            "UPDATE order_lines SET unit_price = p.unit_price, amount = p.amount
-             FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS p(item_id, unit_price, amount)
-             WHERE order_lines.order_id = $1 AND order_lines.item_id = p.item_id",
-        )
-        .bind(id)
-        .bind(&items)
-        .bind(&prices)
-        .bind(&amounts)
-        .execute(&mut *tx)
-        .await?;
-    }
-    insert_events(&mut tx, id, events).await?;
-    tx.commit().await?;
-    Ok(true)
+    Ok(moved.map(|row| {
+        let lines = order
+            .items
+            .iter()
+            .map(
+                |line| match changes.prices.iter().find(|p| p.0 == line.item_id) {
+                    Some(&(_, unit_price, amount)) => OrderLine {
+                        unit_price: Some(unit_price),
+                        amount: Some(amount),
+                        ..line.clone()
+                    },
+                    None => line.clone(),
+                },
+            )
+            .collect();
+        row.into_order(lines)
+    }))
 }
 
 /// Whether a compensation must refund.

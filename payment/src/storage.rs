@@ -153,8 +153,9 @@ pub async fn open_attempt(pool: &PgPool, payment_id: Uuid) -> Result<i32, sqlx::
     Ok(attempt.unwrap_or(0))
 }
 
-/// The last phase of a charge or retry: records the processor's decision on a pending payment.
-/// A payment already settled by someone else is returned as it is.
+/// The last phase of a charge or retry: records the processor's decision on a pending payment
+/// (and on its retry attempt), in one statement. A payment already settled by someone else is
+/// returned as it is.
 pub async fn settle(
     pool: &PgPool,
     payment_id: Uuid,
@@ -163,42 +164,31 @@ pub async fn settle(
     failure_code: Option<&str>,
     max_retries: i32,
 ) -> Result<Payment, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    if attempt > 0 {
-        sqlx::query(
-            "UPDATE payment_attempts SET outcome = $3
-             WHERE payment_id = $1 AND attempt = $2 AND outcome IS NULL",
-        )
-        .bind(payment_id)
-        .bind(attempt)
-        .bind(if approved { "succeeded" } else { "failed" })
-        .execute(&mut *tx)
-        .await?;
-    }
     let status = match (approved, attempt >= max_retries && attempt > 0) {
         (true, _) => PaymentStatus::Succeeded,
         (false, true) => PaymentStatus::Exhausted,
         (false, false) => PaymentStatus::Failed,
     };
     let settled: Option<Payment> = sqlx::query_as(&format!(
-        "UPDATE payments SET status = $2, failure_code = $3, retries = GREATEST(retries, $4),
-                             updated_at = now()
-         WHERE id = $1 AND status = 'pending' RETURNING {COLUMNS}"
+        "WITH attempt AS (
+            UPDATE payment_attempts SET outcome = $5
+            WHERE $4 > 0 AND payment_id = $1 AND attempt = $4 AND outcome IS NULL
+        )
+        UPDATE payments SET status = $2, failure_code = $3, retries = GREATEST(retries, $4),
+                            updated_at = now()
+        WHERE id = $1 AND status = 'pending' RETURNING {COLUMNS}"
     ))
     .bind(payment_id)
     .bind(status.as_str())
     .bind(if approved { None } else { failure_code })
     .bind(attempt)
-    .fetch_optional(&mut *tx)
+    .bind(if approved { "succeeded" } else { "failed" })
+    .fetch_optional(pool)
     .await?;
-    let payment = match settled {
-        Some(p) => p,
-        None => get_in(&mut tx, payment_id)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)?,
-    };
-    tx.commit().await?;
-    Ok(payment)
+    match settled {
+        Some(payment) => Ok(payment),
+        None => get(pool, payment_id).await?.ok_or(sqlx::Error::RowNotFound),
+    }
 }
 
 pub enum RefundStart {

@@ -9,9 +9,10 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sqlx::migrate::{MigrateDatabase, Migrator};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use std::net::TcpListener;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -72,10 +73,15 @@ pub async fn connect_database(
     })
     .await
     .map_err(StartupError::Database)?;
+    // Every query is prepared once per connection; a generic plan spares the planner on each
+    // execution (PostgreSQL otherwise re-plans parameterised CTEs every time).
+    let options = PgConnectOptions::from_str(url)
+        .map_err(StartupError::Database)?
+        .options([("plan_cache_mode", "force_generic_plan")]);
     let pool = PgPoolOptions::new()
         .max_connections(settings.database_max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect_with(options)
         .await
         .map_err(StartupError::Database)?;
     migrator.run(&pool).await?;

@@ -13,6 +13,9 @@ pub struct Settings {
     pub reservation_ttl_secs: u64,
     /// `RESERVATION_SWEEP_INTERVAL_MS` (1000): how often expired reservations are swept.
     pub sweep_interval: Duration,
+    /// `RESERVATION_BATCH_MAX` (128): the most reserves (and completions) written in one
+    /// statement; 1 writes each alone.
+    pub batch_max: usize,
     /// `PUBLIC_PATH_PREFIX` (`/stock`): where nginx publishes this service, for `Location`.
     pub public_prefix: String,
 }
@@ -32,6 +35,7 @@ impl Settings {
             tokens: Tokens::from_env(true)?,
             reservation_ttl_secs,
             sweep_interval: Duration::from_millis(sweep_ms.max(10)),
+            batch_max: var_or("RESERVATION_BATCH_MAX", 128usize)?.max(1),
             public_prefix: string_or("PUBLIC_PATH_PREFIX", "/stock"),
         })
     }

@@ -3,6 +3,7 @@
 use crate::api_doc::ApiDoc;
 use crate::config::Settings;
 use crate::metrics::StockMetrics;
+use crate::storage::reservations::Reservations;
 use crate::{routes, sweeper};
 use actix_web::web;
 use shared::startup::{Foundation, Running, StartupError};
@@ -35,12 +36,18 @@ impl Application {
         let (sweep_pool, sweep_metrics, sweep_interval) =
             (base.pool.clone(), metrics.clone(), settings.sweep_interval);
         let metrics = web::Data::new(metrics);
+        let reservations = web::Data::new(Reservations::start(
+            base.pool.clone(),
+            settings.reservation_ttl_secs,
+            settings.batch_max,
+        ));
         let common = settings.common.clone();
         let settings = web::Data::new(settings);
         let server = base.serve(listener, &common, move |cfg| {
             cfg.app_data(settings.clone())
                 .app_data(tokens.clone())
                 .app_data(metrics.clone())
+                .app_data(reservations.clone())
                 .configure(routes::configure);
         })?;
         Ok(Running::new(port, server, |stop| {

@@ -28,7 +28,7 @@ impl ToProblem for CheckoutError {
         match self {
             CheckoutError::Invalid(p) => p.clone(),
             CheckoutError::KeyReused => key_reused(),
-            CheckoutError::Storage(_) => Problem::unexpected(),
+            CheckoutError::Storage(e) => Problem::storage(e),
         }
     }
 }
@@ -144,32 +144,33 @@ pub async fn checkout(
         // This request's own span: the saga continues its trace, whoever drives it.
         traceparent: shared::telemetry::current_traceparent(),
     };
-    let (order, driving) =
+    let (id, driving) =
         match storage::open(&pool, &request, &idem, settings.lease, &context).await? {
-            Opened::New(order) => (order, true),
+            Opened::New(order) => {
+                let id = order.order_id;
+                (id, Some(saga.spawn_new(order, context)))
+            }
+            Opened::Existing(order) if order.status().is_terminal() => {
+                return Ok(answer(&order, &settings.public_prefix));
+            }
             Opened::Existing(order) => {
                 // A retry: drive it here if its driver is gone (its lease ran out).
-                let orphaned = !order.status().is_terminal()
-                    && storage::claim(&pool, order.order_id, settings.lease).await?;
-                (order, orphaned)
+                let id = order.order_id;
+                let orphaned = storage::claim(&pool, id, settings.lease).await?;
+                (id, orphaned.then(|| saga.spawn(id)))
             }
             Opened::KeyReused => return Err(CheckoutError::KeyReused),
         };
-    let id = order.order_id;
-    let order = if order.status().is_terminal() {
-        order
-    } else {
-        if driving {
-            let handle = saga.spawn(id);
+    match driving {
+        Some(handle) => {
             if let Ok(Ok(Ok(order))) = tokio::time::timeout_at(deadline, handle).await {
                 return Ok(answer(&order, &settings.public_prefix));
             }
-        } else {
-            wait_for_terminal(&pool, id, deadline).await?;
         }
-        storage::get(&pool, id)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)?
-    };
+        None => wait_for_terminal(&pool, id, deadline).await?,
+    }
+    let order = storage::get(&pool, id)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
     Ok(answer(&order, &settings.public_prefix))
 }

@@ -1,8 +1,7 @@
-use crate::config::Settings;
 use crate::domain::reservation::{ReserveBody, TargetBody};
 use crate::domain::{CanceledOrder, Rejection, Reservation, ReserveRequest, Target};
 use crate::metrics::StockMetrics;
-use crate::storage::reservations::{self as store, Completed, Released, Reserved};
+use crate::storage::reservations::{self as store, Completed, Released, Reservations, Reserved};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use shared::idempotency::{key_reused, IdempotencyContext};
@@ -126,13 +125,12 @@ impl_response_error!(ReserveError, ChangeError);
         (status = 422, description = "item_not_found, mixed_currency")),
     security(("service_token" = [])))]
 pub async fn reserve(
-    pool: web::Data<PgPool>,
-    settings: web::Data<Settings>,
+    reservations: web::Data<Reservations>,
     metrics: web::Data<StockMetrics>,
     idem: IdempotencyContext,
     body: Json<ReserveBody>,
 ) -> Result<HttpResponse, ReserveError> {
-    let result = reserve_inner(&pool, &settings, &idem, body.0).await;
+    let result = reserve_inner(&reservations, &idem, body.0).await;
     metrics.count(outcome(&result, "reserved"));
     result
 }
@@ -146,13 +144,12 @@ fn outcome<E: ToProblem>(result: &Result<HttpResponse, E>, ok: &'static str) -> 
 }
 
 async fn reserve_inner(
-    pool: &PgPool,
-    settings: &Settings,
+    reservations: &Reservations,
     idem: &IdempotencyContext,
     body: ReserveBody,
 ) -> Result<HttpResponse, ReserveError> {
     let request = ReserveRequest::try_from(body).map_err(ReserveError::Invalid)?;
-    match store::reserve(pool, &request, idem, settings.reservation_ttl_secs).await? {
+    match reservations.reserve(&request, idem).await? {
         Reserved::New(r) | Reserved::Existing(r) => Ok(HttpResponse::Created().json(r)),
         Reserved::Rejected(Rejection::ItemNotFound(id)) => Err(ReserveError::ItemNotFound(id.0)),
         Reserved::Rejected(Rejection::MixedCurrency) => Err(ReserveError::MixedCurrency),
@@ -212,13 +209,13 @@ pub async fn release(
         (status = 409, description = "reservation_canceled, reservation_expired")),
     security(("service_token" = [])))]
 pub async fn complete(
-    pool: web::Data<PgPool>,
+    reservations: web::Data<Reservations>,
     metrics: web::Data<StockMetrics>,
     body: Json<TargetBody>,
 ) -> Result<HttpResponse, ChangeError> {
     let result = async {
         let target = Target::try_from(body.0).map_err(ChangeError::Invalid)?;
-        match store::complete(&pool, &target).await? {
+        match reservations.complete(&target).await? {
             Completed::Reservation(r) => Ok(HttpResponse::Ok().json(r)),
             Completed::Canceled(id) => Err(ChangeError::Canceled(id)),
             Completed::Expired(id) => Err(ChangeError::Expired(id)),

@@ -1,7 +1,9 @@
-//! PostgreSQL access for stock. Every change runs in one transaction; items are always locked in
-//! id order (`SELECT ... ORDER BY id FOR UPDATE`) before they are changed, so concurrent
-//! reservations, releases, completions and the sweeper cannot deadlock. The `CHECK` constraint
-//! `0 <= reserved <= stock` is the last word on overselling.
+//! PostgreSQL access for stock. Every change runs in one transaction — the hot ones (reserve,
+//! complete) in one statement, so an item row is locked only for that statement and its commit;
+//! items are always locked in id order (`ORDER BY id FOR NO KEY UPDATE`) before they are changed,
+//! so concurrent reservations, releases, completions and the sweeper cannot deadlock. The `CHECK`
+//! constraint `stock_never_oversold` (`0 <= reserved <= stock`) is the last word on overselling.
 
+pub mod batch;
 pub mod items;
 pub mod reservations;

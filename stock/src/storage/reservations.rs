@@ -1,3 +1,4 @@
+use super::batch::Batcher;
 use crate::domain::{
     plan, ItemId, ItemState, Plan, Rejection, Reservation, ReservationLine, ReservationStatus,
     ReserveRequest, Target,
@@ -5,6 +6,7 @@ use crate::domain::{
 use chrono::{DateTime, Utc};
 use shared::idempotency::IdempotencyContext;
 use sqlx::{PgPool, Postgres, Transaction};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 #[derive(sqlx::FromRow)]
@@ -126,7 +128,7 @@ async fn change_stock(
     }
     lines.sort_unstable();
     let (ids, quantities): (Vec<i64>, Vec<i64>) = lines.into_iter().unzip();
-    sqlx::query("SELECT id FROM items WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+    sqlx::query("SELECT id FROM items WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
         .bind(&ids)
         .execute(&mut **tx)
         .await?;
@@ -182,113 +184,130 @@ pub enum Reserved {
     KeyReused,
 }
 
-/// Reserves every line or none. The reservation row goes in first, unique by `order_id` and by
-/// Idempotency-Key, so duplicates and late reserves after a release are stopped by constraints.
-pub async fn reserve(
+/// The items of a cart as they are now, unlocked. Prices and currencies never change once an item
+/// exists, so they can be read without a lock; availability read this way only turns away carts
+/// that cannot fit (the database's `stock_never_oversold` constraint is what guarantees the rest).
+async fn snapshot(pool: &PgPool, request: &ReserveRequest) -> Result<Vec<ItemState>, sqlx::Error> {
+    let ids: Vec<i64> = request.lines.iter().map(|l| l.item_id).collect();
+    let items: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+        "SELECT id, price, currency::text, stock - reserved FROM items WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(items
+        .into_iter()
+        .map(|(id, price, currency, available)| ItemState {
+            id: ItemId(id),
+            price,
+            currency,
+            available,
+        })
+        .collect())
+}
+
+/// The reservation, its lines and the hold on the items, in one statement: the item rows are
+/// locked (in id order, so carts never deadlock) only for that statement and its commit. If an
+/// item cannot cover its line, `stock_never_oversold` fails the statement and nothing is written.
+/// A conflict on `order_id` or on the key inserts nothing (and returns no row).
+const RESERVE: &str = "
+    WITH reservation AS (
+        INSERT INTO reservations (id, order_id, status, idempotency_key, request_hash,
+                                  total_amount, currency, expires_at)
+        VALUES ($1, $2, 'reserved', $3, $4, $5, $6, now() + make_interval(secs => $7))
+        ON CONFLICT DO NOTHING
+        RETURNING id, order_id, status, tombstone, total_amount, currency, expires_at,
+                  created_at, updated_at, coalesce(expires_at <= now(), false) AS due
+    ), locked AS MATERIALIZED (
+        SELECT id FROM items
+        WHERE id = ANY($8) AND EXISTS (SELECT FROM reservation)
+        ORDER BY id FOR NO KEY UPDATE
+    ), held AS (
+        UPDATE items SET reserved = reserved + l.quantity, updated_at = now()
+        FROM locked, unnest($8::bigint[], $9::bigint[]) AS l(item_id, quantity)
+        WHERE items.id = locked.id AND l.item_id = locked.id
+    ), lines AS (
+        INSERT INTO reservation_lines (reservation_id, item_id, quantity, unit_price, amount)
+        SELECT reservation.id, l.*
+        FROM reservation, unnest($8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[]) AS l
+    )
+    SELECT * FROM reservation";
+
+fn violates(e: &sqlx::Error, constraint: &str) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.constraint())
+        .is_some_and(|c| c == constraint)
+}
+
+/// Reserves every line or none, alone. The reservation row is unique by `order_id` and by
+/// Idempotency-Key, so duplicates and late reserves after a release are stopped by constraints,
+/// and the hold on stock by `stock_never_oversold`.
+async fn reserve_alone(
     pool: &PgPool,
     request: &ReserveRequest,
     idem: &IdempotencyContext,
     ttl_secs: u64,
 ) -> Result<Reserved, sqlx::Error> {
-    // A conflicting row can vanish only if its transaction rolled back; then we try again.
+    // A conflicting row can vanish only if its transaction rolled back, and stock that was short
+    // can come back: then we try again.
     for _ in 0..3 {
-        let mut tx = pool.begin().await?;
-        let id = Uuid::new_v4();
-        let inserted: Option<Uuid> = sqlx::query_scalar(
-            "INSERT INTO reservations (id, order_id, status, idempotency_key, request_hash, expires_at)
-             VALUES ($1, $2, 'reserved', $3, $4, now() + make_interval(secs => $5))
-             ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(id)
-        .bind(&request.order_id)
-        .bind(&idem.scoped)
-        .bind(&idem.fingerprint)
-        .bind(ttl_secs as f64)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if inserted.is_none() {
-            tx.rollback().await?;
-            match existing(pool, request, idem).await? {
-                Some(outcome) => return Ok(outcome),
-                None => continue,
-            }
-        }
-
-        let ids: Vec<i64> = request.lines.iter().map(|l| l.item_id).collect();
-        let items: Vec<(i64, i64, String, i64)> = sqlx::query_as(
-            "SELECT id, price, currency::text, stock - reserved FROM items
-             WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
-        let items: Vec<ItemState> = items
-            .into_iter()
-            .map(|(id, price, currency, available)| ItemState {
-                id: ItemId(id),
-                price,
-                currency,
-                available,
-            })
-            .collect();
+        let items = snapshot(pool, request).await?;
         let Plan {
             lines,
             total_amount,
             currency,
         } = match plan(&request.lines, &items) {
             Ok(plan) => plan,
+            // A retry of a reservation that was made is answered with it, whatever stock is now.
             Err(rejection) => {
-                tx.rollback().await?;
-                return Ok(Reserved::Rejected(rejection));
+                return Ok(existing(pool, request, idem)
+                    .await?
+                    .unwrap_or(Reserved::Rejected(rejection)))
             }
         };
         let item_ids: Vec<i64> = lines.iter().map(|l| l.item_id.0).collect();
         let quantities: Vec<i64> = lines.iter().map(|l| l.quantity).collect();
         let prices: Vec<i64> = lines.iter().map(|l| l.unit_price).collect();
         let amounts: Vec<i64> = lines.iter().map(|l| l.amount).collect();
-        sqlx::query(
-            "UPDATE items SET reserved = reserved + l.quantity, updated_at = now()
-             FROM unnest($1::bigint[], $2::bigint[]) AS l(item_id, quantity)
-             WHERE items.id = l.item_id",
-        )
-        .bind(&item_ids)
-        .bind(&quantities)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO reservation_lines (reservation_id, item_id, quantity, unit_price, amount)
-             SELECT $1, l.* FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS l",
-        )
-        .bind(id)
-        .bind(&item_ids)
-        .bind(&quantities)
-        .bind(&prices)
-        .bind(&amounts)
-        .execute(&mut *tx)
-        .await?;
-        let row: ReservationRow = sqlx::query_as(&format!(
-            "UPDATE reservations SET total_amount = $2, currency = $3 WHERE id = $1
-             RETURNING {ROW_COLUMNS}"
-        ))
-        .bind(id)
-        .bind(total_amount)
-        .bind(&currency)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let items = lines
-            .into_iter()
-            .map(|l| ReservationLine {
-                item_id: l.item_id.0,
-                quantity: l.quantity,
-                unit_price: l.unit_price,
-                amount: l.amount,
-            })
-            .collect();
-        return Ok(Reserved::New(row.into_view(items)));
+        let made: Result<Option<ReservationRow>, sqlx::Error> = sqlx::query_as(RESERVE)
+            .bind(Uuid::new_v4())
+            .bind(&request.order_id)
+            .bind(&idem.scoped)
+            .bind(&idem.fingerprint)
+            .bind(total_amount)
+            .bind(&currency)
+            .bind(ttl_secs as f64)
+            .bind(&item_ids)
+            .bind(&quantities)
+            .bind(&prices)
+            .bind(&amounts)
+            .fetch_optional(pool)
+            .await;
+        match made {
+            Ok(Some(row)) => {
+                let items = lines
+                    .into_iter()
+                    .map(|l| ReservationLine {
+                        item_id: l.item_id.0,
+                        quantity: l.quantity,
+                        unit_price: l.unit_price,
+                        amount: l.amount,
+                    })
+                    .collect();
+                return Ok(Reserved::New(row.into_view(items)));
+            }
+            Ok(None) => {
+                if let Some(outcome) = existing(pool, request, idem).await? {
+                    return Ok(outcome);
+                }
+            }
+            // Taken meanwhile: the next snapshot says by whom, or finds it back.
+            Err(e) if violates(&e, "stock_never_oversold") => {}
+            Err(e) => return Err(e),
+        }
     }
     Err(sqlx::Error::Protocol(
-        "reservation kept conflicting with rolled-back rows".into(),
+        "reservation kept racing with other reservations".into(),
     ))
 }
 
@@ -404,9 +423,50 @@ pub enum Completed {
     NotFound,
 }
 
-/// Ships a reservation: its units leave `stock` and `reserved`. A reservation past its expiry is
-/// expired here (its stock returned) rather than completed.
-pub async fn complete(pool: &PgPool, target: &Target) -> Result<Completed, sqlx::Error> {
+/// Completion of a reservation that is `reserved` and not due, in one statement: the status
+/// changes and the units leave `stock` and `reserved`, the item rows locked (in id order) only for
+/// that statement and its commit. Any other reservation is left alone (no row is returned).
+fn complete_reserved(target: &Target) -> String {
+    let which = match target {
+        Target::Reservation(_) => "id = $1",
+        Target::Order(_) => "order_id = $1",
+    };
+    format!(
+        "WITH done AS (
+            UPDATE reservations SET status = 'completed', updated_at = now()
+            WHERE {which} AND status = 'reserved' AND NOT tombstone AND expires_at > now()
+            RETURNING {ROW_COLUMNS}
+        ), locked AS MATERIALIZED (
+            SELECT items.id FROM items
+            WHERE items.id IN (SELECT l.item_id FROM reservation_lines l, done
+                               WHERE l.reservation_id = done.id)
+            ORDER BY items.id FOR NO KEY UPDATE
+        ), shipped AS (
+            UPDATE items SET stock = stock - l.quantity, reserved = reserved - l.quantity,
+                             updated_at = now()
+            FROM locked, done, reservation_lines l
+            WHERE items.id = locked.id AND l.reservation_id = done.id AND l.item_id = locked.id
+        )
+        SELECT * FROM done"
+    )
+}
+
+/// Ships a reservation alone: its units leave `stock` and `reserved`. A reservation past its
+/// expiry is expired here (its stock returned) rather than completed.
+async fn complete_alone(pool: &PgPool, target: &Target) -> Result<Completed, sqlx::Error> {
+    let query = complete_reserved(target);
+    let query = sqlx::query_as::<_, ReservationRow>(&query);
+    let shipped = match target {
+        Target::Reservation(id) => query.bind(*id),
+        Target::Order(order) => query.bind(order),
+    }
+    .fetch_optional(pool)
+    .await?;
+    if let Some(row) = shipped {
+        let mut conn = pool.acquire().await?;
+        return Ok(Completed::Reservation(view(&mut conn, row).await?));
+    }
+    // Completed already, canceled, expired, due or unknown: decided under the row's lock.
     let mut tx = pool.begin().await?;
     let Some(row) = lock_row(&mut tx, target).await? else {
         tx.rollback().await?;
@@ -468,4 +528,275 @@ pub async fn expire_due(pool: &PgPool, batch: i64) -> Result<u64, sqlx::Error> {
     .await?;
     tx.commit().await?;
     Ok(ids.len() as u64)
+}
+
+/// A reserve ready to be written: the request, priced.
+struct ReserveJob {
+    id: Uuid,
+    order_id: String,
+    key: String,
+    fingerprint: String,
+    plan: Plan,
+}
+
+/// Reservations and completions, written in batches (see [`super::batch`]) so that a popular
+/// item's row changes once per commit, not once per request; each request the batch cannot take
+/// is decided alone.
+#[derive(Clone)]
+pub struct Reservations {
+    pool: PgPool,
+    ttl_secs: u64,
+    reserves: Batcher<ReserveJob, Option<Reservation>>,
+    completions: Batcher<Target, Option<Reservation>>,
+}
+
+impl Reservations {
+    /// Starts the batch tasks (on the current runtime); `batch` is the largest batch.
+    pub fn start(pool: PgPool, ttl_secs: u64, batch: usize) -> Self {
+        let reserves = {
+            let pool = pool.clone();
+            Batcher::start(batch, move |jobs| {
+                let pool = pool.clone();
+                async move { reserve_batch(&pool, jobs, ttl_secs).await }
+            })
+        };
+        let completions = {
+            let pool = pool.clone();
+            Batcher::start(batch, move |targets| {
+                let pool = pool.clone();
+                async move { complete_batch(&pool, targets).await }
+            })
+        };
+        Reservations {
+            pool,
+            ttl_secs,
+            reserves,
+            completions,
+        }
+    }
+
+    /// Reserves every line or none (SPEC §4): priced from a snapshot of the items, then written
+    /// in the next batch — or alone, when the batch cannot take it.
+    pub async fn reserve(
+        &self,
+        request: &ReserveRequest,
+        idem: &IdempotencyContext,
+    ) -> Result<Reserved, sqlx::Error> {
+        let items = snapshot(&self.pool, request).await?;
+        if let Ok(plan) = plan(&request.lines, &items) {
+            let job = ReserveJob {
+                id: Uuid::new_v4(),
+                order_id: request.order_id.clone(),
+                key: idem.scoped.clone(),
+                fingerprint: idem.fingerprint.clone(),
+                plan,
+            };
+            if let Some(Some(reservation)) = self.reserves.run(job).await {
+                return Ok(Reserved::New(reservation));
+            }
+        }
+        reserve_alone(&self.pool, request, idem, self.ttl_secs).await
+    }
+
+    /// Completes a reservation (SPEC §4) in the next batch, or alone when it is not simply
+    /// `reserved` (completed already, released, expired, due, unknown).
+    pub async fn complete(&self, target: &Target) -> Result<Completed, sqlx::Error> {
+        if let Some(Some(reservation)) = self.completions.run(target.clone()).await {
+            return Ok(Completed::Reservation(reservation));
+        }
+        complete_alone(&self.pool, target).await
+    }
+}
+
+/// Writes a batch of reserves in one statement: every reservation row that does not conflict, its
+/// lines, and one change per item for the whole batch, items locked in id order. If an item
+/// cannot cover the batch, `stock_never_oversold` fails the statement and nothing is written.
+const RESERVE_BATCH: &str = "
+    WITH request AS (
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                             $6::text[])
+            AS r(id, order_id, idempotency_key, request_hash, total_amount, currency)
+    ), reservation AS (
+        INSERT INTO reservations (id, order_id, status, idempotency_key, request_hash,
+                                  total_amount, currency, expires_at)
+        SELECT id, order_id, 'reserved', idempotency_key, request_hash, total_amount, currency,
+               now() + make_interval(secs => $7)
+        FROM request
+        ON CONFLICT DO NOTHING
+        RETURNING id, order_id, status, tombstone, total_amount, currency, expires_at,
+                  created_at, updated_at, coalesce(expires_at <= now(), false) AS due
+    ), line AS (
+        SELECT l.* FROM unnest($8::uuid[], $9::bigint[], $10::bigint[], $11::bigint[],
+                               $12::bigint[])
+            AS l(reservation_id, item_id, quantity, unit_price, amount)
+        WHERE l.reservation_id IN (SELECT id FROM reservation)
+    ), lines AS (
+        INSERT INTO reservation_lines (reservation_id, item_id, quantity, unit_price, amount)
+        SELECT * FROM line
+    ), wanted AS (
+        SELECT item_id, sum(quantity) AS quantity FROM line GROUP BY item_id
+    ), locked AS MATERIALIZED (
+        SELECT id FROM items WHERE id IN (SELECT item_id FROM wanted)
+        ORDER BY id FOR NO KEY UPDATE
+    ), held AS (
+        UPDATE items SET reserved = reserved + wanted.quantity, updated_at = now()
+        FROM locked, wanted
+        WHERE items.id = locked.id AND wanted.item_id = locked.id
+    )
+    SELECT * FROM reservation";
+
+async fn reserve_batch(
+    pool: &PgPool,
+    jobs: Vec<ReserveJob>,
+    ttl_secs: u64,
+) -> Vec<Option<Reservation>> {
+    let mut ids = Vec::with_capacity(jobs.len());
+    let (mut orders, mut keys, mut hashes, mut totals, mut currencies) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut line_of, mut items, mut quantities, mut prices, mut amounts) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for job in &jobs {
+        ids.push(job.id);
+        orders.push(job.order_id.as_str());
+        keys.push(job.key.as_str());
+        hashes.push(job.fingerprint.as_str());
+        totals.push(job.plan.total_amount);
+        currencies.push(job.plan.currency.as_str());
+        for line in &job.plan.lines {
+            line_of.push(job.id);
+            items.push(line.item_id.0);
+            quantities.push(line.quantity);
+            prices.push(line.unit_price);
+            amounts.push(line.amount);
+        }
+    }
+    let written: Result<Vec<ReservationRow>, sqlx::Error> = sqlx::query_as(RESERVE_BATCH)
+        .bind(&ids)
+        .bind(&orders)
+        .bind(&keys)
+        .bind(&hashes)
+        .bind(&totals)
+        .bind(&currencies)
+        .bind(ttl_secs as f64)
+        .bind(&line_of)
+        .bind(&items)
+        .bind(&quantities)
+        .bind(&prices)
+        .bind(&amounts)
+        .fetch_all(pool)
+        .await;
+    let mut rows: HashMap<Uuid, ReservationRow> = match written {
+        Ok(rows) => rows.into_iter().map(|r| (r.id, r)).collect(),
+        Err(e) => {
+            if !violates(&e, "stock_never_oversold") {
+                tracing::warn!(error = %e, size = jobs.len(), "a reserve batch failed; its requests go alone");
+            }
+            HashMap::new()
+        }
+    };
+    jobs.into_iter()
+        .map(|job| {
+            let row = rows.remove(&job.id)?;
+            let lines = job
+                .plan
+                .lines
+                .into_iter()
+                .map(|l| ReservationLine {
+                    item_id: l.item_id.0,
+                    quantity: l.quantity,
+                    unit_price: l.unit_price,
+                    amount: l.amount,
+                })
+                .collect();
+            Some(row.into_view(lines))
+        })
+        .collect()
+}
+
+/// Completes a batch of `reserved`, not-due reservations in one statement: their status, and one
+/// change per item for the whole batch, items locked in id order. The others are left alone.
+const COMPLETE_BATCH: &str = "
+    WITH done AS (
+        UPDATE reservations SET status = 'completed', updated_at = now()
+        WHERE (id = ANY($1) OR order_id = ANY($2))
+          AND status = 'reserved' AND NOT tombstone AND expires_at > now()
+        RETURNING id, order_id, status, tombstone, total_amount, currency, expires_at,
+                  created_at, updated_at, coalesce(expires_at <= now(), false) AS due
+    ), wanted AS (
+        SELECT l.item_id, sum(l.quantity) AS quantity
+        FROM reservation_lines l JOIN done ON l.reservation_id = done.id
+        GROUP BY l.item_id
+    ), locked AS MATERIALIZED (
+        SELECT id FROM items WHERE id IN (SELECT item_id FROM wanted)
+        ORDER BY id FOR NO KEY UPDATE
+    ), shipped AS (
+        UPDATE items SET stock = stock - wanted.quantity, reserved = reserved - wanted.quantity,
+                         updated_at = now()
+        FROM locked, wanted
+        WHERE items.id = locked.id AND wanted.item_id = locked.id
+    )
+    SELECT * FROM done";
+
+#[derive(sqlx::FromRow)]
+struct LineOf {
+    reservation_id: Uuid,
+    #[sqlx(flatten)]
+    line: ReservationLine,
+}
+
+async fn complete_batch(pool: &PgPool, targets: Vec<Target>) -> Vec<Option<Reservation>> {
+    let mut by_id = Vec::new();
+    let mut by_order = Vec::new();
+    for target in &targets {
+        match target {
+            Target::Reservation(id) => by_id.push(*id),
+            Target::Order(order) => by_order.push(order.as_str()),
+        }
+    }
+    let done: Result<Vec<ReservationRow>, sqlx::Error> = sqlx::query_as(COMPLETE_BATCH)
+        .bind(&by_id)
+        .bind(&by_order)
+        .fetch_all(pool)
+        .await;
+    let rows = match done {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, size = targets.len(), "a completion batch failed; its requests go alone");
+            return targets.iter().map(|_| None).collect();
+        }
+    };
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let lines: Result<Vec<LineOf>, sqlx::Error> = sqlx::query_as(
+        "SELECT reservation_id, item_id, quantity, unit_price, amount FROM reservation_lines
+         WHERE reservation_id = ANY($1) ORDER BY reservation_id, item_id",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await;
+    // Completed and committed: if the lines cannot be read now, the requests go alone, and find
+    // their reservations completed.
+    let mut lines_of: HashMap<Uuid, Vec<ReservationLine>> = HashMap::new();
+    for LineOf {
+        reservation_id,
+        line,
+    } in lines.unwrap_or_default()
+    {
+        lines_of.entry(reservation_id).or_default().push(line);
+    }
+    let mut views: Vec<Option<Reservation>> = Vec::new();
+    let mut rows: Vec<Option<ReservationRow>> = rows.into_iter().map(Some).collect();
+    for target in &targets {
+        let found = rows.iter_mut().find(|r| {
+            r.as_ref().is_some_and(|r| match target {
+                Target::Reservation(id) => r.id == *id,
+                Target::Order(order) => r.order_id == *order,
+            })
+        });
+        let view = found.and_then(Option::take).and_then(|row| {
+            let lines = lines_of.remove(&row.id)?;
+            Some(row.into_view(lines))
+        });
+        views.push(view);
+    }
+    views
 }

@@ -284,10 +284,10 @@ async fn restocker(
 ) -> u64 {
     let mut done = 0;
     while !stop.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
         let (id, _) = items[rng.below(items.len())];
         let key = uuid::Uuid::from_u64_pair(rng.next(), rng.next()).to_string();
-        let body = json!({"quantity": 5 + rng.below(20)}).to_string();
+        let body = json!({"quantity": 10 + rng.below(30)}).to_string();
         for _ in 0..100 {
             let r = http
                 .post(stack.url(&format!("/stock/items/{id}/restock")))

@@ -1,0 +1,105 @@
+//! Group commit for hot rows.
+//!
+//! Every reservation and completion of an item changes that item's row, and PostgreSQL holds a
+//! changed row's lock until the transaction's commit is durable. One popular item therefore admits
+//! one change per durable commit, and concurrent requests queue behind each other's commits (each
+//! waiter burning a wake-up and a re-check). A [`Batcher`] turns the queue into batches instead:
+//! requests that arrive while a batch is being written wait for the next one, which writes all of
+//! them in one statement and one commit — the item row is changed once per batch. No request waits
+//! for a timer: an idle batcher sends a lone request at once, and batches grow only with load.
+//!
+//! A batch is all-or-nothing like each request in it. When it cannot be written whole (an item
+//! cannot cover the batch, a key conflicts), the runner says so per request (`None`) and each such
+//! request takes the one-request path, where the database's constraints decide it alone.
+
+use std::future::Future;
+use tokio::sync::{mpsc, oneshot};
+
+type Job<I, O> = (I, oneshot::Sender<O>);
+
+/// Sends requests to a task that runs them in batches of up to `max`.
+pub struct Batcher<I, O> {
+    queue: mpsc::Sender<Job<I, O>>,
+}
+
+impl<I, O> Clone for Batcher<I, O> {
+    fn clone(&self) -> Self {
+        Batcher {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
+    /// Starts the batch task on the current runtime. `run` gets the inputs of a batch and returns
+    /// one output per input, in the same order.
+    pub fn start<F, Fut>(max: usize, run: F) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<O>> + Send,
+    {
+        let max = max.max(1);
+        let (queue, mut jobs) = mpsc::channel::<Job<I, O>>(max * 4);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(max);
+            while jobs.recv_many(&mut batch, max).await > 0 {
+                let (inputs, replies): (Vec<I>, Vec<oneshot::Sender<O>>) = batch.drain(..).unzip();
+                let outputs = run(inputs).await;
+                for (reply, output) in replies.into_iter().zip(outputs) {
+                    // The requester may have gone (its client disconnected): nothing to tell.
+                    let _ = reply.send(output);
+                }
+            }
+        });
+        Batcher { queue }
+    }
+
+    /// Runs `input` in the next batch. `None` if the batch task is gone (the runtime is shutting
+    /// down) or dropped the request without an answer: the caller goes on alone.
+    pub async fn run(&self, input: I) -> Option<O> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send((input, reply)).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[tokio::test]
+    async fn requests_that_arrive_together_share_a_batch_and_get_their_own_answer() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let batcher = Batcher::start(8, move |inputs: Vec<u32>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(inputs.len());
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                inputs.into_iter().map(|i| i * 10).collect::<Vec<_>>()
+            }
+        });
+        let answers = futures_util::future::join_all((0..20u32).map(|i| {
+            let b = batcher.clone();
+            async move { b.run(i).await }
+        }))
+        .await;
+        assert_eq!(
+            answers,
+            (0..20u32).map(|i| Some(i * 10)).collect::<Vec<_>>()
+        );
+        let sizes = sizes.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 20);
+        assert!(sizes.iter().all(|&n| n <= 8), "{sizes:?}");
+        assert!(sizes.len() < 20, "requests were batched: {sizes:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lone_request_is_not_held_back() {
+        let batcher = Batcher::start(64, |inputs: Vec<u8>| async move { inputs });
+        let started = std::time::Instant::now();
+        assert_eq!(batcher.run(7).await, Some(7));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+}
