@@ -78,9 +78,13 @@ pub async fn connect_database(
     let options = PgConnectOptions::from_str(url)
         .map_err(StartupError::Database)?
         .options([("plan_cache_mode", "force_generic_plan")]);
+    // No ping before each use (sqlx's default), which would double the round trips: a connection
+    // broken by a database restart fails its next query, which answers 503 (retryable) and is
+    // discarded from the pool.
     let pool = PgPoolOptions::new()
         .max_connections(settings.database_max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .map_err(StartupError::Database)?;
