@@ -24,6 +24,9 @@ pub struct Settings {
     pub compensation_max_backoff: Duration,
     /// `PUBLIC_PATH_PREFIX` (`/order`): where nginx publishes this service, for `Location`.
     pub public_prefix: String,
+    /// `SAGA_BATCH_MAX` (128): the most orders opened (or moved) in one statement; 1 writes each
+    /// alone.
+    pub batch_max: usize,
 }
 
 fn millis(name: &str, default: u64) -> Result<Duration, ConfigError> {
@@ -71,6 +74,7 @@ impl Settings {
             recovery_interval: millis("RECOVERY_INTERVAL_MS", 2000)?,
             compensation_max_backoff: millis("COMPENSATION_MAX_BACKOFF_MS", 5000)?,
             public_prefix: string_or("PUBLIC_PATH_PREFIX", "/order"),
+            batch_max: var_or("SAGA_BATCH_MAX", 128usize)?.max(1),
         })
     }
 }

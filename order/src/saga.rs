@@ -33,6 +33,8 @@ use OrderStatus::{Charging, Compensating, Completed, Completing, Failed, Pending
 
 pub struct Saga {
     pub pool: PgPool,
+    /// The order's writes, group-committed with other sagas'.
+    pub writes: storage::Writes,
     pub participants: Participants,
     pub metrics: SagaMetrics,
     pub lease: Duration,
@@ -248,8 +250,7 @@ impl Saga {
             (Failed, Some(code)) => Some(code.as_str()),
             _ => None,
         };
-        let moved =
-            storage::transition(&self.pool, order, to, changes, &events, self.lease).await?;
+        let moved = self.writes.transition(order, to, changes, &events).await?;
         if let (Some(_), Some(outcome)) = (&moved, outcome) {
             self.metrics.checkouts.with_label_values(&[outcome]).inc();
             tracing::info!(order_id = %id, outcome, "checkout finished");

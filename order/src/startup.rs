@@ -5,6 +5,7 @@ use crate::config::Settings;
 use crate::metrics::SagaMetrics;
 use crate::participants::Participants;
 use crate::saga::Saga;
+use crate::storage::Writes;
 use crate::{recovery, routes};
 use actix_web::web;
 use shared::http_client::ServiceClient;
@@ -38,8 +39,10 @@ impl Application {
             ServiceClient::new(target, url, &settings.client, Some(base.metrics.clone()))
                 .map_err(|e| StartupError::Io(std::io::Error::other(e)))
         };
+        let writes = Writes::start(base.pool.clone(), settings.lease, settings.batch_max);
         let saga = Arc::new(Saga {
             pool: base.pool.clone(),
+            writes: writes.clone(),
             participants: Participants {
                 stock: client("stock", &settings.stock_url)?,
                 payment: client("payment", &settings.payment_url)?,
@@ -57,9 +60,11 @@ impl Application {
         let common = settings.common.clone();
         let settings = web::Data::new(settings);
         let saga = web::Data::new(saga);
+        let writes = web::Data::new(writes);
         let server = base.serve(listener, &common, move |cfg| {
             cfg.app_data(settings.clone())
                 .app_data(saga.clone())
+                .app_data(writes.clone())
                 .configure(routes::configure);
         })?;
         Ok(Running::new(port, server, |stop| {

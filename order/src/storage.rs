@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use shared::http_client::CallContext;
 use shared::idempotency::IdempotencyContext;
+use shared::batch::Batcher;
 use sqlx::{PgConnection, PgPool};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -245,17 +247,7 @@ pub async fn open(
     .fetch_optional(pool)
     .await?;
     if let Some(row) = inserted {
-        let lines = request
-            .lines
-            .iter()
-            .map(|l| OrderLine {
-                item_id: l.item_id,
-                quantity: l.quantity,
-                unit_price: None,
-                amount: None,
-            })
-            .collect();
-        return Ok(Opened::New(row.into_order(lines)));
+        return Ok(Opened::New(row.into_order(new_lines(request))));
     }
     let (existing, hash): (Uuid, String) =
         sqlx::query_as("SELECT id, request_hash FROM orders WHERE idempotency_key = $1")
@@ -398,23 +390,38 @@ pub async fn transition(
     .bind(&data)
     .fetch_optional(pool)
     .await?;
-    Ok(moved.map(|row| {
-        let lines = order
-            .items
-            .iter()
-            .map(
-                |line| match changes.prices.iter().find(|p| p.0 == line.item_id) {
-                    Some(&(_, unit_price, amount)) => OrderLine {
-                        unit_price: Some(unit_price),
-                        amount: Some(amount),
-                        ..line.clone()
-                    },
-                    None => line.clone(),
-                },
-            )
-            .collect();
-        row.into_order(lines)
-    }))
+    Ok(moved.map(|row| moved_order(order, &changes, row)))
+}
+
+/// The lines of a new order: not priced yet.
+fn new_lines(request: &CheckoutRequest) -> Vec<OrderLine> {
+    request
+        .lines
+        .iter()
+        .map(|l| OrderLine {
+            item_id: l.item_id,
+            quantity: l.quantity,
+            unit_price: None,
+            amount: None,
+        })
+        .collect()
+}
+
+/// The order as a transition left it: its new row, its lines priced by the transition's changes.
+fn moved_order(order: &Order, changes: &Changes, row: OrderRow) -> Order {
+    let lines = order
+        .items
+        .iter()
+        .map(|line| match changes.prices.iter().find(|p| p.0 == line.item_id) {
+            Some(&(_, unit_price, amount)) => OrderLine {
+                unit_price: Some(unit_price),
+                amount: Some(amount),
+                ..line.clone()
+            },
+            None => line.clone(),
+        })
+        .collect();
+    row.into_order(lines)
 }
 
 /// Whether a compensation must refund.
@@ -481,4 +488,301 @@ pub async fn call_context(pool: &PgPool, id: Uuid) -> Result<CallContext, sqlx::
             .unwrap_or_else(|| Uuid::new_v4().to_string()),
         traceparent,
     })
+}
+
+/// What a batch did with one request: its result, or nothing, and the request goes alone.
+enum Batched<T> {
+    Done(T),
+    Alone,
+}
+
+struct OpenJob {
+    id: Uuid,
+    key: String,
+    fingerprint: String,
+    customer_id: Option<String>,
+    context: CallContext,
+    lines: Vec<(i64, i64)>,
+}
+
+struct TransitionJob {
+    id: Uuid,
+    from: OrderStatus,
+    to: OrderStatus,
+    changes: Changes,
+    events: Vec<Event>,
+}
+
+/// The order's writes on the checkout path — opening an order and moving it — group-committed
+/// (see [`shared::batch`]): orders opened or moved at the same time share one statement and one
+/// commit. Each means the same as [`open`] and [`transition`], which a request the batch cannot
+/// take goes through alone.
+#[derive(Clone)]
+pub struct Writes {
+    pool: PgPool,
+    lease: Duration,
+    opens: Batcher<OpenJob, Batched<OrderRow>>,
+    transitions: Batcher<TransitionJob, Batched<Option<OrderRow>>>,
+}
+
+impl Writes {
+    /// Starts the batch tasks (on the current runtime); `batch` is the largest batch.
+    pub fn start(pool: PgPool, lease: Duration, batch: usize) -> Self {
+        let opens = {
+            let pool = pool.clone();
+            Batcher::start(batch, move |jobs| {
+                let pool = pool.clone();
+                async move { open_batch(&pool, lease, jobs).await }
+            })
+        };
+        let transitions = {
+            let pool = pool.clone();
+            Batcher::start(batch, move |jobs| {
+                let pool = pool.clone();
+                async move { transition_batch(&pool, lease, jobs).await }
+            })
+        };
+        Writes {
+            pool,
+            lease,
+            opens,
+            transitions,
+        }
+    }
+
+    /// [`open`], in the next batch.
+    pub async fn open(
+        &self,
+        request: &CheckoutRequest,
+        idem: &IdempotencyContext,
+        context: &CallContext,
+    ) -> Result<Opened, sqlx::Error> {
+        let job = OpenJob {
+            id: Uuid::new_v4(),
+            key: idem.scoped.clone(),
+            fingerprint: idem.fingerprint.clone(),
+            customer_id: request.customer_id.clone(),
+            context: context.clone(),
+            lines: request
+                .lines
+                .iter()
+                .map(|l| (l.item_id, l.quantity))
+                .collect(),
+        };
+        if let Some(Batched::Done(row)) = self.opens.run(job).await {
+            return Ok(Opened::New(row.into_order(new_lines(request))));
+        }
+        // Written already under this key, or the batch could not take it.
+        open(&self.pool, request, idem, self.lease, context).await
+    }
+
+    /// [`transition`], in the next batch.
+    pub async fn transition(
+        &self,
+        order: &Order,
+        to: OrderStatus,
+        changes: Changes,
+        events: &[Event],
+    ) -> Result<Option<Order>, sqlx::Error> {
+        let job = TransitionJob {
+            id: order.order_id,
+            from: order.status(),
+            to,
+            changes: changes.clone(),
+            events: events.to_vec(),
+        };
+        match self.transitions.run(job).await {
+            Some(Batched::Done(moved)) => Ok(moved.map(|row| moved_order(order, &changes, row))),
+            _ => transition(&self.pool, order, to, changes, events, self.lease).await,
+        }
+    }
+}
+
+/// Opens a batch of orders in one statement; an order whose key is taken is not written.
+async fn open_batch(pool: &PgPool, lease: Duration, jobs: Vec<OpenJob>) -> Vec<Batched<OrderRow>> {
+    let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+    let keys: Vec<&str> = jobs.iter().map(|j| j.key.as_str()).collect();
+    let hashes: Vec<&str> = jobs.iter().map(|j| j.fingerprint.as_str()).collect();
+    let customers: Vec<Option<&str>> = jobs.iter().map(|j| j.customer_id.as_deref()).collect();
+    let request_ids: Vec<&str> = jobs.iter().map(|j| j.context.request_id.as_str()).collect();
+    let traceparents: Vec<Option<&str>> = jobs
+        .iter()
+        .map(|j| j.context.traceparent.as_deref())
+        .collect();
+    let (mut line_order, mut line_item, mut line_quantity) = (vec![], vec![], vec![]);
+    for job in &jobs {
+        for &(item, quantity) in &job.lines {
+            line_order.push(job.id);
+            line_item.push(item);
+            line_quantity.push(quantity);
+        }
+    }
+    let opened: Result<Vec<OrderRow>, sqlx::Error> = sqlx::query_as(&format!(
+        "WITH opening AS (
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                 $6::text[])
+                AS o(id, idempotency_key, request_hash, customer_id, request_id, traceparent)
+        ), opened AS (
+            INSERT INTO orders (id, idempotency_key, request_hash, customer_id, status,
+                                lease_until, request_id, traceparent)
+            SELECT id, idempotency_key, request_hash, customer_id, 'reserving',
+                   now() + make_interval(secs => $7), request_id, traceparent
+            FROM opening
+            ON CONFLICT (idempotency_key) DO NOTHING
+            RETURNING {ORDER_COLUMNS}
+        ), lines AS (
+            INSERT INTO order_lines (order_id, item_id, quantity)
+            SELECT l.order_id, l.item_id, l.quantity
+            FROM unnest($8::uuid[], $9::bigint[], $10::bigint[]) AS l(order_id, item_id, quantity)
+            WHERE l.order_id IN (SELECT id FROM opened)
+        ), created AS (
+            INSERT INTO order_events (order_id, type, data)
+            SELECT id, 'order_created', '{{}}' FROM opened
+        )
+        SELECT * FROM opened"
+    ))
+    .bind(&ids)
+    .bind(&keys)
+    .bind(&hashes)
+    .bind(&customers)
+    .bind(&request_ids)
+    .bind(&traceparents)
+    .bind(secs(lease))
+    .bind(&line_order)
+    .bind(&line_item)
+    .bind(&line_quantity)
+    .fetch_all(pool)
+    .await;
+    let mut rows: HashMap<Uuid, OrderRow> = match opened {
+        Ok(rows) => rows.into_iter().map(|r| (r.id, r)).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, size = jobs.len(), "an order batch failed; its requests go alone");
+            HashMap::new()
+        }
+    };
+    jobs.iter()
+        .map(|job| rows.remove(&job.id).map_or(Batched::Alone, Batched::Done))
+        .collect()
+}
+
+/// Moves a batch of orders in one statement, each only if it is still in its `from` state. An
+/// order that appears twice (two drivers racing) is moved alone after the batch.
+async fn transition_batch(
+    pool: &PgPool,
+    lease: Duration,
+    jobs: Vec<TransitionJob>,
+) -> Vec<Batched<Option<OrderRow>>> {
+    let mut seen = HashSet::new();
+    let first: Vec<bool> = jobs.iter().map(|j| seen.insert(j.id)).collect();
+    let batch: Vec<&TransitionJob> = jobs
+        .iter()
+        .zip(&first)
+        .filter(|(_, first)| **first)
+        .map(|(job, _)| job)
+        .collect();
+    let ids: Vec<Uuid> = batch.iter().map(|j| j.id).collect();
+    let from: Vec<&str> = batch.iter().map(|j| j.from.as_str()).collect();
+    let to: Vec<&str> = batch.iter().map(|j| j.to.as_str()).collect();
+    let reservation: Vec<Option<Uuid>> = batch.iter().map(|j| j.changes.reservation_id).collect();
+    let payment: Vec<Option<Uuid>> = batch.iter().map(|j| j.changes.payment_id).collect();
+    let total: Vec<Option<i64>> = batch.iter().map(|j| j.changes.total_amount).collect();
+    let currency: Vec<Option<&str>> = batch
+        .iter()
+        .map(|j| j.changes.currency.as_deref())
+        .collect();
+    let failure: Vec<Option<&str>> = batch
+        .iter()
+        .map(|j| j.changes.failure_code.map(FailureCode::as_str))
+        .collect();
+    let refund: Vec<Option<bool>> = batch.iter().map(|j| j.changes.refund_needed).collect();
+    let (mut price_order, mut price_item, mut unit_price, mut amount) =
+        (vec![], vec![], vec![], vec![]);
+    let (mut event_order, mut kinds, mut data) = (vec![], vec![], vec![]);
+    for job in &batch {
+        for &(item, price, line_amount) in &job.changes.prices {
+            price_order.push(job.id);
+            price_item.push(item);
+            unit_price.push(price);
+            amount.push(line_amount);
+        }
+        for event in &job.events {
+            event_order.push(job.id);
+            kinds.push(event.kind);
+            data.push(Value::Object(event.data.clone()));
+        }
+    }
+    let moved: Result<Vec<OrderRow>, sqlx::Error> = sqlx::query_as(
+        "WITH moving AS (
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::uuid[],
+                                 $6::bigint[], $7::text[], $8::text[], $9::bool[])
+                AS m(id, from_status, to_status, reservation_id, payment_id, total_amount,
+                     currency, failure_code, refund_needed)
+        ), moved AS (
+            UPDATE orders SET status = m.to_status,
+                reservation_id = COALESCE(m.reservation_id, orders.reservation_id),
+                payment_id = COALESCE(m.payment_id, orders.payment_id),
+                total_amount = COALESCE(m.total_amount, orders.total_amount),
+                currency = COALESCE(m.currency, orders.currency),
+                failure_code = COALESCE(m.failure_code, orders.failure_code),
+                refund_needed = COALESCE(m.refund_needed, orders.refund_needed),
+                lease_until = now() + make_interval(secs => $10),
+                updated_at = now()
+            FROM moving m
+            WHERE orders.id = m.id AND orders.status = m.from_status
+            RETURNING orders.id, orders.status, orders.failure_code, orders.customer_id,
+                      orders.total_amount, orders.currency::text AS currency,
+                      orders.reservation_id, orders.payment_id, orders.created_at,
+                      orders.updated_at
+        ), priced AS (
+            UPDATE order_lines SET unit_price = p.unit_price, amount = p.amount
+            FROM unnest($11::uuid[], $12::bigint[], $13::bigint[], $14::bigint[])
+                 AS p(order_id, item_id, unit_price, amount)
+            WHERE p.order_id IN (SELECT id FROM moved)
+              AND order_lines.order_id = p.order_id AND order_lines.item_id = p.item_id
+        ), logged AS (
+            INSERT INTO order_events (order_id, type, data)
+            SELECT e.order_id, e.type, e.data
+            FROM unnest($15::uuid[], $16::text[], $17::jsonb[]) WITH ORDINALITY
+                 AS e(order_id, type, data, n)
+            WHERE e.order_id IN (SELECT id FROM moved)
+            ORDER BY e.n
+        )
+        SELECT * FROM moved",
+    )
+    .bind(&ids)
+    .bind(&from)
+    .bind(&to)
+    .bind(&reservation)
+    .bind(&payment)
+    .bind(&total)
+    .bind(&currency)
+    .bind(&failure)
+    .bind(&refund)
+    .bind(secs(lease))
+    .bind(&price_order)
+    .bind(&price_item)
+    .bind(&unit_price)
+    .bind(&amount)
+    .bind(&event_order)
+    .bind(&kinds)
+    .bind(&data)
+    .fetch_all(pool)
+    .await;
+    let mut rows: HashMap<Uuid, OrderRow> = match moved {
+        Ok(rows) => rows.into_iter().map(|r| (r.id, r)).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, size = jobs.len(), "a transition batch failed; its orders move alone");
+            return jobs.iter().map(|_| Batched::Alone).collect();
+        }
+    };
+    jobs.iter()
+        .zip(first)
+        .map(|(job, first)| {
+            if first {
+                Batched::Done(rows.remove(&job.id))
+            } else {
+                Batched::Alone
+            }
+        })
+        .collect()
 }

@@ -3,6 +3,7 @@
 //! metrics, API docs and start-up helpers.
 
 pub mod auth;
+pub mod batch;
 pub mod cart;
 pub mod config;
 pub mod docs;

@@ -1,7 +1,7 @@
 use crate::config::Settings;
 use crate::domain::{Accepted, CheckoutBody, CheckoutRequest, FailureCode, Order, OrderStatus};
 use crate::saga::Saga;
-use crate::storage::{self, Opened};
+use crate::storage::{self, Opened, Writes};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use shared::http_client::CallContext;
@@ -126,6 +126,7 @@ async fn wait_for_terminal(
 pub async fn checkout(
     pool: web::Data<PgPool>,
     saga: web::Data<Arc<Saga>>,
+    writes: web::Data<Writes>,
     settings: web::Data<Settings>,
     idem: IdempotencyContext,
     req: HttpRequest,
@@ -145,7 +146,7 @@ pub async fn checkout(
         traceparent: shared::telemetry::current_traceparent(),
     };
     let (id, driving) =
-        match storage::open(&pool, &request, &idem, settings.lease, &context).await? {
+        match writes.open(&request, &idem, &context).await? {
             Opened::New(order) => {
                 let id = order.order_id;
                 (id, Some(saga.spawn_new(order, context)))

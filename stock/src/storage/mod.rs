@@ -4,6 +4,5 @@
 //! so concurrent reservations, releases, completions and the sweeper cannot deadlock. The `CHECK`
 //! constraint `stock_never_oversold` (`0 <= reserved <= stock`) is the last word on overselling.
 
-pub mod batch;
 pub mod items;
 pub mod reservations;

@@ -1,4 +1,4 @@
-use super::batch::Batcher;
+use shared::batch::Batcher;
 use crate::domain::{
     plan, ItemId, ItemState, Plan, Rejection, Reservation, ReservationLine, ReservationStatus,
     ReserveRequest, Target,
@@ -539,7 +539,7 @@ struct ReserveJob {
     plan: Plan,
 }
 
-/// Reservations and completions, written in batches (see [`super::batch`]) so that a popular
+/// Reservations and completions, written in batches (see [`shared::batch`]) so that a popular
 /// item's row changes once per commit, not once per request; each request the batch cannot take
 /// is decided alone.
 #[derive(Clone)]

@@ -1,16 +1,17 @@
-//! Group commit for hot rows.
+//! Group commit: many requests' writes in one statement and one durable commit.
 //!
-//! Every reservation and completion of an item changes that item's row, and PostgreSQL holds a
-//! changed row's lock until the transaction's commit is durable. One popular item therefore admits
-//! one change per durable commit, and concurrent requests queue behind each other's commits (each
-//! waiter burning a wake-up and a re-check). A [`Batcher`] turns the queue into batches instead:
+//! PostgreSQL makes every commit durable before it answers (`synchronous_commit` stays on), and a
+//! changed row stays locked until then. Writing each request alone therefore costs a commit per
+//! request, and a popular row (a hot item) admits one change per durable commit while concurrent
+//! requests queue behind each other's commits. A [`Batcher`] turns the queue into batches instead:
 //! requests that arrive while a batch is being written wait for the next one, which writes all of
-//! them in one statement and one commit — the item row is changed once per batch. No request waits
-//! for a timer: an idle batcher sends a lone request at once, and batches grow only with load.
+//! them together. No request waits for a timer: an idle batcher sends a lone request at once, and
+//! batches grow only with load.
 //!
-//! A batch is all-or-nothing like each request in it. When it cannot be written whole (an item
-//! cannot cover the batch, a key conflicts), the runner says so per request (`None`) and each such
-//! request takes the one-request path, where the database's constraints decide it alone.
+//! A batch is all-or-nothing like each request in it. When a batch cannot be written whole, its
+//! runner says so per request, and such a request takes its service's one-request path, where the
+//! database's constraints decide it alone. Used by stock (reserves and completions) and order
+//! (orders written and moved by the saga).
 
 use std::future::Future;
 use tokio::sync::{mpsc, oneshot};
