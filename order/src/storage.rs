@@ -4,9 +4,9 @@
 use crate::domain::{CheckoutRequest, FailureCode, Order, OrderEvent, OrderLine, OrderStatus};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use shared::batch::Batcher;
 use shared::http_client::CallContext;
 use shared::idempotency::IdempotencyContext;
-use shared::batch::Batcher;
 use sqlx::{PgConnection, PgPool};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -412,14 +412,16 @@ fn moved_order(order: &Order, changes: &Changes, row: OrderRow) -> Order {
     let lines = order
         .items
         .iter()
-        .map(|line| match changes.prices.iter().find(|p| p.0 == line.item_id) {
-            Some(&(_, unit_price, amount)) => OrderLine {
-                unit_price: Some(unit_price),
-                amount: Some(amount),
-                ..line.clone()
+        .map(
+            |line| match changes.prices.iter().find(|p| p.0 == line.item_id) {
+                Some(&(_, unit_price, amount)) => OrderLine {
+                    unit_price: Some(unit_price),
+                    amount: Some(amount),
+                    ..line.clone()
+                },
+                None => line.clone(),
             },
-            None => line.clone(),
-        })
+        )
         .collect();
     row.into_order(lines)
 }

@@ -18,6 +18,9 @@ pub struct Settings {
     pub processor: SimulatedProcessor,
     /// `PAYMENT_FAULT_RATE` (0).
     pub faults: Faults,
+    /// `PAYMENT_BATCH_MAX` (128): the most charges opened (or settled) in one transaction; 1
+    /// writes each alone.
+    pub batch_max: usize,
 }
 
 impl Settings {
@@ -44,6 +47,7 @@ impl Settings {
             faults: Faults {
                 rate: probability_or("PAYMENT_FAULT_RATE", 0.0)?,
             },
+            batch_max: var_or("PAYMENT_BATCH_MAX", 128usize)?.max(1),
         })
     }
 }

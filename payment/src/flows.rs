@@ -21,6 +21,8 @@ pub enum FlowError {
 
 pub struct Payments<'a> {
     pub pool: &'a PgPool,
+    /// Charges opened and settled together with concurrent ones.
+    pub writes: &'a storage::Writes,
     pub processor: &'a dyn PaymentProcessor,
     pub max_retries: i32,
     /// `payments_total{status}`: each processor decision settled, and each refund made.
@@ -61,15 +63,16 @@ impl Payments<'_> {
             Decision::Approved => (true, None),
             Decision::Declined { code } => (false, Some(code.as_str())),
         };
-        let settled = storage::settle(
-            self.pool,
-            payment.payment_id,
-            attempt,
-            approved,
-            code,
-            self.max_retries,
-        )
-        .await?;
+        let settled = self
+            .writes
+            .settle(
+                payment.payment_id,
+                attempt,
+                approved,
+                code,
+                self.max_retries,
+            )
+            .await?;
         self.settled.with_label_values(&[&settled.status]).inc();
         Ok(settled)
     }
@@ -88,7 +91,7 @@ impl Payments<'_> {
         request: &ChargeRequest,
         idem: &IdempotencyContext,
     ) -> Result<Charged, FlowError> {
-        match storage::open_charge(self.pool, request, idem).await? {
+        match self.writes.open_charge(request, idem).await? {
             Opened::New(payment) => Ok(Charged::Payment(self.run_attempt(&payment, 0).await?)),
             Opened::Existing(payment) => Ok(Charged::Payment(self.resolve_pending(payment).await?)),
             Opened::OrderCanceled(id) => Ok(Charged::OrderCanceled(id)),

@@ -5,6 +5,7 @@ use crate::config::Settings;
 use crate::metrics::PaymentMetrics;
 use crate::processor::PaymentProcessor;
 use crate::routes;
+use crate::storage::Writes;
 use actix_web::web;
 use shared::startup::{Foundation, Running, StartupError};
 use sqlx::migrate::Migrator;
@@ -46,6 +47,7 @@ impl Application {
         let tokens = web::Data::new(settings.tokens.clone());
         let faults = web::Data::new(settings.faults);
         let processor = web::Data::new(processor);
+        let writes = web::Data::new(Writes::start(base.pool.clone(), settings.batch_max));
         let common = settings.common.clone();
         let settings = web::Data::new(settings);
         let server = base.serve(listener, &common, move |cfg| {
@@ -53,6 +55,7 @@ impl Application {
                 .app_data(tokens.clone())
                 .app_data(faults.clone())
                 .app_data(processor.clone())
+                .app_data(writes.clone())
                 .app_data(metrics.clone())
                 .configure(routes::configure);
         })?;

@@ -4,8 +4,10 @@
 //! leaves a tombstone a late charge cannot miss.
 
 use crate::domain::{ChargeRequest, Payment, PaymentStatus};
+use shared::batch::Batcher;
 use shared::idempotency::IdempotencyContext;
 use sqlx::{PgPool, Postgres, Transaction};
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 const COLUMNS: &str = "id, order_id, customer_id, amount, currency::text AS currency, status, \
@@ -153,6 +155,16 @@ pub async fn open_attempt(pool: &PgPool, payment_id: Uuid) -> Result<i32, sqlx::
     Ok(attempt.unwrap_or(0))
 }
 
+/// The status a processor decision settles a payment in: a decline of the last allowed retry
+/// exhausts it.
+fn settled_status(approved: bool, attempt: i32, max_retries: i32) -> PaymentStatus {
+    match (approved, attempt >= max_retries && attempt > 0) {
+        (true, _) => PaymentStatus::Succeeded,
+        (false, true) => PaymentStatus::Exhausted,
+        (false, false) => PaymentStatus::Failed,
+    }
+}
+
 /// The last phase of a charge or retry: records the processor's decision on a pending payment
 /// (and on its retry attempt), in one statement. A payment already settled by someone else is
 /// returned as it is.
@@ -164,11 +176,7 @@ pub async fn settle(
     failure_code: Option<&str>,
     max_retries: i32,
 ) -> Result<Payment, sqlx::Error> {
-    let status = match (approved, attempt >= max_retries && attempt > 0) {
-        (true, _) => PaymentStatus::Succeeded,
-        (false, true) => PaymentStatus::Exhausted,
-        (false, false) => PaymentStatus::Failed,
-    };
+    let status = settled_status(approved, attempt, max_retries);
     let settled: Option<Payment> = sqlx::query_as(&format!(
         "WITH attempt AS (
             UPDATE payment_attempts SET outcome = $5
@@ -318,4 +326,244 @@ pub async fn open_retry(
     };
     tx.commit().await?;
     Ok(start)
+}
+
+/// What a batch did with one request: its result, or nothing, and the request goes alone.
+enum Batched<T> {
+    Done(T),
+    Alone,
+}
+
+struct ChargeJob {
+    id: Uuid,
+    request: ChargeRequest,
+    key: String,
+    fingerprint: String,
+}
+
+struct SettleJob {
+    payment_id: Uuid,
+    attempt: i32,
+    status: PaymentStatus,
+    failure_code: Option<String>,
+}
+
+/// The writes on the checkout path — opening a charge and settling it — group-committed (see
+/// [`shared::batch`]): charges opened or settled at the same time share one transaction. Each
+/// means the same as [`open_charge`] and [`settle`], which a request the batch cannot take (a key
+/// or order already charged, a canceled order, a payment settled already) goes through alone.
+#[derive(Clone)]
+pub struct Writes {
+    pool: PgPool,
+    charges: Batcher<ChargeJob, Batched<Payment>>,
+    settles: Batcher<SettleJob, Batched<Payment>>,
+}
+
+impl Writes {
+    /// Starts the batch tasks (on the current runtime); `batch` is the largest batch.
+    pub fn start(pool: PgPool, batch: usize) -> Self {
+        let charges = {
+            let pool = pool.clone();
+            Batcher::start(batch, move |jobs| {
+                let pool = pool.clone();
+                async move { charge_batch(&pool, jobs).await }
+            })
+        };
+        let settles = {
+            let pool = pool.clone();
+            Batcher::start(batch, move |jobs| {
+                let pool = pool.clone();
+                async move { settle_batch(&pool, jobs).await }
+            })
+        };
+        Writes {
+            pool,
+            charges,
+            settles,
+        }
+    }
+
+    /// [`open_charge`], in the next batch.
+    pub async fn open_charge(
+        &self,
+        request: &ChargeRequest,
+        idem: &IdempotencyContext,
+    ) -> Result<Opened, sqlx::Error> {
+        let job = ChargeJob {
+            id: Uuid::new_v4(),
+            request: request.clone(),
+            key: idem.scoped.clone(),
+            fingerprint: idem.fingerprint.clone(),
+        };
+        if let Some(Batched::Done(payment)) = self.charges.run(job).await {
+            return Ok(Opened::New(payment));
+        }
+        open_charge(&self.pool, request, idem).await
+    }
+
+    /// [`settle`], in the next batch.
+    pub async fn settle(
+        &self,
+        payment_id: Uuid,
+        attempt: i32,
+        approved: bool,
+        failure_code: Option<&str>,
+        max_retries: i32,
+    ) -> Result<Payment, sqlx::Error> {
+        let job = SettleJob {
+            payment_id,
+            attempt,
+            status: settled_status(approved, attempt, max_retries),
+            failure_code: if approved {
+                None
+            } else {
+                failure_code.map(str::to_string)
+            },
+        };
+        if let Some(Batched::Done(payment)) = self.settles.run(job).await {
+            return Ok(payment);
+        }
+        settle(
+            &self.pool,
+            payment_id,
+            attempt,
+            approved,
+            failure_code,
+            max_retries,
+        )
+        .await
+    }
+}
+
+/// Opens a batch of charges in one transaction: the orders' advisory locks (in order), then every
+/// payment whose order is not canceled and whose key and order are free, `pending`.
+async fn charge_batch(pool: &PgPool, jobs: Vec<ChargeJob>) -> Vec<Batched<Payment>> {
+    let opened = async {
+        let mut orders: Vec<&str> = jobs
+            .iter()
+            .filter_map(|j| j.request.order_id.as_deref())
+            .collect();
+        orders.sort_unstable();
+        orders.dedup();
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtextextended('order:' || o, 0))
+             FROM unnest($1::text[]) WITH ORDINALITY AS l(o, n) ORDER BY n",
+        )
+        .bind(&orders)
+        .execute(&mut *tx)
+        .await?;
+        let rows: Vec<Payment> = sqlx::query_as(&format!(
+            "INSERT INTO payments (id, order_id, customer_id, amount, currency, reference, status,
+                                   idempotency_key, request_hash)
+             SELECT r.id, r.order_id, r.customer_id, r.amount, r.currency, r.reference, 'pending',
+                    r.idempotency_key, r.request_hash
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[],
+                         $6::text[], $7::text[], $8::text[])
+                  AS r(id, order_id, customer_id, amount, currency, reference, idempotency_key,
+                       request_hash)
+             WHERE r.order_id IS NULL
+                OR NOT EXISTS (SELECT FROM canceled_orders c WHERE c.order_id = r.order_id)
+             ON CONFLICT DO NOTHING
+             RETURNING {COLUMNS}"
+        ))
+        .bind(jobs.iter().map(|j| j.id).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.request.order_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            jobs.iter()
+                .map(|j| j.request.customer_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(jobs.iter().map(|j| j.request.amount).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.request.currency.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            jobs.iter()
+                .map(|j| j.request.reference.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(jobs.iter().map(|j| j.key.as_str()).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.fingerprint.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(rows)
+    }
+    .await;
+    let mut rows: HashMap<Uuid, Payment> = match opened {
+        Ok(rows) => rows.into_iter().map(|p| (p.payment_id, p)).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, size = jobs.len(), "a charge batch failed; its requests go alone");
+            HashMap::new()
+        }
+    };
+    jobs.iter()
+        .map(|job| rows.remove(&job.id).map_or(Batched::Alone, Batched::Done))
+        .collect()
+}
+
+/// Settles a batch of pending payments (and their retry attempts) in one statement.
+async fn settle_batch(pool: &PgPool, jobs: Vec<SettleJob>) -> Vec<Batched<Payment>> {
+    let mut seen = HashSet::new();
+    let first: Vec<bool> = jobs.iter().map(|j| seen.insert(j.payment_id)).collect();
+    let batch: Vec<&SettleJob> = jobs
+        .iter()
+        .zip(&first)
+        .filter(|(_, first)| **first)
+        .map(|(job, _)| job)
+        .collect();
+    let settled: Result<Vec<Payment>, sqlx::Error> = sqlx::query_as(
+        "WITH s AS (
+            SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[])
+                AS s(id, attempt, status, failure_code)
+        ), attempt AS (
+            UPDATE payment_attempts a
+            SET outcome = CASE WHEN s.status = 'succeeded' THEN 'succeeded' ELSE 'failed' END
+            FROM s
+            WHERE s.attempt > 0 AND a.payment_id = s.id AND a.attempt = s.attempt
+              AND a.outcome IS NULL
+        )
+        UPDATE payments p SET status = s.status, failure_code = s.failure_code,
+                              retries = GREATEST(p.retries, s.attempt), updated_at = now()
+        FROM s
+        WHERE p.id = s.id AND p.status = 'pending'
+        RETURNING p.id, p.order_id, p.customer_id, p.amount, p.currency::text AS currency,
+                  p.status, p.failure_code, p.retries, p.reference, p.created_at, p.updated_at",
+    )
+    .bind(batch.iter().map(|j| j.payment_id).collect::<Vec<_>>())
+    .bind(batch.iter().map(|j| j.attempt).collect::<Vec<_>>())
+    .bind(batch.iter().map(|j| j.status.as_str()).collect::<Vec<_>>())
+    .bind(
+        batch
+            .iter()
+            .map(|j| j.failure_code.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(pool)
+    .await;
+    let mut rows: HashMap<Uuid, Payment> = match settled {
+        Ok(rows) => rows.into_iter().map(|p| (p.payment_id, p)).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, size = jobs.len(), "a settle batch failed; its payments settle alone");
+            HashMap::new()
+        }
+    };
+    jobs.iter()
+        .zip(first)
+        .map(|(job, first)| match (first, rows.remove(&job.payment_id)) {
+            (true, Some(payment)) => Batched::Done(payment),
+            _ => Batched::Alone,
+        })
+        .collect()
 }

@@ -145,23 +145,22 @@ pub async fn checkout(
         // This request's own span: the saga continues its trace, whoever drives it.
         traceparent: shared::telemetry::current_traceparent(),
     };
-    let (id, driving) =
-        match writes.open(&request, &idem, &context).await? {
-            Opened::New(order) => {
-                let id = order.order_id;
-                (id, Some(saga.spawn_new(order, context)))
-            }
-            Opened::Existing(order) if order.status().is_terminal() => {
-                return Ok(answer(&order, &settings.public_prefix));
-            }
-            Opened::Existing(order) => {
-                // A retry: drive it here if its driver is gone (its lease ran out).
-                let id = order.order_id;
-                let orphaned = storage::claim(&pool, id, settings.lease).await?;
-                (id, orphaned.then(|| saga.spawn(id)))
-            }
-            Opened::KeyReused => return Err(CheckoutError::KeyReused),
-        };
+    let (id, driving) = match writes.open(&request, &idem, &context).await? {
+        Opened::New(order) => {
+            let id = order.order_id;
+            (id, Some(saga.spawn_new(order, context)))
+        }
+        Opened::Existing(order) if order.status().is_terminal() => {
+            return Ok(answer(&order, &settings.public_prefix));
+        }
+        Opened::Existing(order) => {
+            // A retry: drive it here if its driver is gone (its lease ran out).
+            let id = order.order_id;
+            let orphaned = storage::claim(&pool, id, settings.lease).await?;
+            (id, orphaned.then(|| saga.spawn(id)))
+        }
+        Opened::KeyReused => return Err(CheckoutError::KeyReused),
+    };
     match driving {
         Some(handle) => {
             if let Ok(Ok(Ok(order))) = tokio::time::timeout_at(deadline, handle).await {

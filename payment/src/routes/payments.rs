@@ -6,7 +6,7 @@ use crate::domain::{
 use crate::flows::{Charged, FlowError, Payments, Refunded, Retried};
 use crate::metrics::PaymentMetrics;
 use crate::processor::PaymentProcessor;
-use crate::storage;
+use crate::storage::{self, Writes};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -92,12 +92,14 @@ impl_response_error!(PaymentError);
 
 fn payments<'a>(
     pool: &'a PgPool,
+    writes: &'a Writes,
     processor: &'a Arc<dyn PaymentProcessor>,
     settings: &Settings,
     metrics: &'a PaymentMetrics,
 ) -> Payments<'a> {
     Payments {
         pool,
+        writes,
         processor: processor.as_ref(),
         max_retries: settings.max_retries,
         settled: &metrics.payments,
@@ -114,6 +116,7 @@ fn payments<'a>(
     security(("service_token" = [])))]
 pub async fn charge(
     pool: web::Data<PgPool>,
+    writes: web::Data<Writes>,
     processor: web::Data<Arc<dyn PaymentProcessor>>,
     settings: web::Data<Settings>,
     metrics: web::Data<PaymentMetrics>,
@@ -122,7 +125,7 @@ pub async fn charge(
 ) -> Result<HttpResponse, PaymentError> {
     let request = ChargeRequest::try_from(body.0).map_err(PaymentError::Invalid)?;
     let order_id = request.order_id.clone().unwrap_or_default();
-    match payments(&pool, &processor, &settings, &metrics)
+    match payments(&pool, &writes, &processor, &settings, &metrics)
         .charge(&request, &idem)
         .await?
     {
@@ -148,13 +151,14 @@ pub async fn charge(
     security(("service_token" = [])))]
 pub async fn refund(
     pool: web::Data<PgPool>,
+    writes: web::Data<Writes>,
     processor: web::Data<Arc<dyn PaymentProcessor>>,
     settings: web::Data<Settings>,
     metrics: web::Data<PaymentMetrics>,
     body: Json<RefundBody>,
 ) -> Result<HttpResponse, PaymentError> {
     let target = RefundTarget::try_from(body.0).map_err(PaymentError::Invalid)?;
-    match payments(&pool, &processor, &settings, &metrics)
+    match payments(&pool, &writes, &processor, &settings, &metrics)
         .refund(&target)
         .await?
     {
@@ -177,6 +181,7 @@ pub async fn refund(
     security(("service_token" = [])))]
 pub async fn retry(
     pool: web::Data<PgPool>,
+    writes: web::Data<Writes>,
     processor: web::Data<Arc<dyn PaymentProcessor>>,
     settings: web::Data<Settings>,
     metrics: web::Data<PaymentMetrics>,
@@ -184,7 +189,7 @@ pub async fn retry(
     idem: IdempotencyContext,
 ) -> Result<HttpResponse, PaymentError> {
     let id = id.into_inner();
-    match payments(&pool, &processor, &settings, &metrics)
+    match payments(&pool, &writes, &processor, &settings, &metrics)
         .retry(id, &idem)
         .await?
     {

@@ -1,9 +1,9 @@
-use shared::batch::Batcher;
 use crate::domain::{
     plan, ItemId, ItemState, Plan, Rejection, Reservation, ReservationLine, ReservationStatus,
     ReserveRequest, Target,
 };
 use chrono::{DateTime, Utc};
+use shared::batch::Batcher;
 use shared::idempotency::IdempotencyContext;
 use sqlx::{PgPool, Postgres, Transaction};
 use std::collections::HashMap;
