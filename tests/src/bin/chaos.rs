@@ -82,6 +82,15 @@ enum Fault {
 }
 
 impl Fault {
+    const ALL: [Fault; 6] = [
+        Fault::KillOrder,
+        Fault::KillPayment,
+        Fault::KillStock,
+        Fault::KillRedis,
+        Fault::RestartPostgres,
+        Fault::PaymentFaults,
+    ];
+
     /// Which fault comes next: mostly process kills.
     fn draw(rng: &mut Rng) -> Fault {
         const WEIGHTED: [(Fault, u32); 6] = [
@@ -467,13 +476,20 @@ async fn run(args: Args) -> Report {
     let mut payment = PaymentFaults::OFF;
     let started = Instant::now();
     let end = started + Duration::from_secs_f64(args.seconds);
+    // Every kind of fault once, in a seeded order, then drawn at random: even a short run covers
+    // them all.
+    let mut first_round = Fault::ALL.to_vec();
+    for i in (1..first_round.len()).rev() {
+        first_round.swap(i, rng.below(i + 1));
+    }
+    let mut first_round = first_round.into_iter();
     loop {
         let pause = Duration::from_secs_f64(rng.between(0.4, 1.6));
         if Instant::now() + pause >= end {
             break;
         }
         tokio::time::sleep(pause).await;
-        let fault = Fault::draw(&mut rng);
+        let fault = first_round.next().unwrap_or_else(|| Fault::draw(&mut rng));
         let label = serde_json::to_value(fault)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
