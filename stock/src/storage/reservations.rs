@@ -583,17 +583,24 @@ impl Reservations {
         idem: &IdempotencyContext,
     ) -> Result<Reserved, sqlx::Error> {
         let items = snapshot(&self.pool, request).await?;
-        if let Ok(plan) = plan(&request.lines, &items) {
-            let job = ReserveJob {
-                id: Uuid::new_v4(),
-                order_id: request.order_id.clone(),
-                key: idem.scoped.clone(),
-                fingerprint: idem.fingerprint.clone(),
-                plan,
-            };
-            if let Some(Some(reservation)) = self.reserves.run(job).await {
-                return Ok(Reserved::New(reservation));
+        let plan = match plan(&request.lines, &items) {
+            Ok(plan) => plan,
+            // A retry of a reservation that was made is answered with it, whatever stock is now.
+            Err(rejection) => {
+                return Ok(existing(&self.pool, request, idem)
+                    .await?
+                    .unwrap_or(Reserved::Rejected(rejection)))
             }
+        };
+        let job = ReserveJob {
+            id: Uuid::new_v4(),
+            order_id: request.order_id.clone(),
+            key: idem.scoped.clone(),
+            fingerprint: idem.fingerprint.clone(),
+            plan,
+        };
+        if let Some(Some(reservation)) = self.reserves.run(job).await {
+            return Ok(Reserved::New(reservation));
         }
         reserve_alone(&self.pool, request, idem, self.ttl_secs).await
     }
