@@ -4,7 +4,7 @@
 use crate::domain::{CheckoutRequest, FailureCode, Order, OrderEvent, OrderLine, OrderStatus};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use shared::batch::Batcher;
+use shared::batch::{Batched, Batcher};
 use shared::http_client::CallContext;
 use shared::idempotency::IdempotencyContext;
 use sqlx::{PgConnection, PgPool};
@@ -490,12 +490,6 @@ pub async fn call_context(pool: &PgPool, id: Uuid) -> Result<CallContext, sqlx::
             .unwrap_or_else(|| Uuid::new_v4().to_string()),
         traceparent,
     })
-}
-
-/// What a batch did with one request: its result, or nothing, and the request goes alone.
-enum Batched<T> {
-    Done(T),
-    Alone,
 }
 
 struct OpenJob {

@@ -4,7 +4,7 @@
 //! leaves a tombstone a late charge cannot miss.
 
 use crate::domain::{ChargeRequest, Payment, PaymentStatus};
-use shared::batch::Batcher;
+use shared::batch::{Batched, Batcher};
 use shared::idempotency::IdempotencyContext;
 use sqlx::{PgPool, Postgres, Transaction};
 use std::collections::{HashMap, HashSet};
@@ -326,12 +326,6 @@ pub async fn open_retry(
     };
     tx.commit().await?;
     Ok(start)
-}
-
-/// What a batch did with one request: its result, or nothing, and the request goes alone.
-enum Batched<T> {
-    Done(T),
-    Alone,
 }
 
 struct ChargeJob {

@@ -18,6 +18,12 @@ use tokio::sync::{mpsc, oneshot};
 
 type Job<I, O> = (I, oneshot::Sender<O>);
 
+/// What a batch did with one request: its result, or nothing, and the request goes alone.
+pub enum Batched<T> {
+    Done(T),
+    Alone,
+}
+
 /// Sends requests to a task that runs them in batches of up to `max`.
 pub struct Batcher<I, O> {
     queue: mpsc::Sender<Job<I, O>>,

@@ -1,6 +1,6 @@
 use crate::domain::{
-    plan, ItemId, ItemState, Plan, Rejection, Reservation, ReservationLine, ReservationStatus,
-    ReserveRequest, Target,
+    plan, ItemId, ItemState, Plan, PlannedLine, Rejection, Reservation, ReservationLine,
+    ReservationStatus, ReserveRequest, Target,
 };
 use chrono::{DateTime, Utc};
 use shared::batch::Batcher;
@@ -285,16 +285,7 @@ async fn reserve_alone(
             .await;
         match made {
             Ok(Some(row)) => {
-                let items = lines
-                    .into_iter()
-                    .map(|l| ReservationLine {
-                        item_id: l.item_id.0,
-                        quantity: l.quantity,
-                        unit_price: l.unit_price,
-                        amount: l.amount,
-                    })
-                    .collect();
-                return Ok(Reserved::New(row.into_view(items)));
+                return Ok(Reserved::New(row.into_view(reserved_lines(lines))));
             }
             Ok(None) => {
                 if let Some(outcome) = existing(pool, request, idem).await? {
@@ -309,6 +300,19 @@ async fn reserve_alone(
     Err(sqlx::Error::Protocol(
         "reservation kept racing with other reservations".into(),
     ))
+}
+
+/// The lines of a reservation as they were planned.
+fn reserved_lines(planned: Vec<PlannedLine>) -> Vec<ReservationLine> {
+    planned
+        .into_iter()
+        .map(|l| ReservationLine {
+            item_id: l.item_id.0,
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+            amount: l.amount,
+        })
+        .collect()
 }
 
 /// Explains a conflict on insert: the same key (a retry, or a reuse), or the same order.
@@ -704,18 +708,7 @@ async fn reserve_batch(
     jobs.into_iter()
         .map(|job| {
             let row = rows.remove(&job.id)?;
-            let lines = job
-                .plan
-                .lines
-                .into_iter()
-                .map(|l| ReservationLine {
-                    item_id: l.item_id.0,
-                    quantity: l.quantity,
-                    unit_price: l.unit_price,
-                    amount: l.amount,
-                })
-                .collect();
-            Some(row.into_view(lines))
+            Some(row.into_view(reserved_lines(job.plan.lines)))
         })
         .collect()
 }
