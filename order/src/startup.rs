@@ -5,7 +5,7 @@ use crate::config::Settings;
 use crate::metrics::SagaMetrics;
 use crate::participants::Participants;
 use crate::saga::Saga;
-use crate::storage::Writes;
+use crate::storage::{Lease, Writes};
 use crate::{recovery, routes};
 use actix_web::web;
 use shared::http_client::ServiceClient;
@@ -39,7 +39,12 @@ impl Application {
             ServiceClient::new(target, url, &settings.client, Some(base.metrics.clone()))
                 .map_err(|e| StartupError::Io(std::io::Error::other(e)))
         };
-        let writes = Writes::start(base.pool.clone(), settings.lease, settings.batch_max);
+        let lease = Lease {
+            length: settings.lease,
+            // The longest one step can take: its budget, and the attempt running when it ends.
+            step: settings.client.budget + settings.client.attempt_timeout,
+        };
+        let writes = Writes::start(base.pool.clone(), lease, settings.batch_max);
         let saga = Arc::new(Saga {
             pool: base.pool.clone(),
             writes: writes.clone(),

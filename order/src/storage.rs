@@ -58,11 +58,44 @@ struct FullRow {
     events: sqlx::types::Json<Vec<JsonEvent>>,
 }
 
+/// A row an open or a transition wrote, with the events that write appended.
+#[derive(sqlx::FromRow)]
+struct WrittenRow {
+    #[sqlx(flatten)]
+    order: OrderRow,
+    events: sqlx::types::Json<Vec<JsonEvent>>,
+}
+
+impl WrittenRow {
+    fn new_events(&self) -> impl Iterator<Item = OrderEvent> + '_ {
+        self.events.0.iter().map(JsonEvent::to_event)
+    }
+}
+
+/// The `events` column of a statement whose `written` CTE returned the events it inserted.
+const WRITTEN_EVENTS: &str = "coalesce((SELECT json_agg(json_build_object(
+        'kind', w.type, 'at', w.at, 'data', w.data) ORDER BY w.id)
+    FROM written w WHERE w.order_id = {row}.id), '[]') AS events";
+
+fn written_events(row: &str) -> String {
+    WRITTEN_EVENTS.replace("{row}", row)
+}
+
 #[derive(serde::Deserialize)]
 struct JsonEvent {
     kind: String,
     at: DateTime<Utc>,
     data: serde_json::Map<String, Value>,
+}
+
+impl JsonEvent {
+    fn to_event(&self) -> OrderEvent {
+        OrderEvent {
+            kind: self.kind.clone(),
+            at: self.at,
+            data: self.data.clone(),
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -83,6 +116,34 @@ struct LineRow {
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
+}
+
+/// How long a driver holds an order it writes. An unfinished order always has a lease; a
+/// finished one has none (`lease_until` NULL), which takes it out of the recovery index.
+///
+/// A transition renews the lease only when less than `step` — the longest one saga step can take —
+/// is left, so that every step starts with enough lease to finish in. A checkout that ends well
+/// within its first lease never changes `lease_until` again until it ends: its intermediate
+/// transitions change no indexed column, and PostgreSQL writes them as HOT updates (no index
+/// entries).
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    pub length: Duration,
+    pub step: Duration,
+}
+
+/// The `lease_until` a transition to `{to}` sets (`$length` and `$step` are the lease's, in
+/// seconds).
+const NEXT_LEASE: &str = "CASE WHEN {to} IN ('completed', 'failed') THEN NULL
+             WHEN orders.lease_until < now() + make_interval(secs => {step})
+                 THEN now() + make_interval(secs => {length})
+             ELSE orders.lease_until END";
+
+fn next_lease(to: &str, length: &str, step: &str) -> String {
+    NEXT_LEASE
+        .replace("{to}", to)
+        .replace("{length}", length)
+        .replace("{step}", step)
 }
 
 /// Orders with their lines and events, in the order of `rows`.
@@ -213,12 +274,12 @@ pub async fn open(
     pool: &PgPool,
     request: &CheckoutRequest,
     idem: &IdempotencyContext,
-    lease: Duration,
+    lease: Lease,
     context: &CallContext,
 ) -> Result<Opened, sqlx::Error> {
     let items: Vec<i64> = request.lines.iter().map(|l| l.item_id).collect();
     let quantities: Vec<i64> = request.lines.iter().map(|l| l.quantity).collect();
-    let inserted: Option<OrderRow> = sqlx::query_as(&format!(
+    let inserted: Option<WrittenRow> = sqlx::query_as(&format!(
         "WITH opened AS (
             INSERT INTO orders (id, idempotency_key, request_hash, customer_id, status,
                                 lease_until, request_id, traceparent)
@@ -229,17 +290,19 @@ pub async fn open(
             INSERT INTO order_lines (order_id, item_id, quantity)
             SELECT opened.id, l.item_id, l.quantity
             FROM opened, unnest($8::bigint[], $9::bigint[]) AS l(item_id, quantity)
-        ), created AS (
+        ), written AS (
             INSERT INTO order_events (order_id, type, data)
             SELECT opened.id, 'order_created', '{{}}' FROM opened
+            RETURNING id, order_id, type, at, data
         )
-        SELECT * FROM opened"
+        SELECT opened.*, {events} FROM opened",
+        events = written_events("opened")
     ))
     .bind(Uuid::new_v4())
     .bind(&idem.scoped)
     .bind(&idem.fingerprint)
     .bind(&request.customer_id)
-    .bind(secs(lease))
+    .bind(secs(lease.length))
     .bind(&context.request_id)
     .bind(&context.traceparent)
     .bind(&items)
@@ -247,7 +310,7 @@ pub async fn open(
     .fetch_optional(pool)
     .await?;
     if let Some(row) = inserted {
-        return Ok(Opened::New(row.into_order(new_lines(request))));
+        return Ok(Opened::New(opened_order(request, row)));
     }
     let (existing, hash): (Uuid, String) =
         sqlx::query_as("SELECT id, request_hash FROM orders WHERE idempotency_key = $1")
@@ -328,16 +391,17 @@ pub struct Changes {
     pub refund_needed: Option<bool>,
 }
 
-/// Moves an order from `from` to `to` with its changes and events, and renews its lease, in one
-/// statement. Returns the order as it now is (its lines priced, without events), or `None`,
-/// changing nothing, when the order is no longer in `from` (another driver moved it).
+/// Moves an order from `from` to `to` with its changes and events, and renews its lease when it
+/// runs short (see [`Lease`]), in one statement. Returns the order as it now is — its lines
+/// priced, the events it had plus those just written — or `None`, changing nothing, when the order
+/// is no longer in `from` (another driver moved it).
 pub async fn transition(
     pool: &PgPool,
     order: &Order,
     to: OrderStatus,
     changes: Changes,
     events: &[Event],
-    lease: Duration,
+    lease: Lease,
 ) -> Result<Option<Order>, sqlx::Error> {
     let items: Vec<i64> = changes.prices.iter().map(|p| p.0).collect();
     let prices: Vec<i64> = changes.prices.iter().map(|p| p.1).collect();
@@ -347,7 +411,7 @@ pub async fn transition(
         .iter()
         .map(|e| Value::Object(e.data.clone()))
         .collect();
-    let moved: Option<OrderRow> = sqlx::query_as(&format!(
+    let moved: Option<WrittenRow> = sqlx::query_as(&format!(
         "WITH moved AS (
             UPDATE orders SET status = $3,
                 reservation_id = COALESCE($4, reservation_id),
@@ -356,7 +420,7 @@ pub async fn transition(
                 currency = COALESCE($7, currency),
                 failure_code = COALESCE($8, failure_code),
                 refund_needed = COALESCE($9, refund_needed),
-                lease_until = now() + make_interval(secs => $10),
+                lease_until = {lease},
                 updated_at = now()
             WHERE id = $1 AND status = $2
             RETURNING {ORDER_COLUMNS}
@@ -365,13 +429,16 @@ pub async fn transition(
             FROM moved, unnest($11::bigint[], $12::bigint[], $13::bigint[])
                  AS p(item_id, unit_price, amount)
             WHERE order_lines.order_id = moved.id AND order_lines.item_id = p.item_id
-        ), logged AS (
+        ), written AS (
             INSERT INTO order_events (order_id, type, data)
             SELECT moved.id, e.type, e.data
             FROM moved, unnest($14::text[], $15::jsonb[]) WITH ORDINALITY AS e(type, data, n)
             ORDER BY e.n
+            RETURNING id, order_id, type, at, data
         )
-        SELECT * FROM moved"
+        SELECT moved.*, {events} FROM moved",
+        lease = next_lease("$3", "$10", "$16"),
+        events = written_events("moved")
     ))
     .bind(order.order_id)
     .bind(order.status().as_str())
@@ -382,12 +449,13 @@ pub async fn transition(
     .bind(&changes.currency)
     .bind(changes.failure_code.map(FailureCode::as_str))
     .bind(changes.refund_needed)
-    .bind(secs(lease))
+    .bind(secs(lease.length))
     .bind(&items)
     .bind(&prices)
     .bind(&amounts)
     .bind(&kinds)
     .bind(&data)
+    .bind(secs(lease.step))
     .fetch_optional(pool)
     .await?;
     Ok(moved.map(|row| moved_order(order, &changes, row)))
@@ -407,8 +475,17 @@ fn new_lines(request: &CheckoutRequest) -> Vec<OrderLine> {
         .collect()
 }
 
-/// The order as a transition left it: its new row, its lines priced by the transition's changes.
-fn moved_order(order: &Order, changes: &Changes, row: OrderRow) -> Order {
+/// The order an open wrote: its row, its lines (not priced yet) and its first event.
+fn opened_order(request: &CheckoutRequest, row: WrittenRow) -> Order {
+    let events = row.new_events().collect();
+    let mut order = row.order.into_order(new_lines(request));
+    order.events = events;
+    order
+}
+
+/// The order as a transition left it: its new row, its lines priced by the transition's changes,
+/// and its events — those the driver knew and those the transition wrote.
+fn moved_order(order: &Order, changes: &Changes, row: WrittenRow) -> Order {
     let lines = order
         .items
         .iter()
@@ -423,7 +500,15 @@ fn moved_order(order: &Order, changes: &Changes, row: OrderRow) -> Order {
             },
         )
         .collect();
-    row.into_order(lines)
+    let events = order
+        .events
+        .iter()
+        .cloned()
+        .chain(row.new_events())
+        .collect();
+    let mut moved = row.order.into_order(lines);
+    moved.events = events;
+    moved
 }
 
 /// Whether a compensation must refund.
@@ -435,11 +520,14 @@ pub async fn refund_needed(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error>
 }
 
 pub async fn renew_lease(pool: &PgPool, id: Uuid, lease: Duration) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE orders SET lease_until = now() + make_interval(secs => $2) WHERE id = $1")
-        .bind(id)
-        .bind(secs(lease))
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "UPDATE orders SET lease_until = now() + make_interval(secs => $2)
+         WHERE id = $1 AND lease_until IS NOT NULL",
+    )
+    .bind(id)
+    .bind(secs(lease))
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -454,7 +542,7 @@ pub async fn claim_stale(
         "UPDATE orders SET lease_until = now() + make_interval(secs => $2)
          WHERE id IN (
              SELECT id FROM orders
-             WHERE status NOT IN ('completed', 'failed') AND lease_until < now()
+             WHERE lease_until < now()
              ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED)
          RETURNING id",
     )
@@ -468,7 +556,7 @@ pub async fn claim_stale(
 pub async fn claim(pool: &PgPool, id: Uuid, lease: Duration) -> Result<bool, sqlx::Error> {
     let claimed = sqlx::query(
         "UPDATE orders SET lease_until = now() + make_interval(secs => $2)
-         WHERE id = $1 AND status NOT IN ('completed', 'failed') AND lease_until < now()",
+         WHERE id = $1 AND lease_until < now()",
     )
     .bind(id)
     .bind(secs(lease))
@@ -516,14 +604,14 @@ struct TransitionJob {
 #[derive(Clone)]
 pub struct Writes {
     pool: PgPool,
-    lease: Duration,
-    opens: Batcher<OpenJob, Batched<OrderRow>>,
-    transitions: Batcher<TransitionJob, Batched<Option<OrderRow>>>,
+    lease: Lease,
+    opens: Batcher<OpenJob, Batched<WrittenRow>>,
+    transitions: Batcher<TransitionJob, Batched<Option<WrittenRow>>>,
 }
 
 impl Writes {
     /// Starts the batch tasks (on the current runtime); `batch` is the largest batch.
-    pub fn start(pool: PgPool, lease: Duration, batch: usize) -> Self {
+    pub fn start(pool: PgPool, lease: Lease, batch: usize) -> Self {
         let opens = {
             let pool = pool.clone();
             Batcher::start(batch, move |jobs| {
@@ -566,7 +654,7 @@ impl Writes {
                 .collect(),
         };
         if let Some(Batched::Done(row)) = self.opens.run(job).await {
-            return Ok(Opened::New(row.into_order(new_lines(request))));
+            return Ok(Opened::New(opened_order(request, row)));
         }
         // Written already under this key, or the batch could not take it.
         open(&self.pool, request, idem, self.lease, context).await
@@ -595,7 +683,7 @@ impl Writes {
 }
 
 /// Opens a batch of orders in one statement; an order whose key is taken is not written.
-async fn open_batch(pool: &PgPool, lease: Duration, jobs: Vec<OpenJob>) -> Vec<Batched<OrderRow>> {
+async fn open_batch(pool: &PgPool, lease: Lease, jobs: Vec<OpenJob>) -> Vec<Batched<WrittenRow>> {
     let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
     let keys: Vec<&str> = jobs.iter().map(|j| j.key.as_str()).collect();
     let hashes: Vec<&str> = jobs.iter().map(|j| j.fingerprint.as_str()).collect();
@@ -613,7 +701,7 @@ async fn open_batch(pool: &PgPool, lease: Duration, jobs: Vec<OpenJob>) -> Vec<B
             line_quantity.push(quantity);
         }
     }
-    let opened: Result<Vec<OrderRow>, sqlx::Error> = sqlx::query_as(&format!(
+    let opened: Result<Vec<WrittenRow>, sqlx::Error> = sqlx::query_as(&format!(
         "WITH opening AS (
             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                                  $6::text[])
@@ -631,11 +719,13 @@ async fn open_batch(pool: &PgPool, lease: Duration, jobs: Vec<OpenJob>) -> Vec<B
             SELECT l.order_id, l.item_id, l.quantity
             FROM unnest($8::uuid[], $9::bigint[], $10::bigint[]) AS l(order_id, item_id, quantity)
             WHERE l.order_id IN (SELECT id FROM opened)
-        ), created AS (
+        ), written AS (
             INSERT INTO order_events (order_id, type, data)
             SELECT id, 'order_created', '{{}}' FROM opened
+            RETURNING id, order_id, type, at, data
         )
-        SELECT * FROM opened"
+        SELECT opened.*, {events} FROM opened",
+        events = written_events("opened")
     ))
     .bind(&ids)
     .bind(&keys)
@@ -643,14 +733,14 @@ async fn open_batch(pool: &PgPool, lease: Duration, jobs: Vec<OpenJob>) -> Vec<B
     .bind(&customers)
     .bind(&request_ids)
     .bind(&traceparents)
-    .bind(secs(lease))
+    .bind(secs(lease.length))
     .bind(&line_order)
     .bind(&line_item)
     .bind(&line_quantity)
     .fetch_all(pool)
     .await;
-    let mut rows: HashMap<Uuid, OrderRow> = match opened {
-        Ok(rows) => rows.into_iter().map(|r| (r.id, r)).collect(),
+    let mut rows: HashMap<Uuid, WrittenRow> = match opened {
+        Ok(rows) => rows.into_iter().map(|r| (r.order.id, r)).collect(),
         Err(e) => {
             tracing::warn!(error = %e, size = jobs.len(), "an order batch failed; its requests go alone");
             HashMap::new()
@@ -665,9 +755,9 @@ async fn open_batch(pool: &PgPool, lease: Duration, jobs: Vec<OpenJob>) -> Vec<B
 /// order that appears twice (two drivers racing) is moved alone after the batch.
 async fn transition_batch(
     pool: &PgPool,
-    lease: Duration,
+    lease: Lease,
     jobs: Vec<TransitionJob>,
-) -> Vec<Batched<Option<OrderRow>>> {
+) -> Vec<Batched<Option<WrittenRow>>> {
     let mut seen = HashSet::new();
     let first: Vec<bool> = jobs.iter().map(|j| seen.insert(j.id)).collect();
     let batch: Vec<&TransitionJob> = jobs
@@ -707,7 +797,7 @@ async fn transition_batch(
             data.push(Value::Object(event.data.clone()));
         }
     }
-    let moved: Result<Vec<OrderRow>, sqlx::Error> = sqlx::query_as(
+    let moved: Result<Vec<WrittenRow>, sqlx::Error> = sqlx::query_as(&format!(
         "WITH moving AS (
             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::uuid[],
                                  $6::bigint[], $7::text[], $8::text[], $9::bool[])
@@ -721,7 +811,7 @@ async fn transition_batch(
                 currency = COALESCE(m.currency, orders.currency),
                 failure_code = COALESCE(m.failure_code, orders.failure_code),
                 refund_needed = COALESCE(m.refund_needed, orders.refund_needed),
-                lease_until = now() + make_interval(secs => $10),
+                lease_until = {lease},
                 updated_at = now()
             FROM moving m
             WHERE orders.id = m.id AND orders.status = m.from_status
@@ -735,16 +825,19 @@ async fn transition_batch(
                  AS p(order_id, item_id, unit_price, amount)
             WHERE p.order_id IN (SELECT id FROM moved)
               AND order_lines.order_id = p.order_id AND order_lines.item_id = p.item_id
-        ), logged AS (
+        ), written AS (
             INSERT INTO order_events (order_id, type, data)
             SELECT e.order_id, e.type, e.data
             FROM unnest($15::uuid[], $16::text[], $17::jsonb[]) WITH ORDINALITY
                  AS e(order_id, type, data, n)
             WHERE e.order_id IN (SELECT id FROM moved)
             ORDER BY e.n
+            RETURNING id, order_id, type, at, data
         )
-        SELECT * FROM moved",
-    )
+        SELECT moved.*, {events} FROM moved",
+        lease = next_lease("m.to_status", "$10", "$18"),
+        events = written_events("moved")
+    ))
     .bind(&ids)
     .bind(&from)
     .bind(&to)
@@ -754,7 +847,7 @@ async fn transition_batch(
     .bind(&currency)
     .bind(&failure)
     .bind(&refund)
-    .bind(secs(lease))
+    .bind(secs(lease.length))
     .bind(&price_order)
     .bind(&price_item)
     .bind(&unit_price)
@@ -762,10 +855,11 @@ async fn transition_batch(
     .bind(&event_order)
     .bind(&kinds)
     .bind(&data)
+    .bind(secs(lease.step))
     .fetch_all(pool)
     .await;
-    let mut rows: HashMap<Uuid, OrderRow> = match moved {
-        Ok(rows) => rows.into_iter().map(|r| (r.id, r)).collect(),
+    let mut rows: HashMap<Uuid, WrittenRow> = match moved {
+        Ok(rows) => rows.into_iter().map(|r| (r.order.id, r)).collect(),
         Err(e) => {
             tracing::warn!(error = %e, size = jobs.len(), "a transition batch failed; its orders move alone");
             return jobs.iter().map(|_| Batched::Alone).collect();

@@ -16,23 +16,28 @@ use opentelemetry::{global, Context};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
-use serde_json::{Map, Value};
+use serde::Serializer as _;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Write as _;
 use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Span, Subscriber};
 use tracing_actix_web::{RootSpanBuilder, TracingLogger};
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_opentelemetry::{OpenTelemetrySpanExt, OtelData};
-use tracing_subscriber::fmt::format::{JsonFields, Writer};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context as LayerContext, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
-/// Keeps the tracer provider; [`Telemetry::shutdown`] flushes what is left to export.
+/// Keeps the tracer provider and the log writer; [`Telemetry::shutdown`] flushes what is left to
+/// export and to write.
 pub struct Telemetry {
     provider: SdkTracerProvider,
+    logs: WorkerGuard,
 }
 
 impl Telemetry {
@@ -40,6 +45,7 @@ impl Telemetry {
         if let Err(e) = self.provider.shutdown() {
             eprintln!("trace export did not shut down cleanly: {e}");
         }
+        drop(self.logs);
     }
 }
 
@@ -62,52 +68,129 @@ pub fn init(service: &'static str, default_filter: &str) -> Telemetry {
     let provider = provider.build();
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let logs = tracing_subscriber::fmt::layer()
-        .fmt_fields(JsonFields::new())
-        .event_format(JsonLines { service })
-        .with_writer(std::io::stdout);
+    // Lines are written by a thread of their own, many per write(2): a request never waits for
+    // stdout. None is dropped: when that thread falls behind, loggers wait.
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
+    // Spans carry what an exported trace needs; busy/idle times (two clock reads on every poll of
+    // an instrumented future), thread and source-location attributes are not kept.
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(service))
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_location(false);
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer(service)))
-        .with(logs)
+        .with(traces)
+        .with(JsonLines { service, writer })
         .try_init();
-    Telemetry { provider }
+    Telemetry {
+        provider,
+        logs: guard,
+    }
 }
 
-/// The JSON line format of SPEC §7.
+/// Writes every event as one JSON line (SPEC §7): `timestamp`, `level`, `target`, `service`, the
+/// fields of the spans the event is in (outermost first), `trace_id` and `span_id` of the
+/// innermost span that has them, then the event's own fields (`message`, ...). A field named
+/// twice keeps its innermost value.
 struct JsonLines {
     service: &'static str,
+    writer: NonBlocking,
 }
 
-impl<S, N> FormatEvent<S, N> for JsonLines
+/// The fields of a span (without the `otel.*` ones, which name the exported span), kept as values
+/// when the span is made or recorded into, for the lines of the events inside it.
+#[derive(Default)]
+struct SpanFields(Fields);
+
+/// Field names and values, in the order first given; a name given again replaces its value.
+#[derive(Default)]
+struct Fields(Vec<(&'static str, Value)>);
+
+impl Fields {
+    fn set(&mut self, name: &'static str, value: Value) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record(field, value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.record(field, value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.record(field, value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.record(field, value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.record(field, value.into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.record(field, format!("{value:?}").into());
+    }
+}
+
+impl Fields {
+    fn record(&mut self, field: &Field, value: Value) {
+        let name = field.name();
+        if !name.starts_with("otel.") {
+            self.set(name, value);
+        }
+    }
+}
+
+impl<S> Layer<S> for JsonLines
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'w> FormatFields<'w> + 'static,
 {
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: LayerContext<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            let mut fields = SpanFields::default();
+            attrs.record(&mut fields.0);
+            span.extensions_mut().insert(fields);
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: LayerContext<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            if let Some(fields) = span.extensions_mut().get_mut::<SpanFields>() {
+                values.record(&mut fields.0);
+            }
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: LayerContext<'_, S>) {
         let meta = event.metadata();
-        let mut line = Map::new();
-        line.insert(
-            "timestamp".into(),
+        let mut line = Fields(Vec::with_capacity(16));
+        line.set(
+            "timestamp",
             chrono::Utc::now()
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
                 .into(),
         );
-        line.insert("level".into(), meta.level().as_str().into());
-        line.insert("target".into(), meta.target().into());
-        line.insert("service".into(), self.service.into());
-        if let Some(scope) = ctx.event_scope() {
+        line.set("level", meta.level().as_str().into());
+        line.set("target", meta.target().into());
+        line.set("service", self.service.into());
+        if let Some(scope) = ctx.event_scope(event) {
             let mut ids = None;
             for span in scope.from_root() {
                 let extensions = span.extensions();
-                if let Some(fields) = extensions.get::<FormattedFields<N>>() {
-                    if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(fields) {
-                        line.extend(fields.into_iter().filter(|(k, _)| !k.starts_with("otel.")));
+                if let Some(fields) = extensions.get::<SpanFields>() {
+                    for (name, value) in &fields.0 .0 {
+                        line.set(name, value.clone());
                     }
                 }
                 if let Some(otel) = extensions.get::<OtelData>() {
@@ -118,39 +201,21 @@ where
             }
             if let Some((trace, span)) = ids {
                 if trace != opentelemetry::TraceId::INVALID {
-                    line.insert("trace_id".into(), trace.to_string().into());
-                    line.insert("span_id".into(), span.to_string().into());
+                    line.set("trace_id", trace.to_string().into());
+                    line.set("span_id", span.to_string().into());
                 }
             }
         }
-        event.record(&mut Fields(&mut line));
-        let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
-        writeln!(writer, "{text}")
-    }
-}
-
-/// Collects an event's fields into the line.
-struct Fields<'a>(&'a mut Map<String, Value>);
-
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), value.into());
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), value.into());
-    }
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), value.into());
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), value.into());
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().into(), format!("{value:?}").into());
+        event.record(&mut line);
+        let mut bytes = Vec::with_capacity(512);
+        let mut json = serde_json::Serializer::new(&mut bytes);
+        if json
+            .collect_map(line.0.iter().map(|(name, value)| (name, value)))
+            .is_ok()
+        {
+            bytes.push(b'\n');
+            let _ = self.writer.make_writer().write_all(&bytes);
+        }
     }
 }
 

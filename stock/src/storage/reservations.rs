@@ -7,6 +7,7 @@ use shared::batch::Batcher;
 use shared::idempotency::IdempotencyContext;
 use sqlx::{PgPool, Postgres, Transaction};
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use uuid::Uuid;
 
 #[derive(sqlx::FromRow)]
@@ -204,6 +205,61 @@ async fn snapshot(pool: &PgPool, request: &ReserveRequest) -> Result<Vec<ItemSta
             available,
         })
         .collect())
+}
+
+/// What the checkout path knows of items without asking the database: their prices and
+/// currencies, which never change once an item exists (there is no way to change them). An item is
+/// read once, when a cart first names it; an unknown id is read again each time (it may be
+/// created meanwhile).
+#[derive(Default)]
+struct Catalogue {
+    prices: RwLock<HashMap<i64, (i64, String)>>,
+}
+
+impl Catalogue {
+    /// The items of a cart, priced; their availability is not known here (`i64::MAX`): the write
+    /// decides, under `stock_never_oversold`.
+    async fn items(
+        &self,
+        pool: &PgPool,
+        request: &ReserveRequest,
+    ) -> Result<Vec<ItemState>, sqlx::Error> {
+        let cached = |id: i64| -> Option<ItemState> {
+            let prices = self.prices.read().unwrap_or_else(|e| e.into_inner());
+            prices.get(&id).map(|(price, currency)| ItemState {
+                id: ItemId(id),
+                price: *price,
+                currency: currency.clone(),
+                available: i64::MAX,
+            })
+        };
+        let mut items = Vec::with_capacity(request.lines.len());
+        let mut missing = Vec::new();
+        for line in &request.lines {
+            match cached(line.item_id) {
+                Some(item) => items.push(item),
+                None => missing.push(line.item_id),
+            }
+        }
+        if !missing.is_empty() {
+            let read: Vec<(i64, i64, String)> =
+                sqlx::query_as("SELECT id, price, currency::text FROM items WHERE id = ANY($1)")
+                    .bind(&missing)
+                    .fetch_all(pool)
+                    .await?;
+            let mut prices = self.prices.write().unwrap_or_else(|e| e.into_inner());
+            for (id, price, currency) in read {
+                prices.insert(id, (price, currency.clone()));
+                items.push(ItemState {
+                    id: ItemId(id),
+                    price,
+                    currency,
+                    available: i64::MAX,
+                });
+            }
+        }
+        Ok(items)
+    }
 }
 
 /// The reservation, its lines and the hold on the items, in one statement: the item rows are
@@ -550,6 +606,7 @@ struct ReserveJob {
 pub struct Reservations {
     pool: PgPool,
     ttl_secs: u64,
+    catalogue: Arc<Catalogue>,
     reserves: Batcher<ReserveJob, Option<Reservation>>,
     completions: Batcher<Target, Option<Reservation>>,
 }
@@ -574,19 +631,21 @@ impl Reservations {
         Reservations {
             pool,
             ttl_secs,
+            catalogue: Arc::default(),
             reserves,
             completions,
         }
     }
 
-    /// Reserves every line or none (SPEC §4): priced from a snapshot of the items, then written
-    /// in the next batch — or alone, when the batch cannot take it.
+    /// Reserves every line or none (SPEC §4): priced from the catalogue, then written in the next
+    /// batch — or alone, when the batch cannot take it (a cart that does not fit fails its batch
+    /// on `stock_never_oversold`: then each of its requests is decided alone, from a snapshot).
     pub async fn reserve(
         &self,
         request: &ReserveRequest,
         idem: &IdempotencyContext,
     ) -> Result<Reserved, sqlx::Error> {
-        let items = snapshot(&self.pool, request).await?;
+        let items = self.catalogue.items(&self.pool, request).await?;
         let plan = match plan(&request.lines, &items) {
             Ok(plan) => plan,
             // A retry of a reservation that was made is answered with it, whatever stock is now.
@@ -722,10 +781,10 @@ const COMPLETE_BATCH: &str = "
           AND status = 'reserved' AND NOT tombstone AND expires_at > now()
         RETURNING id, order_id, status, tombstone, total_amount, currency, expires_at,
                   created_at, updated_at, coalesce(expires_at <= now(), false) AS due
+    ), line AS (
+        SELECT l.* FROM reservation_lines l JOIN done ON l.reservation_id = done.id
     ), wanted AS (
-        SELECT l.item_id, sum(l.quantity) AS quantity
-        FROM reservation_lines l JOIN done ON l.reservation_id = done.id
-        GROUP BY l.item_id
+        SELECT item_id, sum(quantity) AS quantity FROM line GROUP BY item_id
     ), locked AS MATERIALIZED (
         SELECT id FROM items WHERE id IN (SELECT item_id FROM wanted)
         ORDER BY id FOR NO KEY UPDATE
@@ -735,13 +794,19 @@ const COMPLETE_BATCH: &str = "
         FROM locked, wanted
         WHERE items.id = locked.id AND wanted.item_id = locked.id
     )
-    SELECT * FROM done";
+    SELECT done.*,
+           (SELECT json_agg(json_build_object('itemId', item_id, 'quantity', quantity,
+                                              'unitPrice', unit_price, 'amount', amount)
+                            ORDER BY item_id)
+            FROM line WHERE line.reservation_id = done.id) AS lines
+    FROM done";
 
+/// A reservation a completion batch completed, with its lines.
 #[derive(sqlx::FromRow)]
-struct LineOf {
-    reservation_id: Uuid,
+struct CompletedRow {
     #[sqlx(flatten)]
-    line: ReservationLine,
+    row: ReservationRow,
+    lines: sqlx::types::Json<Vec<ReservationLine>>,
 }
 
 async fn complete_batch(pool: &PgPool, targets: Vec<Target>) -> Vec<Option<Reservation>> {
@@ -753,7 +818,7 @@ async fn complete_batch(pool: &PgPool, targets: Vec<Target>) -> Vec<Option<Reser
             Target::Order(order) => by_order.push(order.as_str()),
         }
     }
-    let done: Result<Vec<ReservationRow>, sqlx::Error> = sqlx::query_as(COMPLETE_BATCH)
+    let done: Result<Vec<CompletedRow>, sqlx::Error> = sqlx::query_as(COMPLETE_BATCH)
         .bind(&by_id)
         .bind(&by_order)
         .fetch_all(pool)
@@ -765,38 +830,20 @@ async fn complete_batch(pool: &PgPool, targets: Vec<Target>) -> Vec<Option<Reser
             return targets.iter().map(|_| None).collect();
         }
     };
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let lines: Result<Vec<LineOf>, sqlx::Error> = sqlx::query_as(
-        "SELECT reservation_id, item_id, quantity, unit_price, amount FROM reservation_lines
-         WHERE reservation_id = ANY($1) ORDER BY reservation_id, item_id",
-    )
-    .bind(&ids)
-    .fetch_all(pool)
-    .await;
-    // Completed and committed: if the lines cannot be read now, the requests go alone, and find
-    // their reservations completed.
-    let mut lines_of: HashMap<Uuid, Vec<ReservationLine>> = HashMap::new();
-    for LineOf {
-        reservation_id,
-        line,
-    } in lines.unwrap_or_default()
-    {
-        lines_of.entry(reservation_id).or_default().push(line);
-    }
-    let mut views: Vec<Option<Reservation>> = Vec::new();
-    let mut rows: Vec<Option<ReservationRow>> = rows.into_iter().map(Some).collect();
+    let mut rows: Vec<Option<CompletedRow>> = rows.into_iter().map(Some).collect();
+    let mut views: Vec<Option<Reservation>> = Vec::with_capacity(targets.len());
     for target in &targets {
         let found = rows.iter_mut().find(|r| {
             r.as_ref().is_some_and(|r| match target {
-                Target::Reservation(id) => r.id == *id,
-                Target::Order(order) => r.order_id == *order,
+                Target::Reservation(id) => r.row.id == *id,
+                Target::Order(order) => r.row.order_id == *order,
             })
         });
-        let view = found.and_then(Option::take).and_then(|row| {
-            let lines = lines_of.remove(&row.id)?;
-            Some(row.into_view(lines))
-        });
-        views.push(view);
+        views.push(
+            found
+                .and_then(Option::take)
+                .map(|done| done.row.into_view(done.lines.0)),
+        );
     }
     views
 }
