@@ -1,3 +1,8 @@
+// The allocator: a service allocates and frees small buffers on every request and every
+// round trip; glibc's malloc took about a sixth of the services' CPU in the benchmark profile.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     shared::startup::run_service::<payment::startup::Application>().await

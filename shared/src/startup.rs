@@ -94,14 +94,19 @@ pub async fn connect_database(
 
 /// Connects to Redis with a connection manager that reconnects by itself, with bounded timeouts so
 /// that a Redis outage fails requests quickly instead of hanging them.
-pub async fn connect_redis(settings: &CommonSettings) -> Result<ConnectionManager, StartupError> {
-    let client = redis::Client::open(settings.redis_url.as_str())?;
-    let config = ConnectionManagerConfig::new()
+/// How every Redis connection of a service is made: short timeouts, one retry, so that an outage
+/// answers 503 quickly.
+pub fn redis_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(1)))
         .set_response_timeout(Some(Duration::from_secs(2)))
-        .set_number_of_retries(1);
+        .set_number_of_retries(1)
+}
+
+pub async fn connect_redis(settings: &CommonSettings) -> Result<ConnectionManager, StartupError> {
+    let client = redis::Client::open(settings.redis_url.as_str())?;
     Ok(with_retries("Redis", settings.startup_timeout, || {
-        ConnectionManager::new_with_config(client.clone(), config.clone())
+        ConnectionManager::new_with_config(client.clone(), redis_config())
     })
     .await?)
 }
@@ -253,7 +258,9 @@ pub struct Foundation {
     pub pool: PgPool,
     pub redis: ConnectionManager,
     pub metrics: web::Data<crate::metrics::Metrics>,
-    store: web::Data<crate::idempotency::Store>,
+    redis_client: redis::Client,
+    idempotency_ttl: Duration,
+    idempotency_lock: Duration,
     health: web::Data<crate::health::HealthChecks>,
     openapi: utoipa::openapi::OpenApi,
 }
@@ -269,11 +276,9 @@ impl Foundation {
         let listener = bind(settings)?;
         let foundation = Foundation {
             metrics: web::Data::new(crate::metrics::Metrics::new(settings.service)?),
-            store: web::Data::new(crate::idempotency::Store::new(
-                redis.clone(),
-                settings.idempotency_ttl,
-                settings.idempotency_lock,
-            )),
+            redis_client: redis::Client::open(settings.redis_url.as_str())?,
+            idempotency_ttl: settings.idempotency_ttl,
+            idempotency_lock: settings.idempotency_lock,
             health: web::Data::new(crate::health::HealthChecks {
                 database: pool.clone(),
                 redis: redis.clone(),
@@ -316,10 +321,17 @@ impl Foundation {
     }
 
     /// Registers the shared app data, the routes every service has, and `/openapi.json` + `/docs`.
+    /// Runs once per HTTP worker: each worker has an Idempotency-Key store of its own, whose Redis
+    /// connection it opens on first use, so that the connection's I/O runs on the worker's thread
+    /// (a connection made at start-up would wake another thread on every command).
     fn configure(&self, cfg: &mut web::ServiceConfig) {
         cfg.app_data(web::Data::new(self.pool.clone()))
             .app_data(self.metrics.clone())
-            .app_data(self.store.clone())
+            .app_data(web::Data::new(crate::idempotency::Store::new(
+                self.redis_client.clone(),
+                self.idempotency_ttl,
+                self.idempotency_lock,
+            )))
             .app_data(self.health.clone())
             .configure(common_routes)
             .configure(crate::docs::routes(self.openapi.clone()));

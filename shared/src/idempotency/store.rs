@@ -5,6 +5,7 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use tokio::sync::OnceCell;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -37,9 +38,12 @@ pub enum Claim {
     Existing(Entry),
 }
 
-#[derive(Clone)]
+/// An HTTP worker's store. Its Redis connection is opened on first use — from the worker, so
+/// that the connection's I/O runs on the worker's own thread — and reconnects by itself; while
+/// Redis cannot be reached every call fails (and the request is answered 503).
 pub struct Store {
-    redis: ConnectionManager,
+    client: redis::Client,
+    redis: OnceCell<ConnectionManager>,
     retention: Duration,
     lock: Duration,
 }
@@ -64,12 +68,25 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl Store {
-    pub fn new(redis: ConnectionManager, retention: Duration, lock: Duration) -> Self {
+    pub fn new(client: redis::Client, retention: Duration, lock: Duration) -> Self {
         Store {
-            redis,
+            client,
+            redis: OnceCell::new(),
             retention,
             lock,
         }
+    }
+
+    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
+        self.redis
+            .get_or_try_init(|| {
+                ConnectionManager::new_with_config(
+                    self.client.clone(),
+                    crate::startup::redis_config(),
+                )
+            })
+            .await
+            .cloned()
     }
 
     /// Claims `key` atomically (`SET NX PX ... GET`, Redis ≥ 7): either this request now owns it,
@@ -80,7 +97,7 @@ impl Store {
             owner: uuid::Uuid::new_v4().to_string(),
         })
         .map_err(json_error)?;
-        let mut conn = self.redis.clone();
+        let mut conn = self.connection().await?;
         let previous: Option<String> = redis::cmd("SET")
             .arg(key)
             .arg(&marker)
@@ -111,7 +128,7 @@ impl Store {
             response,
         })
         .map_err(json_error)?;
-        let mut conn = self.redis.clone();
+        let mut conn = self.connection().await?;
         let _: i64 = Script::new(COMPARE_AND_SET)
             .key(key)
             .arg(marker)
@@ -124,7 +141,7 @@ impl Store {
 
     /// Removes this request's in-flight marker so that the key may be retried.
     pub async fn release(&self, key: &str, marker: &str) -> redis::RedisResult<()> {
-        let mut conn = self.redis.clone();
+        let mut conn = self.connection().await?;
         let _: i64 = Script::new(COMPARE_AND_DELETE)
             .key(key)
             .arg(marker)
