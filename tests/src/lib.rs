@@ -85,6 +85,65 @@ pub fn postgres_url() -> &'static str {
     })
 }
 
+/// A PostgreSQL server of one's own (for the chaos run, and for tests that stop it), through
+/// `scripts/stack.sh` (as the `postgres` user when run as root), with its state in `dir`.
+pub struct OwnPostgres {
+    dir: PathBuf,
+}
+
+impl OwnPostgres {
+    fn script(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let mut cmd = Command::new("bash");
+        cmd.arg(workspace_root().join("scripts/stack.sh"))
+            .args(args)
+            .env("TEST_STACK_DIR", &self.dir)
+            .env("STACK_DIR", &self.dir);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("scripts/stack.sh runs");
+        assert!(
+            out.status.success(),
+            "scripts/stack.sh {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Starts a new, empty server in `dir`; returns it and its URL.
+    pub fn start_fresh(dir: &Path) -> (OwnPostgres, String) {
+        let pg = OwnPostgres {
+            dir: dir.to_path_buf(),
+        };
+        pg.script(&["test-postgres-stop"], &[]);
+        let url = pg.script(&["test-postgres"], &[]);
+        (pg, url)
+    }
+
+    /// Stops the server, keeping its data; `crash` stops it as a crash would (`pg_ctl -m
+    /// immediate`: the next start replays the WAL).
+    pub fn stop(&self, crash: bool) {
+        let mode = if crash { "immediate" } else { "fast" };
+        self.script(&["stop", "postgres"], &[("PG_STOP_MODE", mode)]);
+    }
+
+    pub fn start(&self) {
+        self.script(&["start", "postgres"], &[]);
+    }
+
+    /// A crash, a pause, and a start that replays the WAL.
+    pub async fn crash_and_restart(&self, down: Duration) {
+        self.stop(true);
+        tokio::time::sleep(down).await;
+        self.start();
+    }
+
+    /// Stops the server and removes its directory.
+    pub fn remove(&self) {
+        self.script(&["test-postgres-stop"], &[]);
+    }
+}
+
 /// A port nothing listens on, from 20000..32000: below the kernel's ephemeral range (32768+),
 /// where outgoing connections would otherwise take the ports stacks are about to listen on. A
 /// process-wide counter keeps concurrent tests from drawing the same one.

@@ -16,12 +16,11 @@ use clap::Parser;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tests::{workspace_root, Options, Part, Stack, ADMIN_TOKEN};
+use tests::{workspace_root, Options, OwnPostgres, Part, Stack, ADMIN_TOKEN};
 
 #[derive(Parser, Clone)]
 #[command(about = "Checkout under a seeded fault schedule, then the SPEC §6 invariant check")]
@@ -117,52 +116,6 @@ impl Fault {
             self,
             Fault::KillOrder | Fault::KillPayment | Fault::KillStock | Fault::KillRedis
         )
-    }
-}
-
-/// The chaos run's own PostgreSQL server, through `scripts/stack.sh` (as the `postgres` user when
-/// run as root).
-struct Postgres {
-    dir: PathBuf,
-}
-
-impl Postgres {
-    fn script(&self, args: &[&str], env: &[(&str, &str)]) -> String {
-        let mut cmd = Command::new("bash");
-        cmd.arg(workspace_root().join("scripts/stack.sh"))
-            .args(args)
-            .env("TEST_STACK_DIR", &self.dir)
-            .env("STACK_DIR", &self.dir);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().expect("scripts/stack.sh runs");
-        assert!(
-            out.status.success(),
-            "scripts/stack.sh {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn start_fresh(dir: &Path) -> (Postgres, String) {
-        let pg = Postgres {
-            dir: dir.to_path_buf(),
-        };
-        pg.script(&["test-postgres-stop"], &[]);
-        let url = pg.script(&["test-postgres"], &[]);
-        (pg, url)
-    }
-
-    /// A crash (`pg_ctl -m immediate`), a pause, and a start that replays the WAL.
-    async fn crash_and_restart(&self, down: Duration) {
-        self.script(&["stop", "postgres"], &[("PG_STOP_MODE", "immediate")]);
-        tokio::time::sleep(down).await;
-        self.script(&["start", "postgres"], &[]);
-    }
-
-    fn remove(&self) {
-        self.script(&["test-postgres-stop"], &[]);
     }
 }
 
@@ -344,7 +297,7 @@ impl PaymentFaults {
 
 async fn inject(
     stack: &Stack,
-    pg: &Postgres,
+    pg: &OwnPostgres,
     fault: Fault,
     rng: &mut Rng,
     payment: &mut PaymentFaults,
@@ -413,7 +366,7 @@ async fn run(args: Args) -> Report {
     };
     let _ = std::fs::remove_dir_all(out.join("stacks"));
     std::fs::create_dir_all(&out).expect("output directory");
-    let (pg, pg_url) = Postgres::start_fresh(&out.join("postgres"));
+    let (pg, pg_url) = OwnPostgres::start_fresh(&out.join("postgres"));
 
     let options = Options {
         postgres_url: Some(pg_url),

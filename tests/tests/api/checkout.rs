@@ -126,6 +126,14 @@ async fn a_checkout_reserves_charges_and_completes() {
         "newest first"
     );
     assert_consistent(&s).await;
+    // Finished orders hold no lease, so the recovery index no longer has them.
+    let db = s.db(Part::Order).await;
+    let leased: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders WHERE lease_until IS NOT NULL")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(leased, 0);
 }
 
 #[tokio::test]

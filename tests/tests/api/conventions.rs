@@ -1,7 +1,9 @@
 //! SPEC §1–§2: routing through nginx, request ids, bad input, health, docs.
 
 use serde_json::json;
-use tests::{new_key, new_order_id, Part, Stack, SERVICE_TOKEN};
+use tests::{
+    new_key, new_order_id, workspace_root, Options, OwnPostgres, Part, Stack, SERVICE_TOKEN,
+};
 
 #[tokio::test]
 async fn nginx_routes_by_prefix_and_passes_request_ids() {
@@ -235,4 +237,68 @@ async fn a_service_that_is_down_is_a_503_problem_through_nginx() {
     s.get("/stock/health/ready", None).await.expect(200, None);
     s.start_part(Part::Payment, &[]).await;
     s.get("/payment/health/ready", None).await.expect(200, None);
+}
+
+#[tokio::test]
+async fn with_postgresql_down_requests_answer_503_and_the_same_key_goes_through_after() {
+    // A PostgreSQL server of this test's own, so that stopping it disturbs no other test. The
+    // shared one is started first: two servers starting at once could pick the same free port.
+    tests::postgres_url();
+    let dir = workspace_root()
+        .join(".stack/test")
+        .join(format!("pg-outage-{}", std::process::id()));
+    let (pg, url) = OwnPostgres::start_fresh(&dir);
+    let s = Stack::start_with(Options {
+        postgres_url: Some(url),
+        ..Options::default()
+    })
+    .await;
+    s.checkout(json!({"itemId": 3, "quantity": 1}))
+        .await
+        .expect(201, None);
+
+    pg.stop(true);
+    let key = new_key();
+    let body = json!({"itemId": 3, "quantity": 1});
+    let a = s.post("/order/checkout", None, Some(&key), &body).await;
+    a.expect(503, Some("dependency_unavailable"));
+    assert!(a.header("retry-after").is_some());
+    s.get("/stock/items/3", None)
+        .await
+        .expect(503, Some("dependency_unavailable"));
+    s.call(
+        "/stock/reserve",
+        &json!({"orderId": new_order_id(), "itemId": 3, "quantity": 1}),
+    )
+    .await
+    .expect(503, Some("dependency_unavailable"));
+    for service in ["order", "payment", "stock"] {
+        let ready = s.get(&format!("/{service}/health/ready"), None).await;
+        ready.expect(503, None);
+        assert_eq!(ready.json["checks"]["database"]["status"], "unhealthy");
+        assert_eq!(ready.json["checks"]["redis"]["status"], "healthy");
+    }
+
+    // Nothing was stored under the key: once PostgreSQL is back, it executes.
+    pg.start();
+    let mut answer = None;
+    for _ in 0..100 {
+        let a = s.post("/order/checkout", None, Some(&key), &body).await;
+        if a.status == 201 {
+            answer = Some(a);
+            break;
+        }
+        assert!(
+            a.status == 503 || (a.status == 409 && a.code() == "request_in_progress"),
+            "{} {}",
+            a.status,
+            a.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let answer = answer.expect("the same key goes through once PostgreSQL is back");
+    assert_eq!(answer.json["status"], "completed");
+    assert_eq!(s.item(3).await["stock"], 198);
+    drop(s);
+    pg.remove();
 }

@@ -356,3 +356,70 @@ async fn thirty_parallel_reserves_of_seven_units_never_oversell() {
         (Some(7), Some(7))
     );
 }
+
+#[tokio::test]
+async fn an_item_is_reservable_as_soon_as_it_exists() {
+    // Prices come from an in-process catalogue: an id that was unknown must not stay unknown.
+    let s = Stack::start().await;
+    let first = s.create_item(100, "USD", 5).await;
+    let next = first + 1;
+    s.call(
+        "/stock/reserve",
+        &json!({"orderId": new_order_id(), "itemId": next, "quantity": 1}),
+    )
+    .await
+    .expect(422, Some("item_not_found"));
+    assert_eq!(s.create_item(250, "EUR", 5).await, next);
+    let a = s
+        .call(
+            "/stock/reserve",
+            &json!({"orderId": new_order_id(), "itemId": next, "quantity": 2}),
+        )
+        .await;
+    a.expect(201, None);
+    assert_eq!(
+        (a.json["totalAmount"].as_i64(), a.json["currency"].as_str()),
+        (Some(500), Some("EUR"))
+    );
+    assert_eq!(s.item(next).await["reserved"], 2);
+}
+
+#[tokio::test]
+async fn carts_that_do_not_fit_never_cost_the_others_their_reservation() {
+    // Reserves are written in batches; a cart that cannot fit fails its batch, and every request
+    // of that batch is then decided alone.
+    let s = Stack::start().await;
+    let scarce = s.create_item(100, "USD", 1).await;
+    let plenty = s.create_item(100, "USD", 1000).await;
+    let answers = join_all((0..40).map(|n| {
+        let s = &s;
+        let item = if n % 2 == 0 { scarce } else { plenty };
+        async move {
+            let a = s
+                .call(
+                    "/stock/reserve",
+                    &json!({"orderId": new_order_id(), "itemId": item, "quantity": 1}),
+                )
+                .await;
+            (item, a.status, a.code().to_string())
+        }
+    }))
+    .await;
+    let count = |item: i64, status: u16| {
+        answers
+            .iter()
+            .filter(|(i, st, _)| *i == item && *st == status)
+            .count()
+    };
+    assert_eq!(
+        (count(plenty, 201), count(scarce, 201)),
+        (20, 1),
+        "{answers:?}"
+    );
+    assert!(answers
+        .iter()
+        .filter(|(i, st, _)| *i == scarce && *st != 201)
+        .all(|(_, st, code)| *st == 409 && code == "insufficient_stock"));
+    assert_eq!(s.item(plenty).await["reserved"], 20);
+    assert_eq!(s.item(scarce).await["reserved"], 1);
+}
