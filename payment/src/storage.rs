@@ -429,71 +429,49 @@ impl Writes {
     }
 }
 
-/// Opens a batch of charges in one transaction: the orders' advisory locks (in order), then every
-/// payment whose order is not canceled and whose key and order are free, `pending`.
+/// Opens a batch of charges in one statement (`open_charges`, see migration 0003): the orders'
+/// advisory locks (sorted), then every payment whose order is not canceled and whose key and order
+/// are free, `pending`.
 async fn charge_batch(pool: &PgPool, jobs: Vec<ChargeJob>) -> Vec<Batched<Payment>> {
-    let opened = async {
-        let mut orders: Vec<&str> = jobs
-            .iter()
-            .filter_map(|j| j.request.order_id.as_deref())
-            .collect();
-        orders.sort_unstable();
-        orders.dedup();
-        let mut tx = pool.begin().await?;
-        sqlx::query(
-            "SELECT pg_advisory_xact_lock(hashtextextended('order:' || o, 0))
-             FROM unnest($1::text[]) WITH ORDINALITY AS l(o, n) ORDER BY n",
-        )
-        .bind(&orders)
-        .execute(&mut *tx)
-        .await?;
-        let rows: Vec<Payment> = sqlx::query_as(&format!(
-            "INSERT INTO payments (id, order_id, customer_id, amount, currency, reference, status,
-                                   idempotency_key, request_hash)
-             SELECT r.id, r.order_id, r.customer_id, r.amount, r.currency, r.reference, 'pending',
-                    r.idempotency_key, r.request_hash
-             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[],
-                         $6::text[], $7::text[], $8::text[])
-                  AS r(id, order_id, customer_id, amount, currency, reference, idempotency_key,
-                       request_hash)
-             WHERE r.order_id IS NULL
-                OR NOT EXISTS (SELECT FROM canceled_orders c WHERE c.order_id = r.order_id)
-             ON CONFLICT DO NOTHING
-             RETURNING {COLUMNS}"
-        ))
-        .bind(jobs.iter().map(|j| j.id).collect::<Vec<_>>())
-        .bind(
-            jobs.iter()
-                .map(|j| j.request.order_id.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            jobs.iter()
-                .map(|j| j.request.customer_id.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(jobs.iter().map(|j| j.request.amount).collect::<Vec<_>>())
-        .bind(
-            jobs.iter()
-                .map(|j| j.request.currency.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            jobs.iter()
-                .map(|j| j.request.reference.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(jobs.iter().map(|j| j.key.as_str()).collect::<Vec<_>>())
-        .bind(
-            jobs.iter()
-                .map(|j| j.fingerprint.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok::<_, sqlx::Error>(rows)
-    }
+    let mut orders: Vec<&str> = jobs
+        .iter()
+        .filter_map(|j| j.request.order_id.as_deref())
+        .collect();
+    orders.sort_unstable();
+    orders.dedup();
+    let opened: Result<Vec<Payment>, sqlx::Error> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM open_charges($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    ))
+    .bind(&orders)
+    .bind(jobs.iter().map(|j| j.id).collect::<Vec<_>>())
+    .bind(
+        jobs.iter()
+            .map(|j| j.request.order_id.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        jobs.iter()
+            .map(|j| j.request.customer_id.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(jobs.iter().map(|j| j.request.amount).collect::<Vec<_>>())
+    .bind(
+        jobs.iter()
+            .map(|j| j.request.currency.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        jobs.iter()
+            .map(|j| j.request.reference.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(jobs.iter().map(|j| j.key.as_str()).collect::<Vec<_>>())
+    .bind(
+        jobs.iter()
+            .map(|j| j.fingerprint.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(pool)
     .await;
     let mut rows: HashMap<Uuid, Payment> = match opened {
         Ok(rows) => rows.into_iter().map(|p| (p.payment_id, p)).collect(),

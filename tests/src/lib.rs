@@ -110,12 +110,18 @@ impl OwnPostgres {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    /// Starts a new, empty server in `dir`; returns it and its URL.
+    /// Starts a new, empty server in `dir`; returns it and its URL. Its port is drawn like the
+    /// stacks' ports ([`free_port`]) and kept across stops: a stopped server's port is never
+    /// taken by a server another test starts meanwhile (`scripts/stack.sh` starts from 15432).
     pub fn start_fresh(dir: &Path) -> (OwnPostgres, String) {
         let pg = OwnPostgres {
             dir: dir.to_path_buf(),
         };
         pg.script(&["test-postgres-stop"], &[]);
+        let run = dir.join("run");
+        std::fs::create_dir_all(&run).expect("the server's run directory is made");
+        std::fs::write(run.join("postgres.port"), free_port().to_string())
+            .expect("the server's port is written");
         let url = pg.script(&["test-postgres"], &[]);
         (pg, url)
     }
