@@ -4,11 +4,11 @@
 use crate::domain::{CheckoutRequest, FailureCode, Order, OrderEvent, OrderLine, OrderStatus};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use shared::batch::{Batched, Batcher};
+use shared::batch::{first_of_each, Batched, Batcher};
 use shared::http_client::CallContext;
 use shared::idempotency::IdempotencyContext;
 use sqlx::{PgConnection, PgPool};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -739,16 +739,11 @@ async fn open_batch(pool: &PgPool, lease: Lease, jobs: Vec<OpenJob>) -> Vec<Batc
     .bind(&line_quantity)
     .fetch_all(pool)
     .await;
-    let mut rows: HashMap<Uuid, WrittenRow> = match opened {
-        Ok(rows) => rows.into_iter().map(|r| (r.order.id, r)).collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, size = jobs.len(), "an order batch failed; its requests go alone");
-            HashMap::new()
-        }
-    };
-    jobs.iter()
-        .map(|job| rows.remove(&job.id).map_or(Batched::Alone, Batched::Done))
-        .collect()
+    let rows = opened.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, size = jobs.len(), "an order batch failed; its requests go alone");
+        Vec::new()
+    });
+    Batched::matched(&jobs, rows, |j| j.id, |r| r.order.id)
 }
 
 /// Moves a batch of orders in one statement, each only if it is still in its `from` state. An
@@ -758,8 +753,7 @@ async fn transition_batch(
     lease: Lease,
     jobs: Vec<TransitionJob>,
 ) -> Vec<Batched<Option<WrittenRow>>> {
-    let mut seen = HashSet::new();
-    let first: Vec<bool> = jobs.iter().map(|j| seen.insert(j.id)).collect();
+    let first = first_of_each(&jobs, |j| j.id);
     let batch: Vec<&TransitionJob> = jobs
         .iter()
         .zip(&first)

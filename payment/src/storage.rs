@@ -4,10 +4,9 @@
 //! leaves a tombstone a late charge cannot miss.
 
 use crate::domain::{ChargeRequest, Payment, PaymentStatus};
-use shared::batch::{Batched, Batcher};
+use shared::batch::{first_of_each, Batched, Batcher};
 use shared::idempotency::IdempotencyContext;
 use sqlx::{PgPool, Postgres, Transaction};
-use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 const COLUMNS: &str = "id, order_id, customer_id, amount, currency::text AS currency, status, \
@@ -473,22 +472,16 @@ async fn charge_batch(pool: &PgPool, jobs: Vec<ChargeJob>) -> Vec<Batched<Paymen
     )
     .fetch_all(pool)
     .await;
-    let mut rows: HashMap<Uuid, Payment> = match opened {
-        Ok(rows) => rows.into_iter().map(|p| (p.payment_id, p)).collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, size = jobs.len(), "a charge batch failed; its requests go alone");
-            HashMap::new()
-        }
-    };
-    jobs.iter()
-        .map(|job| rows.remove(&job.id).map_or(Batched::Alone, Batched::Done))
-        .collect()
+    let rows = opened.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, size = jobs.len(), "a charge batch failed; its requests go alone");
+        Vec::new()
+    });
+    Batched::matched(&jobs, rows, |j| j.id, |p| p.payment_id)
 }
 
 /// Settles a batch of pending payments (and their retry attempts) in one statement.
 async fn settle_batch(pool: &PgPool, jobs: Vec<SettleJob>) -> Vec<Batched<Payment>> {
-    let mut seen = HashSet::new();
-    let first: Vec<bool> = jobs.iter().map(|j| seen.insert(j.payment_id)).collect();
+    let first = first_of_each(&jobs, |j| j.payment_id);
     let batch: Vec<&SettleJob> = jobs
         .iter()
         .zip(&first)
@@ -524,18 +517,10 @@ async fn settle_batch(pool: &PgPool, jobs: Vec<SettleJob>) -> Vec<Batched<Paymen
     )
     .fetch_all(pool)
     .await;
-    let mut rows: HashMap<Uuid, Payment> = match settled {
-        Ok(rows) => rows.into_iter().map(|p| (p.payment_id, p)).collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, size = jobs.len(), "a settle batch failed; its payments settle alone");
-            HashMap::new()
-        }
-    };
-    jobs.iter()
-        .zip(first)
-        .map(|(job, first)| match (first, rows.remove(&job.payment_id)) {
-            (true, Some(payment)) => Batched::Done(payment),
-            _ => Batched::Alone,
-        })
-        .collect()
+    let rows = settled.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, size = jobs.len(), "a settle batch failed; its payments settle alone");
+        Vec::new()
+    });
+    // A repeated payment gets no row: its first job takes it.
+    Batched::matched(&jobs, rows, |j| j.payment_id, |p| p.payment_id)
 }
