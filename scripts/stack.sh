@@ -12,7 +12,7 @@ PAYMENT_PORT="${PAYMENT_PORT:-3132}"
 STOCK_PORT="${STOCK_PORT:-3133}"
 SERVICES=(stock payment order)
 # Variables given to `make up` that are kept for the services (and for `make start`).
-SERVICE_VARS='^(PAYMENT_|RESERVATION_|IDEMPOTENCY_|CHECKOUT_|SAGA_|RECOVERY_|OUTBOUND_|COMPENSATION_|OTEL_|RUST_LOG=|SHUTDOWN_TIMEOUT_SECS=|STARTUP_TIMEOUT_SECS=|DATABASE_MAX_CONNECTIONS=|WORKERS=|AUTH_DISABLED=)'
+SERVICE_VARS='^(PAYMENT_|RESERVATION_|IDEMPOTENCY_|CHECKOUT_|SAGA_|RECOVERY_|OUTBOUND_|COMPENSATION_|OTEL_|RUST_LOG=|SHUTDOWN_TIMEOUT_SECS=|STARTUP_TIMEOUT_SECS=|DATABASE_MAX_CONNECTIONS=|WORKERS=|RUNTIME_THREADS=|AUTH_DISABLED=)'
 
 log() { printf '\033[1m[stack]\033[0m %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -105,6 +105,7 @@ start_redis() {
     mkdir -p "$STACK_DIR/redis"
     alive "$(pid_of redis)" && return 0
     setsid redis-server --bind 127.0.0.1 --port "$port" --dir "$STACK_DIR/redis" \
+        --unixsocket "$STACK_DIR/redis/redis.sock" --unixsocketperm 700 \
         --appendonly yes --save '' --protected-mode no --daemonize no \
         >>"$STACK_DIR/logs/redis.log" 2>&1 </dev/null &
     echo $! >"$STACK_DIR/run/redis.pid"
@@ -168,8 +169,10 @@ start_service() {
         set -a
         PORT="$port"
         HOST=127.0.0.1
-        DATABASE_URL="postgres://postgres@127.0.0.1:$(cat "$STACK_DIR/run/postgres.port")/$name"
-        REDIS_URL="redis://127.0.0.1:$(cat "$STACK_DIR/run/redis.port")"
+        # PostgreSQL and Redis run on this machine: the services reach them over their Unix
+        # sockets, which cost the kernel less per round trip than TCP over loopback.
+        DATABASE_URL="postgres://postgres@localhost:$(cat "$STACK_DIR/run/postgres.port")/$name?host=$(pg_dir)"
+        REDIS_URL="redis+unix://$STACK_DIR/redis/redis.sock"
         STOCK_URL="http://127.0.0.1:$STOCK_PORT"
         PAYMENT_URL="http://127.0.0.1:$PAYMENT_PORT"
         SERVICE_TOKEN="${SERVICE_TOKENS%%,*}"

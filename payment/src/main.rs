@@ -3,7 +3,6 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    shared::startup::run_service::<payment::startup::Application>().await
+fn main() -> std::process::ExitCode {
+    shared::startup::main::<payment::startup::Application>()
 }

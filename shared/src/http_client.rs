@@ -18,8 +18,7 @@ use reqwest::{header, Method, Request, Response, StatusCode};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 use reqwest_retry::policies::ExponentialBackoff;
 use reqwest_retry::{
-    default_on_request_failure, default_on_request_success, Jitter, RetryTransientMiddleware,
-    Retryable, RetryableStrategy,
+    default_on_request_failure, Jitter, RetryTransientMiddleware, Retryable, RetryableStrategy,
 };
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -80,33 +79,22 @@ struct TransientOnly;
 impl RetryableStrategy for TransientOnly {
     fn handle(&self, res: &Result<Response, reqwest_middleware::Error>) -> Option<Retryable> {
         match res {
-            Ok(r) if r.status() == StatusCode::CONFLICT => {
-                if r.headers().contains_key(header::RETRY_AFTER) {
-                    Some(Retryable::Transient)
-                } else {
-                    Some(Retryable::Fatal)
-                }
-            }
-            Ok(r) => default_on_request_success(r),
+            Ok(r) if is_transient(r) => Some(Retryable::Transient),
+            Ok(r) if r.status().is_success() => None,
+            Ok(_) => Some(Retryable::Fatal),
             Err(e) => default_on_request_failure(e),
         }
     }
 }
 
+/// A transient answer: 5xx, 408, 429, and 409 with `Retry-After` (the Idempotency-Key layer's
+/// `request_in_progress`). Every other answer is a business answer.
 fn is_transient(response: &Response) -> bool {
-    matches!(
-        TransientOnly.handle(&Ok(clone_head(response))),
-        Some(Retryable::Transient)
-    )
-}
-
-/// A body-less copy of a response's status and headers, for classification.
-fn clone_head(response: &Response) -> Response {
-    let mut builder = http::Response::builder().status(response.status());
-    if let Some(headers) = builder.headers_mut() {
-        *headers = response.headers().clone();
-    }
-    Response::from(builder.body(Vec::<u8>::new()).unwrap_or_default())
+    let status = response.status();
+    status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || (status == StatusCode::CONFLICT && response.headers().contains_key(header::RETRY_AFTER))
 }
 
 /// Per-call bookkeeping the counting layer fills in.

@@ -238,7 +238,7 @@ pub async fn layer(
                 location: header_text(header::LOCATION),
                 body: text,
             };
-            if let Err(e) = store.complete(&redis_key, &marker, &fp, stored).await {
+            if let Err(e) = store.complete(&redis_key, &fp, stored).await {
                 // The resource is safe in PostgreSQL; a retry will be answered from there.
                 tracing::warn!(error = %e, "could not store the idempotent response");
             }

@@ -48,14 +48,6 @@ pub struct Store {
     lock: Duration,
 }
 
-const COMPARE_AND_SET: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  return 1
-end
-return 0
-"#;
-
 const COMPARE_AND_DELETE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -115,11 +107,19 @@ impl Store {
         }
     }
 
-    /// Replaces this request's in-flight marker by its finished response.
+    /// Stores the finished response over the key's entry, if the key still has one (`SET XX`).
+    ///
+    /// Not a compare-and-set on this request's marker, which would cost a script per request: it
+    /// is not needed. The entry can be another request's only after this request's marker
+    /// expired, and then every outcome equals the compare-and-set one, because a stored response
+    /// is replayed only to a request with its fingerprint and PostgreSQL keeps one resource per
+    /// key: a request with the same fingerprint gets this response or the other's, both about
+    /// that one resource; a request with another fingerprint gets `idempotency_key_reused`
+    /// either way. When the key has no entry (the marker expired, Redis lost it), nothing is
+    /// stored and a retry is answered from PostgreSQL.
     pub async fn complete(
         &self,
         key: &str,
-        marker: &str,
         fingerprint: &str,
         response: StoredResponse,
     ) -> redis::RedisResult<()> {
@@ -129,17 +129,19 @@ impl Store {
         })
         .map_err(json_error)?;
         let mut conn = self.connection().await?;
-        let _: i64 = Script::new(COMPARE_AND_SET)
-            .key(key)
-            .arg(marker)
+        let _: Option<String> = redis::cmd("SET")
+            .arg(key)
             .arg(entry)
+            .arg("XX")
+            .arg("PX")
             .arg(millis(self.retention))
-            .invoke_async(&mut conn)
+            .query_async(&mut conn)
             .await?;
         Ok(())
     }
 
-    /// Removes this request's in-flight marker so that the key may be retried.
+    /// Removes this request's in-flight marker so that the key may be retried. Compared first (a
+    /// script): deleting another request's marker would let a third run beside it.
     pub async fn release(&self, key: &str, marker: &str) -> redis::RedisResult<()> {
         let mut conn = self.connection().await?;
         let _: i64 = Script::new(COMPARE_AND_DELETE)

@@ -302,3 +302,25 @@ async fn with_postgresql_down_requests_answer_503_and_the_same_key_goes_through_
     drop(s);
     pg.remove();
 }
+
+#[tokio::test]
+async fn the_main_runtime_runs_on_one_thread_or_as_many_as_configured() {
+    // A bad value is refused before anything starts, naming the variable.
+    for bad in ["0", "two"] {
+        let out = std::process::Command::new(workspace_root().join("target/debug/order"))
+            .env_clear()
+            .env("RUNTIME_THREADS", bad)
+            .output()
+            .expect("order runs");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "RUNTIME_THREADS={bad}: {text}");
+        assert!(text.contains("RUNTIME_THREADS"), "{text}");
+    }
+    // Several threads serve the same checkout as the default one.
+    let s = Stack::start_with(Options::default().env("RUNTIME_THREADS", 2)).await;
+    s.checkout(json!({"itemId": 1, "quantity": 2}))
+        .await
+        .expect(201, None);
+    let violations = s.quiet_and_check(std::time::Duration::from_secs(10)).await;
+    assert!(violations.is_empty(), "{violations:?}");
+}
