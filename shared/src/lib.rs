@@ -11,6 +11,7 @@ pub mod health;
 pub mod http_client;
 pub mod idempotency;
 pub mod json;
+pub mod log_lines;
 pub mod metrics;
 pub mod problem;
 pub mod request_id;

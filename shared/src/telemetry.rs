@@ -8,6 +8,7 @@
 //!   OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, from a background batch: exporter failures
 //!   never touch requests. Without it nothing is exported, and ids are still made for the logs.
 
+use crate::log_lines::{Flusher, LogLines};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use opentelemetry::propagation::{Extractor, Injector};
@@ -20,14 +21,11 @@ use serde::Serializer as _;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write as _;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Span, Subscriber};
 use tracing_actix_web::{RootSpanBuilder, TracingLogger};
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_opentelemetry::{OpenTelemetrySpanExt, OtelData};
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context as LayerContext, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -37,7 +35,7 @@ use tracing_subscriber::EnvFilter;
 /// export and to write.
 pub struct Telemetry {
     provider: SdkTracerProvider,
-    logs: WorkerGuard,
+    logs: Flusher,
 }
 
 impl Telemetry {
@@ -45,7 +43,7 @@ impl Telemetry {
         if let Err(e) = self.provider.shutdown() {
             eprintln!("trace export did not shut down cleanly: {e}");
         }
-        drop(self.logs);
+        self.logs.shutdown();
     }
 }
 
@@ -69,14 +67,8 @@ pub fn init(service: &'static str, default_filter: &str) -> Telemetry {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     // Lines are written by a thread of their own, many per write(2): a request never waits for
-    // stdout. None is dropped: when that thread falls behind, loggers wait.
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("log-writer")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stdout(),
-        ));
+    // stdout, and none is dropped (see `log_lines`).
+    let (lines, flusher) = LogLines::start();
     // Spans carry what an exported trace needs; busy/idle times (two clock reads on every poll of
     // an instrumented future), thread and source-location attributes are not kept.
     let traces = tracing_opentelemetry::layer()
@@ -87,11 +79,11 @@ pub fn init(service: &'static str, default_filter: &str) -> Telemetry {
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(traces)
-        .with(JsonLines { service, writer })
+        .with(JsonLines { service, lines })
         .try_init();
     Telemetry {
         provider,
-        logs: guard,
+        logs: flusher,
     }
 }
 
@@ -101,7 +93,7 @@ pub fn init(service: &'static str, default_filter: &str) -> Telemetry {
 /// twice keeps its innermost value.
 struct JsonLines {
     service: &'static str,
-    writer: NonBlocking,
+    lines: LogLines,
 }
 
 /// The fields of a span (without the `otel.*` ones, which name the exported span), kept as values
@@ -214,7 +206,7 @@ where
             .is_ok()
         {
             bytes.push(b'\n');
-            let _ = self.writer.make_writer().write_all(&bytes);
+            self.lines.push(&bytes);
         }
     }
 }
