@@ -17,6 +17,7 @@ pub mod problem;
 pub mod request_id;
 pub mod startup;
 pub mod telemetry;
+pub mod trace_ids;
 pub mod validate;
 
 pub use problem::{Problem, ToProblem};

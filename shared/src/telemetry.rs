@@ -3,12 +3,14 @@
 //! - Logs: one JSON object per line on stdout — `timestamp`, `level`, `target`, `message`, `service`,
 //!   the fields of the spans the event is in (`request_id`, `order_id`, ...), `trace_id` and
 //!   `span_id` of the current OpenTelemetry span, and the event's own fields. `RUST_LOG` filters.
-//! - Traces: every `tracing` span is an OpenTelemetry span. Inbound requests continue the caller's
-//!   W3C `traceparent`; outbound calls carry the current span's ([`inject`]). Spans are exported over
-//!   OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, from a background batch: exporter failures
-//!   never touch requests. Without it nothing is exported, and ids are still made for the logs.
+//! - Traces: inbound requests continue the caller's W3C `traceparent`; outbound calls carry the
+//!   current span's ([`inject`]). When `OTEL_EXPORTER_OTLP_ENDPOINT` is set, every `tracing` span is
+//!   an OpenTelemetry span, exported over OTLP/HTTP from a background batch: exporter failures never
+//!   touch requests. Without it nothing is exported, and spans get only their ids, for the logs and
+//!   the calls ([`crate::trace_ids`]).
 
 use crate::log_lines::{Flusher, LogLines};
+use crate::trace_ids::{SpanIds, TraceIds};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use opentelemetry::propagation::{Extractor, Injector};
@@ -21,6 +23,7 @@ use serde::Serializer as _;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::OnceLock;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Span, Subscriber};
@@ -34,36 +37,51 @@ use tracing_subscriber::EnvFilter;
 /// Keeps the tracer provider and the log writer; [`Telemetry::shutdown`] flushes what is left to
 /// export and to write.
 pub struct Telemetry {
-    provider: SdkTracerProvider,
+    provider: Option<SdkTracerProvider>,
     logs: Flusher,
 }
 
 impl Telemetry {
     pub fn shutdown(self) {
-        if let Err(e) = self.provider.shutdown() {
+        if let Some(Err(e)) = self.provider.map(|p| p.shutdown()) {
             eprintln!("trace export did not shut down cleanly: {e}");
         }
         self.logs.shutdown();
     }
 }
 
+/// Whether spans are OpenTelemetry spans (an exporter is configured); set once by [`init`].
+static EXPORTED: OnceLock<bool> = OnceLock::new();
+
+fn exported() -> bool {
+    EXPORTED.get().copied().unwrap_or(false)
+}
+
 /// Installs logging and tracing for `service`. Call once, first thing in `main`.
 pub fn init(service: &'static str, default_filter: &str) -> Telemetry {
     global::set_text_map_propagator(TraceContextPropagator::new());
-    let mut provider = SdkTracerProvider::builder()
-        .with_resource(Resource::builder().with_service_name(service).build());
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default();
-    if !endpoint.trim().is_empty() {
+    let provider = if endpoint.trim().is_empty() {
+        None
+    } else {
         // The exporter reads OTEL_EXPORTER_OTLP_ENDPOINT itself and posts to {endpoint}/v1/traces.
         match opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .build()
         {
-            Ok(exporter) => provider = provider.with_batch_exporter(exporter),
-            Err(e) => eprintln!("{service}: traces will not be exported: {e}"),
+            Ok(exporter) => Some(
+                SdkTracerProvider::builder()
+                    .with_resource(Resource::builder().with_service_name(service).build())
+                    .with_batch_exporter(exporter)
+                    .build(),
+            ),
+            Err(e) => {
+                eprintln!("{service}: traces will not be exported: {e}");
+                None
+            }
         }
-    }
-    let provider = provider.build();
+    };
+    let _ = EXPORTED.set(provider.is_some());
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     // Lines are written by a thread of their own, many per write(2): a request never waits for
@@ -71,14 +89,18 @@ pub fn init(service: &'static str, default_filter: &str) -> Telemetry {
     let (lines, flusher) = LogLines::start();
     // Spans carry what an exported trace needs; busy/idle times (two clock reads on every poll of
     // an instrumented future), thread and source-location attributes are not kept.
-    let traces = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer(service))
-        .with_tracked_inactivity(false)
-        .with_threads(false)
-        .with_location(false);
+    let traces = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(service))
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
+    });
+    let ids = provider.is_none().then_some(TraceIds);
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(traces)
+        .with(ids)
         .with(JsonLines { service, lines })
         .try_init();
     Telemetry {
@@ -185,16 +207,21 @@ where
                         line.set(name, value.clone());
                     }
                 }
-                if let Some(otel) = extensions.get::<OtelData>() {
+                if let Some(own) = extensions.get::<SpanIds>() {
+                    ids = Some((own.trace_id, own.span_id));
+                } else if let Some(otel) = extensions.get::<OtelData>() {
                     if let (Some(trace), Some(span)) = (otel.trace_id(), otel.span_id()) {
-                        ids = Some((trace, span));
+                        ids = Some((
+                            u128::from_be_bytes(trace.to_bytes()),
+                            u64::from_be_bytes(span.to_bytes()),
+                        ));
                     }
                 }
             }
             if let Some((trace, span)) = ids {
-                if trace != opentelemetry::TraceId::INVALID {
-                    line.set("trace_id", trace.to_string().into());
-                    line.set("span_id", span.to_string().into());
+                if trace != 0 {
+                    line.set("trace_id", format!("{trace:032x}").into());
+                    line.set("span_id", format!("{span:016x}").into());
                 }
             }
         }
@@ -242,9 +269,24 @@ impl Extractor for MapCarrier<'_> {
 /// The propagation headers (`traceparent`, ...) of the current span, for an outbound call.
 pub fn inject() -> HashMap<String, String> {
     let mut headers = HashMap::new();
-    let context = Span::current().context();
-    global::get_text_map_propagator(|p| p.inject_context(&context, &mut MapCarrier(&mut headers)));
+    if exported() {
+        let context = Span::current().context();
+        global::get_text_map_propagator(|p| {
+            p.inject_context(&context, &mut MapCarrier(&mut headers))
+        });
+    } else if let Some(ids) = crate::trace_ids::of(&Span::current()) {
+        headers.insert("traceparent".to_string(), ids.traceparent());
+    }
     headers
+}
+
+/// Makes `span` (just made) a child of the remote span `parent` names.
+fn set_parent(span: &Span, parent: Context) {
+    if exported() {
+        let _ = span.set_parent(parent);
+    } else {
+        crate::trace_ids::set_remote_parent(span, &parent);
+    }
 }
 
 /// The current span's W3C `traceparent`, to continue its trace later (e.g. from a stored order).
@@ -256,7 +298,7 @@ pub fn current_traceparent() -> Option<String> {
 pub fn continue_trace(span: &Span, traceparent: &str) {
     let mut carrier = HashMap::from([("traceparent".to_string(), traceparent.to_string())]);
     let parent: Context = global::get_text_map_propagator(|p| p.extract(&MapCarrier(&mut carrier)));
-    let _ = span.set_parent(parent);
+    set_parent(span, parent);
 }
 
 /// Builds each request's root span: a server span continuing the caller's trace, carrying the
@@ -287,7 +329,7 @@ impl RootSpanBuilder for RequestSpan {
         );
         let parent =
             global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
-        let _ = span.set_parent(parent);
+        set_parent(&span, parent);
         span
     }
 
