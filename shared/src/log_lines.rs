@@ -35,12 +35,18 @@ impl Shared {
     /// Writes out what is buffered.
     fn flush(&self) {
         let mut output = lock(&self.output);
-        let taken = std::mem::take(&mut *lock(&self.pending));
-        if !taken.is_empty() {
-            // Nothing to do about a closed stdout but go on serving.
-            let _ = output.write_all(&taken);
-            let _ = output.flush();
-        }
+        let taken = {
+            let mut pending = lock(&self.pending);
+            if pending.is_empty() {
+                return;
+            }
+            // The next turn's buffer starts as large as this one ended, instead of growing again.
+            let capacity = pending.capacity();
+            std::mem::replace(&mut *pending, Vec::with_capacity(capacity))
+        };
+        // Nothing to do about a closed stdout but go on serving.
+        let _ = output.write_all(&taken);
+        let _ = output.flush();
     }
 }
 

@@ -33,19 +33,11 @@ impl SpanIds {
     }
 }
 
-fn new_span_id() -> u64 {
+/// A random id other than zero (W3C: an all-zero id is invalid).
+fn nonzero<T: PartialEq + Default>(draw: fn() -> T) -> T {
     loop {
-        let id: u64 = rand::random();
-        if id != 0 {
-            return id;
-        }
-    }
-}
-
-fn new_trace_id() -> u128 {
-    loop {
-        let id: u128 = rand::random();
-        if id != 0 {
+        let id = draw();
+        if id != T::default() {
             return id;
         }
     }
@@ -64,8 +56,8 @@ where
                 .parent()
                 .and_then(|p| p.extensions().get::<SpanIds>().copied());
             let ids = SpanIds {
-                trace_id: parent.map_or_else(new_trace_id, |p| p.trace_id),
-                span_id: new_span_id(),
+                trace_id: parent.map_or_else(|| nonzero(rand::random::<u128>), |p| p.trace_id),
+                span_id: nonzero(rand::random::<u64>),
                 flags: parent.map_or(1, |p| p.flags),
             };
             span.extensions_mut().insert(ids);
