@@ -1,9 +1,11 @@
-//! Settings of the order service, from environment variables.
+//! Settings of the order service, read once from environment variables.
 
-use crate::startup::Application;
+use shared::client::ClientSettings;
 use shared::config::{string_or, var_or, CommonSettings, ConfigError};
-use shared::http_client::ClientSettings;
 use std::time::Duration;
+
+pub const NAME: &str = "order";
+pub const DEFAULT_PORT: u16 = 3131;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -22,7 +24,8 @@ pub struct Settings {
     pub recovery_interval: Duration,
     /// `COMPENSATION_MAX_BACKOFF_MS` (5000): the longest pause between compensation attempts.
     pub compensation_max_backoff: Duration,
-    /// `PUBLIC_PATH_PREFIX` (`/order`): where nginx publishes this service, for `Location`.
+    /// `PUBLIC_PATH_PREFIX` (`/order`): where nginx publishes this service, for `Location` and
+    /// the OpenAPI document's server.
     pub public_prefix: String,
     /// `SAGA_BATCH_MAX` (128): the most orders opened (or moved) in one statement; 1 writes each
     /// alone.
@@ -62,10 +65,7 @@ impl Settings {
             ));
         }
         Ok(Settings {
-            common: CommonSettings::from_env(
-                "order",
-                <Application as shared::startup::Service>::DEFAULT_PORT,
-            )?,
+            common: CommonSettings::from_env(NAME, DEFAULT_PORT)?,
             stock_url: string_or("STOCK_URL", "http://127.0.0.1:3133"),
             payment_url: string_or("PAYMENT_URL", "http://127.0.0.1:3132"),
             client,

@@ -1,11 +1,13 @@
-//! Settings of the payment service, from environment variables.
+//! Settings of the payment service, read once from environment variables.
 
-use crate::faults::Faults;
-use crate::processor::SimulatedProcessor;
-use crate::startup::Application;
-use shared::auth::Tokens;
-use shared::config::{probability_or, var_or, CommonSettings, ConfigError};
+use crate::application::faults::Faults;
+use crate::application::processor::SimulatedProcessor;
+use shared::config::{probability_or, string_or, var_or, CommonSettings, ConfigError};
+use shared::http::auth::Tokens;
 use std::time::Duration;
+
+pub const NAME: &str = "payment";
+pub const DEFAULT_PORT: u16 = 3132;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -18,9 +20,12 @@ pub struct Settings {
     pub processor: SimulatedProcessor,
     /// `PAYMENT_FAULT_RATE` (0).
     pub faults: Faults,
-    /// `PAYMENT_BATCH_MAX` (128): the most charges opened (or settled) in one transaction; 1
+    /// `PAYMENT_BATCH_MAX` (128): the most charges opened (or settled) in one statement; 1
     /// writes each alone.
     pub batch_max: usize,
+    /// `PUBLIC_PATH_PREFIX` (`/payment`): where nginx publishes this service, for the OpenAPI
+    /// document's server.
+    pub public_prefix: String,
 }
 
 impl Settings {
@@ -30,10 +35,7 @@ impl Settings {
             return Err(ConfigError("PAYMENT_MAX_RETRIES must be at least 1".into()));
         }
         Ok(Settings {
-            common: CommonSettings::from_env(
-                "payment",
-                <Application as shared::startup::Service>::DEFAULT_PORT,
-            )?,
+            common: CommonSettings::from_env(NAME, DEFAULT_PORT)?,
             tokens: Tokens::from_env(false)?,
             max_retries,
             processor: SimulatedProcessor {
@@ -48,6 +50,7 @@ impl Settings {
                 rate: probability_or("PAYMENT_FAULT_RATE", 0.0)?,
             },
             batch_max: var_or("PAYMENT_BATCH_MAX", 128usize)?.max(1),
+            public_prefix: string_or("PUBLIC_PATH_PREFIX", "/payment"),
         })
     }
 }

@@ -1,13 +1,17 @@
-//! The payment service (SPEC §5): charges, refunds and retries through a pluggable processor,
-//! one payment per order, tombstones against null compensation and hanging charges.
+//! The payment service: charges, refunds and retries through a pluggable processor, one payment
+//! per order, tombstones against null compensation and hanging charges.
+//!
+//! Layout (the same in every service): `config` (settings, plain data), `state` (what handlers
+//! read), `startup` (building and running it), `routes` (thin HTTP handlers), `domain` (pure
+//! rules), `application` (the logic around storage and the processor), `storage` (SQL, a module
+//! per aggregate), `metrics`, `api_doc` (the OpenAPI document).
 
 pub mod api_doc;
+pub mod application;
 pub mod config;
 pub mod domain;
-pub mod faults;
-pub mod flows;
 pub mod metrics;
-pub mod processor;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod storage;

@@ -1,16 +1,15 @@
-//! Builds and runs the payment service.
+//! Builds and runs the payment service: connections, the application state and the HTTP server.
 
-use crate::api_doc::ApiDoc;
-use crate::config::Settings;
+use crate::application::processor::PaymentProcessor;
+use crate::application::Payments;
+use crate::config::{self, Settings};
 use crate::metrics::PaymentMetrics;
-use crate::processor::PaymentProcessor;
-use crate::routes;
-use crate::storage::Writes;
+use crate::state::AppState;
+use crate::{api_doc, routes};
 use actix_web::web;
 use shared::startup::{Foundation, Running, StartupError};
 use sqlx::migrate::Migrator;
 use std::sync::Arc;
-use utoipa::OpenApi;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -18,8 +17,8 @@ pub struct Application;
 
 impl shared::startup::Service for Application {
     type Settings = Settings;
-    const NAME: &'static str = "payment";
-    const DEFAULT_PORT: u16 = 3132;
+    const NAME: &'static str = config::NAME;
+    const DEFAULT_PORT: u16 = config::DEFAULT_PORT;
     fn settings() -> Result<Settings, shared::config::ConfigError> {
         Settings::from_env()
     }
@@ -40,23 +39,28 @@ impl Application {
         settings: Settings,
         processor: Arc<dyn PaymentProcessor>,
     ) -> Result<Running, StartupError> {
-        let (base, listener) =
-            Foundation::connect(&settings.common, &MIGRATOR, ApiDoc::openapi()).await?;
+        let document =
+            api_doc::document(&settings.public_prefix).map_err(StartupError::Document)?;
+        let (base, listener) = Foundation::connect(&settings.common, &MIGRATOR, document).await?;
         let port = listener.local_addr()?.port();
-        let metrics = web::Data::new(PaymentMetrics::register(&base.metrics.registry)?);
+        let metrics = PaymentMetrics::register(&base.metrics.registry)?;
         let tokens = web::Data::new(settings.tokens.clone());
         let faults = web::Data::new(settings.faults);
-        let processor = web::Data::new(processor);
-        let writes = web::Data::new(Writes::start(base.pool.clone(), settings.batch_max));
         let common = settings.common.clone();
-        let settings = web::Data::new(settings);
+        let state = web::Data::new(AppState {
+            payments: Payments::start(
+                base.pool.clone(),
+                processor,
+                settings.max_retries,
+                metrics,
+                settings.batch_max,
+            ),
+            settings,
+        });
         let server = base.serve(listener, &common, move |cfg| {
-            cfg.app_data(settings.clone())
+            cfg.app_data(state.clone())
                 .app_data(tokens.clone())
                 .app_data(faults.clone())
-                .app_data(processor.clone())
-                .app_data(writes.clone())
-                .app_data(metrics.clone())
                 .configure(routes::configure);
         })?;
         Ok(Running::new(port, server, |_| Vec::new()))

@@ -1,23 +1,33 @@
-//! What the three services share, written once: configuration, RFC 9457 errors, the JSON extractor,
-//! bearer-token authentication, the Idempotency-Key layer, health checks, request ids, telemetry,
-//! metrics, API docs and start-up helpers.
+//! What the three services share, written once and grouped by concern:
+//!
+//! - [`contract`]: the typed contract between the services — every body, status and problem code
+//!   that crosses a service boundary, from which the OpenAPI documents are generated;
+//! - [`http`]: the HTTP edge — problem+json errors, extractors, auth, request ids, health, 404/405,
+//!   the OpenAPI document;
+//! - [`idempotency`]: the Idempotency-Key layer;
+//! - [`storage`]: the errors a storage layer answers with;
+//! - [`batch`]: group commit;
+//! - [`client`]: the outbound client the saga calls participants with;
+//! - [`startup`], [`config`], [`telemetry`]: running a service.
 
-pub mod auth;
 pub mod batch;
-pub mod cart;
+pub mod client;
 pub mod config;
-pub mod docs;
-pub mod health;
-pub mod http_client;
+pub mod contract;
+pub mod http;
 pub mod idempotency;
-pub mod json;
-pub mod log_lines;
-pub mod metrics;
-pub mod problem;
-pub mod request_id;
 pub mod startup;
+pub mod storage;
 pub mod telemetry;
-pub mod trace_ids;
-pub mod validate;
+pub mod text;
 
-pub use problem::{Problem, ToProblem};
+pub use http::problem::{Problem, ToProblem};
+pub use storage::StorageError;
+
+/// What the [`text_enum!`] macro needs, so that crates using it need not depend on these.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+    pub use sqlx;
+    pub use utoipa;
+}

@@ -1,34 +1,123 @@
-//! The OpenAPI document of the stock service.
+//! The OpenAPI document of the stock service: generated from the contract types and the handlers'
+//! descriptions, completed from the table of operations below with what the shared layers add.
 
-use crate::domain::item::{NewItemBody, RestockBody};
-use crate::domain::reservation::{ReserveBody, TargetBody};
-use crate::domain::{CanceledOrder, Item, ItemList, Reservation, ReservationLine};
-use crate::routes::{items, reservations};
-use shared::cart::LineBody;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use crate::routes::items::{self, ItemError};
+use crate::routes::reservations::{
+    self, CompleteError, ReleaseError, ReservationError, ReserveError,
+};
+use shared::http::openapi::{Access, Operation};
+use shared::http::problem::Answers;
+use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "stock", description = "Catalogue and reservations. Money is in minor units; errors are application/problem+json."),
-    paths(items::list, items::get, items::create, items::restock,
-          reservations::reserve, reservations::release, reservations::complete, reservations::get),
-    components(schemas(Item, ItemList, NewItemBody, RestockBody, Reservation, ReservationLine,
-                       ReserveBody, LineBody, TargetBody, CanceledOrder)),
-    modifiers(&Security)
+    info(
+        title = "stock",
+        description = "Catalogue and reservations. Money is in minor units; errors are application/problem+json."
+    ),
+    paths(
+        items::list,
+        items::get,
+        items::create,
+        items::restock,
+        reservations::reserve,
+        reservations::release,
+        reservations::complete,
+        reservations::get
+    )
 )]
-pub struct ApiDoc;
+struct ApiDoc;
 
-struct Security;
+/// Every operation of the service and the layers it sits behind.
+pub const OPERATIONS: &[Operation] = &[
+    Operation {
+        method: "get",
+        path: "/items",
+        access: Access::Public,
+        idempotent: false,
+        body: false,
+        params: true,
+        answers: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/items/{id}",
+        access: Access::Public,
+        idempotent: false,
+        body: false,
+        params: true,
+        answers: ItemError::ANSWERS,
+    },
+    Operation {
+        method: "post",
+        path: "/items",
+        access: Access::Admin,
+        idempotent: true,
+        body: true,
+        params: false,
+        answers: ItemError::ANSWERS,
+    },
+    Operation {
+        method: "post",
+        path: "/items/{id}/restock",
+        access: Access::Admin,
+        idempotent: true,
+        body: true,
+        params: true,
+        answers: ItemError::ANSWERS,
+    },
+    Operation {
+        method: "post",
+        path: "/reserve",
+        access: Access::Service,
+        idempotent: true,
+        body: true,
+        params: false,
+        answers: ReserveError::ANSWERS,
+    },
+    Operation {
+        method: "post",
+        path: "/release",
+        access: Access::Service,
+        idempotent: true,
+        body: true,
+        params: false,
+        answers: ReleaseError::ANSWERS,
+    },
+    Operation {
+        method: "post",
+        path: "/complete",
+        access: Access::Service,
+        idempotent: true,
+        body: true,
+        params: false,
+        answers: CompleteError::ANSWERS,
+    },
+    Operation {
+        method: "get",
+        path: "/reservations/{id}",
+        access: Access::Service,
+        idempotent: false,
+        body: false,
+        params: true,
+        answers: ReservationError::ANSWERS,
+    },
+];
 
-impl Modify for Security {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        for name in ["service_token", "admin_token"] {
-            components.add_security_scheme(
-                name,
-                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-            );
-        }
+/// The complete document, published under `prefix`.
+pub fn document(prefix: &str) -> Result<serde_json::Value, String> {
+    shared::http::openapi::document(ApiDoc::openapi(), prefix, OPERATIONS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_names_every_operation_once() {
+        let doc = super::document("/stock").unwrap();
+        assert_eq!(doc["servers"][0]["url"], "/stock");
+        assert_eq!(
+            doc["paths"]["/reserve"]["post"]["security"][0]["service_token"],
+            serde_json::json!([])
+        );
     }
 }

@@ -1,9 +1,11 @@
-//! Settings of the stock service, from environment variables.
+//! Settings of the stock service, read once from environment variables.
 
-use crate::startup::Application;
-use shared::auth::Tokens;
 use shared::config::{string_or, var_or, CommonSettings, ConfigError};
+use shared::http::auth::Tokens;
 use std::time::Duration;
+
+pub const NAME: &str = "stock";
+pub const DEFAULT_PORT: u16 = 3133;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -16,7 +18,8 @@ pub struct Settings {
     /// `RESERVATION_BATCH_MAX` (128): the most reserves (and completions) written in one
     /// statement; 1 writes each alone.
     pub batch_max: usize,
-    /// `PUBLIC_PATH_PREFIX` (`/stock`): where nginx publishes this service, for `Location`.
+    /// `PUBLIC_PATH_PREFIX` (`/stock`): where nginx publishes this service, for `Location` and
+    /// the OpenAPI document's server.
     pub public_prefix: String,
 }
 
@@ -28,10 +31,7 @@ impl Settings {
         }
         let sweep_ms: u64 = var_or("RESERVATION_SWEEP_INTERVAL_MS", 1000)?;
         Ok(Settings {
-            common: CommonSettings::from_env(
-                "stock",
-                <Application as shared::startup::Service>::DEFAULT_PORT,
-            )?,
+            common: CommonSettings::from_env(NAME, DEFAULT_PORT)?,
             tokens: Tokens::from_env(true)?,
             reservation_ttl_secs,
             sweep_interval: Duration::from_millis(sweep_ms.max(10)),

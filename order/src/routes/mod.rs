@@ -1,20 +1,22 @@
-//! HTTP routes of the order service: public, no token; `/checkout` behind the Idempotency-Key layer.
+//! HTTP routes of the order service: public, no token; `/checkout` behind the Idempotency-Key
+//! layer. A method a path does not serve answers 405 with `Allow`.
 
 pub mod checkout;
 pub mod orders;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
+use shared::http::routing::only;
 use shared::idempotency;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/checkout").route(
+        only(web::resource("/checkout"), &["POST"]).route(
             web::post()
                 .to(checkout::checkout)
                 .wrap(from_fn(idempotency::layer)),
         ),
     )
-    .service(web::resource("/orders/{id}").route(web::get().to(orders::get)))
-    .service(web::resource("/orders").route(web::get().to(orders::list)));
+    .service(only(web::resource("/orders/{id}"), &["GET"]).route(web::get().to(orders::get)))
+    .service(only(web::resource("/orders"), &["GET"]).route(web::get().to(orders::list)));
 }

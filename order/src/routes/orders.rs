@@ -1,81 +1,83 @@
-use crate::domain::{Order, OrderList, OrderStatus};
-use crate::storage;
+//! Reading orders: one with its audit trail, or a page of them.
+
+use crate::state::AppState;
+use crate::storage::{orders, StorageError};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use shared::validate::Page;
+use shared::contract::order::{Order as OrderBody, OrderList, OrdersQuery};
+use shared::contract::values::{Limit, Offset};
+use shared::http::problem::{Answers, ProblemCode};
+use shared::http::Query;
 use shared::{impl_response_error, Problem, ToProblem};
-use sqlx::PgPool;
-use utoipa::IntoParams;
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
-    #[error("{0}")]
-    Invalid(Problem),
     #[error("order {0} does not exist")]
     NotFound(Uuid),
-    #[error("storage failed")]
-    Storage(#[from] sqlx::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 impl ToProblem for OrderError {
     fn to_problem(&self) -> Problem {
         match self {
-            OrderError::Invalid(p) => p.clone(),
-            OrderError::NotFound(id) => {
-                Problem::new(StatusCode::NOT_FOUND, "order_not_found", self.to_string())
-                    .with("orderId", id.to_string())
-            }
-            OrderError::Storage(e) => Problem::storage(e),
+            OrderError::NotFound(id) => Problem::new(
+                StatusCode::NOT_FOUND,
+                ProblemCode::OrderNotFound,
+                self.to_string(),
+            )
+            .order_id(id),
+            OrderError::Storage(e) => e.to_problem(),
         }
     }
 }
+
+impl Answers for OrderError {
+    const ANSWERS: &'static [(u16, ProblemCode)] = &[(404, ProblemCode::OrderNotFound)];
+}
+
 impl_response_error!(OrderError);
 
 /// An order with its audit trail.
-#[utoipa::path(get, path = "/orders/{id}",
-    responses((status = 200, body = Order), (status = 404, description = "order_not_found")))]
-pub async fn get(pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, OrderError> {
+#[utoipa::path(get, path = "/orders/{id}", params(("id" = Uuid, Path)), tag = "orders",
+    responses((status = 200, body = OrderBody, description = "the order")))]
+pub async fn get(
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, OrderError> {
     let id = id.into_inner();
-    match storage::get(&pool, id).await? {
-        Some(order) => Ok(HttpResponse::Ok().json(order)),
+    match orders::get(state.saga.pool(), id).await? {
+        Some(order) => Ok(HttpResponse::Ok().json(order.body())),
         None => Err(OrderError::NotFound(id)),
     }
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct ListQuery {
-    pub status: Option<String>,
-    /// 1..=1000, default 100.
-    pub limit: Option<i64>,
-    pub offset: Option<i64>,
+/// Orders, newest first.
+#[utoipa::path(get, path = "/orders", params(OrdersQuery), tag = "orders",
+    responses((status = 200, body = OrderList, description = "a page of orders")))]
+pub async fn list(
+    state: web::Data<AppState>,
+    query: Query<OrdersQuery>,
+) -> Result<HttpResponse, OrderError> {
+    let limit = query.0.limit.unwrap_or(Limit::DEFAULT);
+    let offset = query.0.offset.unwrap_or(Offset::ZERO);
+    let (found, total) = orders::list(state.saga.pool(), query.0.status, limit, offset).await?;
+    Ok(HttpResponse::Ok().json(OrderList {
+        orders: found.iter().map(|o| o.body()).collect(),
+        total,
+        limit: limit.get(),
+        offset: offset.get(),
+    }))
 }
 
-/// Orders, newest first.
-#[utoipa::path(get, path = "/orders", params(ListQuery), responses((status = 200, body = OrderList)))]
-pub async fn list(
-    pool: web::Data<PgPool>,
-    query: web::Query<ListQuery>,
-) -> Result<HttpResponse, OrderError> {
-    let page = Page::parse(query.limit, query.offset).map_err(OrderError::Invalid)?;
-    let status = query
-        .status
-        .as_deref()
-        .map(|s| {
-            OrderStatus::parse(s).ok_or_else(|| {
-                Problem::validation(
-                    "status: must be one of pending, reserving, charging, completing, compensating, completed, failed",
-                )
-            })
-        })
-        .transpose()
-        .map_err(OrderError::Invalid)?;
-    let (orders, total) = storage::list(&pool, status, page.limit, page.offset).await?;
-    Ok(HttpResponse::Ok().json(OrderList {
-        orders,
-        total,
-        limit: page.limit,
-        offset: page.offset,
-    }))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::http::problem::assert_listed;
+
+    #[test]
+    fn every_error_answers_a_listed_problem() {
+        assert_listed::<OrderError>(&OrderError::NotFound(Uuid::nil()).to_problem());
+    }
 }

@@ -4,6 +4,14 @@ use sha2::{Digest, Sha256};
 
 pub const MAX_KEY_LEN: usize = 255;
 
+/// The header values [`IdempotencyKey::parse`] accepts, as a regular expression (for the OpenAPI
+/// documents): a plain key — printable ASCII, not starting with a quote — or an RFC 8941 quoted
+/// string, with the spaces and tabs around it that HTTP strips from any header value.
+pub const KEY_PATTERN: &str = concat!(
+    r#"^[ \t]*(?:[!#-~](?:[ -~]{0,253}[!-~])?"#,
+    r#"|"(?:[ !#-\[\]-~]|\\["\\]){1,255}")[ \t]*$"#
+);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(String);
 
@@ -109,6 +117,37 @@ mod tests {
         assert!(parse(&"k".repeat(255)).is_ok());
         assert!(parse(&"k".repeat(256)).is_err());
         assert!(IdempotencyKey::parse(Some(&[0xff, 0x41])).is_err());
+    }
+
+    /// The documented pattern accepts exactly the header values the parser accepts (once HTTP has
+    /// stripped the spaces and tabs around them), on a seeded sample of likely and unlikely keys.
+    #[test]
+    fn the_pattern_accepts_what_the_parser_accepts() {
+        let pattern = regex::Regex::new(KEY_PATTERN).unwrap();
+        let alphabet: Vec<char> = "ab \t\"\\#~!-é\u{7f}\u{1}".chars().collect();
+        let mut seed: u64 = 0x5eed;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut samples: Vec<String> = vec![
+            "k".repeat(255),
+            "k".repeat(256),
+            format!("\"{}\"", "k".repeat(255)),
+            format!("\"{}\"", "k".repeat(256)),
+            format!("\"{}\"", "\\\"".repeat(255)),
+        ];
+        for _ in 0..20_000 {
+            let len = next(8);
+            samples.push((0..len).map(|_| alphabet[next(alphabet.len())]).collect());
+        }
+        for sample in samples {
+            let sent = sample.trim_matches([' ', '\t']);
+            let parsed = IdempotencyKey::parse(Some(sent.as_bytes())).is_ok();
+            assert_eq!(pattern.is_match(&sample), parsed, "{sample:?}");
+        }
     }
 
     #[test]

@@ -11,13 +11,13 @@
 mod key;
 mod store;
 
-pub use key::{fingerprint, IdempotencyKey, KeyError};
+pub use key::{fingerprint, IdempotencyKey, KeyError, KEY_PATTERN};
 pub use store::{Claim, Entry, Store, StoredResponse};
 
-use crate::auth::Caller;
-use crate::json::body_error;
-use crate::metrics::Metrics;
-use crate::problem::Problem;
+use crate::http::auth::Caller;
+use crate::http::json::body_error;
+use crate::http::problem::{Problem, ProblemCode};
+use crate::telemetry::metrics::Metrics;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
@@ -61,7 +61,7 @@ struct NotBehindLayer;
 pub fn key_reused() -> Problem {
     Problem::new(
         StatusCode::UNPROCESSABLE_ENTITY,
-        "idempotency_key_reused",
+        ProblemCode::IdempotencyKeyReused,
         "this Idempotency-Key was already used for a different request",
     )
 }
@@ -122,12 +122,12 @@ pub async fn layer(
             let problem = match e {
                 KeyError::Missing => Problem::new(
                     StatusCode::BAD_REQUEST,
-                    "idempotency_key_missing",
+                    ProblemCode::IdempotencyKeyMissing,
                     "the Idempotency-Key header is required on this endpoint",
                 ),
                 KeyError::Invalid(why) => Problem::new(
                     StatusCode::BAD_REQUEST,
-                    "idempotency_key_invalid",
+                    ProblemCode::IdempotencyKeyInvalid,
                     format!("the Idempotency-Key header {why}"),
                 ),
             };
@@ -177,7 +177,7 @@ pub async fn layer(
                         outcome("in_progress");
                         Problem::new(
                             StatusCode::CONFLICT,
-                            "request_in_progress",
+                            ProblemCode::RequestInProgress,
                             "a request with this Idempotency-Key is still being processed",
                         )
                         .retry_after(1)

@@ -74,7 +74,7 @@ impl Store {
             .get_or_try_init(|| {
                 ConnectionManager::new_with_config(
                     self.client.clone(),
-                    crate::startup::redis_config(),
+                    crate::startup::connect::redis_config(),
                 )
             })
             .await

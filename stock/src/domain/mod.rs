@@ -1,11 +1,26 @@
-//! The stock domain: parsed requests (parse, don't validate) and the pure rules of a reservation.
+//! The stock domain: what a reservation request is once parsed, and the pure rules that decide it
+//! (the planner). No I/O here.
 
-pub mod item;
-pub mod reservation;
-pub mod views;
+pub mod planner;
 
-pub use item::{ItemId, NewItem, RestockQuantity};
-pub use reservation::{
-    plan, ItemState, Plan, PlannedLine, Rejection, ReservationStatus, ReserveRequest, Target,
-};
-pub use views::{CanceledOrder, Item, ItemList, Reservation, ReservationLine};
+pub use planner::{plan, ItemState, Plan, PlannedLine, Rejection};
+
+use shared::contract::stock as contract;
+use shared::contract::values::{ItemId, OrderRef};
+
+/// A reservation request: the order and the units wanted of each item, sorted by item id with
+/// repeated items added together, so that rows are always locked in the same order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReserveRequest {
+    pub order_id: OrderRef,
+    pub lines: Vec<(ItemId, i64)>,
+}
+
+impl From<contract::ReserveRequest> for ReserveRequest {
+    fn from(body: contract::ReserveRequest) -> Self {
+        ReserveRequest {
+            lines: body.items.merged(),
+            order_id: body.order_id,
+        }
+    }
+}

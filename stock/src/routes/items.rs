@@ -1,119 +1,134 @@
-use crate::config::Settings;
-use crate::domain::item::{NewItemBody, RestockBody};
-use crate::domain::{Item, ItemId, ItemList, NewItem, RestockQuantity};
+//! The catalogue: list, read, add (admin), restock (admin).
+
+use crate::state::AppState;
 use crate::storage::items::{self as store, Created, Restocked};
+use crate::storage::StorageError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
+use shared::contract::stock::{Item, ItemList, ItemsQuery, NewItem, Restock};
+use shared::contract::values::{ItemId, Limit, Offset};
+use shared::http::problem::{Answers, ProblemCode};
+use shared::http::{Json, Query};
 use shared::idempotency::{key_reused, IdempotencyContext};
-use shared::json::Json;
-use shared::validate::Page;
 use shared::{impl_response_error, Problem, ToProblem};
-use sqlx::PgPool;
-use utoipa::IntoParams;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ItemError {
-    #[error("{0}")]
-    Invalid(Problem),
     #[error("item {0} does not exist")]
-    NotFound(i64),
+    NotFound(ItemId),
     #[error("idempotency key reused")]
     KeyReused,
-    #[error("storage failed")]
-    Storage(#[from] sqlx::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 impl ToProblem for ItemError {
     fn to_problem(&self) -> Problem {
         match self {
-            ItemError::Invalid(p) => p.clone(),
             ItemError::NotFound(id) => Problem::new(
                 StatusCode::NOT_FOUND,
-                "item_not_found",
-                format!("item {id} does not exist"),
+                ProblemCode::ItemNotFound,
+                self.to_string(),
             )
-            .with("itemId", *id),
+            .item_id(id.get()),
             ItemError::KeyReused => key_reused(),
-            ItemError::Storage(e) => Problem::storage(e),
+            ItemError::Storage(e) => e.to_problem(),
         }
     }
 }
-impl_response_error!(ItemError);
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct ListQuery {
-    /// 1..=1000, default 100.
-    pub limit: Option<i64>,
-    /// Default 0.
-    pub offset: Option<i64>,
+impl Answers for ItemError {
+    const ANSWERS: &'static [(u16, ProblemCode)] = &[
+        (404, ProblemCode::ItemNotFound),
+        (422, ProblemCode::IdempotencyKeyReused),
+    ];
 }
 
+impl_response_error!(ItemError);
+
 /// The catalogue, by id.
-#[utoipa::path(get, path = "/items", params(ListQuery), responses((status = 200, body = ItemList)))]
+#[utoipa::path(get, path = "/items", params(ItemsQuery), tag = "catalogue",
+    responses((status = 200, body = ItemList, description = "a page of items")))]
 pub async fn list(
-    pool: web::Data<PgPool>,
-    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+    query: Query<ItemsQuery>,
 ) -> Result<HttpResponse, ItemError> {
-    let page = Page::parse(query.limit, query.offset).map_err(ItemError::Invalid)?;
-    let (items, total) = store::list(&pool, page.limit, page.offset).await?;
+    let limit = query.0.limit.unwrap_or(Limit::DEFAULT);
+    let offset = query.0.offset.unwrap_or(Offset::ZERO);
+    let (items, total) = store::list(&state.pool, limit, offset).await?;
     Ok(HttpResponse::Ok().json(ItemList {
         items,
         total,
-        limit: page.limit,
-        offset: page.offset,
+        limit: limit.get(),
+        offset: offset.get(),
     }))
 }
 
-#[utoipa::path(get, path = "/items/{id}", responses((status = 200, body = Item), (status = 404, description = "item_not_found")))]
-pub async fn get(pool: web::Data<PgPool>, id: web::Path<i64>) -> Result<HttpResponse, ItemError> {
+/// An item.
+#[utoipa::path(get, path = "/items/{id}", params(("id" = ItemId, Path)), tag = "catalogue",
+    responses((status = 200, body = Item, description = "the item")))]
+pub async fn get(
+    state: web::Data<AppState>,
+    id: web::Path<ItemId>,
+) -> Result<HttpResponse, ItemError> {
     let id = id.into_inner();
-    match store::get(&pool, ItemId(id)).await? {
+    match store::get(&state.pool, id).await? {
         Some(item) => Ok(HttpResponse::Ok().json(item)),
         None => Err(ItemError::NotFound(id)),
     }
 }
 
 /// Adds an item to the catalogue (admin token).
-#[utoipa::path(post, path = "/items", request_body = NewItemBody,
-    params(("Idempotency-Key" = String, Header)),
-    responses((status = 201, body = Item), (status = 400, description = "validation_error")),
-    security(("admin_token" = [])))]
+#[utoipa::path(post, path = "/items", request_body = NewItem, tag = "catalogue",
+    responses((status = 201, body = Item, description = "the item",
+        headers(("Location" = String, description = "the item's URL")))))]
 pub async fn create(
-    pool: web::Data<PgPool>,
-    settings: web::Data<Settings>,
+    state: web::Data<AppState>,
     idem: IdempotencyContext,
-    body: Json<NewItemBody>,
+    body: Json<NewItem>,
 ) -> Result<HttpResponse, ItemError> {
-    let item = NewItem::try_from(body.0).map_err(ItemError::Invalid)?;
-    let item = match store::create(&pool, &item, &idem).await? {
+    let item = match store::create(&state.pool, &body.0, &idem).await? {
         Created::New(item) | Created::Existing(item) => item,
         Created::KeyReused => return Err(ItemError::KeyReused),
     };
     Ok(HttpResponse::Created()
         .insert_header((
             header::LOCATION,
-            format!("{}/items/{}", settings.public_prefix, item.id),
+            format!("{}/items/{}", state.settings.public_prefix, item.id),
         ))
         .json(item))
 }
 
-/// Adds `quantity` units to an item's stock (admin token).
-#[utoipa::path(post, path = "/items/{id}/restock", request_body = RestockBody,
-    params(("Idempotency-Key" = String, Header)),
-    responses((status = 200, body = Item), (status = 404, description = "item_not_found")),
-    security(("admin_token" = [])))]
+/// Adds units to an item's stock (admin token).
+#[utoipa::path(post, path = "/items/{id}/restock", params(("id" = ItemId, Path)),
+    request_body = Restock, tag = "catalogue",
+    responses((status = 200, body = Item, description = "the item, restocked")))]
 pub async fn restock(
-    pool: web::Data<PgPool>,
-    id: web::Path<i64>,
+    state: web::Data<AppState>,
+    id: web::Path<ItemId>,
     idem: IdempotencyContext,
-    body: Json<RestockBody>,
+    body: Json<Restock>,
 ) -> Result<HttpResponse, ItemError> {
-    let quantity = RestockQuantity::try_from(body.0).map_err(ItemError::Invalid)?;
     let id = id.into_inner();
-    match store::restock(&pool, ItemId(id), quantity, &idem).await? {
+    match store::restock(&state.pool, id, body.0.quantity, &idem).await? {
         Restocked::Done(item) => Ok(HttpResponse::Ok().json(item)),
         Restocked::NotFound => Err(ItemError::NotFound(id)),
         Restocked::KeyReused => Err(ItemError::KeyReused),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::http::problem::assert_listed;
+
+    #[test]
+    fn every_error_answers_a_listed_problem() {
+        for e in [
+            ItemError::NotFound(ItemId::new(1).unwrap()),
+            ItemError::KeyReused,
+        ] {
+            assert_listed::<ItemError>(&e.to_problem());
+        }
     }
 }

@@ -1,164 +1,245 @@
-use crate::domain::reservation::{ReserveBody, TargetBody};
-use crate::domain::{CanceledOrder, Rejection, Reservation, ReserveRequest, Target};
-use crate::metrics::StockMetrics;
-use crate::storage::reservations::{self as store, Completed, Released, Reservations, Reserved};
+//! Reservations: reserve every line of an order or none, release, complete, read (service token).
+
+use crate::application::{Completed, Released, Reserved};
+use crate::domain::{Rejection, ReserveRequest as Request};
+use crate::state::AppState;
+use crate::storage::reservations as store;
+use crate::storage::StorageError;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use shared::contract::stock::{
+    Released as ReleaseAnswer, Reservation, ReservationTarget, ReserveRequest,
+};
+use shared::contract::values::{ItemId, OrderRef};
+use shared::contract::CanceledOrder;
+use shared::http::problem::{Answers, ProblemCode};
+use shared::http::Json;
 use shared::idempotency::{key_reused, IdempotencyContext};
-use shared::json::Json;
 use shared::{impl_response_error, Problem, ToProblem};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReserveError {
-    #[error("{0}")]
-    Invalid(Problem),
     #[error("item {0} does not exist")]
-    ItemNotFound(i64),
+    ItemNotFound(ItemId),
     #[error("item {item_id}: {requested} requested, {available} available")]
     InsufficientStock {
-        item_id: i64,
+        item_id: ItemId,
         requested: i64,
         available: i64,
     },
     #[error("the items are priced in different currencies")]
     MixedCurrency,
     #[error("order {0} was released before this reserve")]
-    Canceled(String),
+    Canceled(OrderRef),
     #[error("order {order_id} already has reservation {reservation_id}")]
     Exists {
-        order_id: String,
+        order_id: OrderRef,
         reservation_id: Uuid,
     },
     #[error("idempotency key reused")]
     KeyReused,
-    #[error("storage failed")]
-    Storage(#[from] sqlx::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 impl ToProblem for ReserveError {
     fn to_problem(&self) -> Problem {
         let detail = self.to_string();
         match self {
-            ReserveError::Invalid(p) => p.clone(),
-            ReserveError::ItemNotFound(id) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "item_not_found", detail)
-                    .with("itemId", *id)
-            }
+            ReserveError::ItemNotFound(id) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ProblemCode::ItemNotFound,
+                detail,
+            )
+            .item_id(id.get()),
             ReserveError::InsufficientStock {
                 item_id,
                 requested,
                 available,
-            } => Problem::new(StatusCode::CONFLICT, "insufficient_stock", detail)
-                .with("itemId", *item_id)
-                .with("requested", *requested)
-                .with("available", *available),
-            ReserveError::MixedCurrency => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "mixed_currency", detail)
-            }
-            ReserveError::Canceled(order_id) => {
-                Problem::new(StatusCode::CONFLICT, "reservation_canceled", detail)
-                    .with("orderId", order_id.as_str())
-            }
+            } => Problem::new(StatusCode::CONFLICT, ProblemCode::InsufficientStock, detail)
+                .item_id(item_id.get())
+                .shortfall(*requested, *available),
+            ReserveError::MixedCurrency => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ProblemCode::MixedCurrency,
+                detail,
+            ),
+            ReserveError::Canceled(order_id) => Problem::new(
+                StatusCode::CONFLICT,
+                ProblemCode::ReservationCanceled,
+                detail,
+            )
+            .order_id(order_id),
             ReserveError::Exists {
                 order_id,
                 reservation_id,
-            } => Problem::new(StatusCode::CONFLICT, "reservation_exists", detail)
-                .with("orderId", order_id.as_str())
-                .with("reservationId", reservation_id.to_string()),
+            } => Problem::new(StatusCode::CONFLICT, ProblemCode::ReservationExists, detail)
+                .order_id(order_id)
+                .reservation_id(*reservation_id),
             ReserveError::KeyReused => key_reused(),
-            ReserveError::Storage(e) => Problem::storage(e),
+            ReserveError::Storage(e) => e.to_problem(),
         }
     }
 }
 
+impl Answers for ReserveError {
+    const ANSWERS: &'static [(u16, ProblemCode)] = &[
+        (409, ProblemCode::InsufficientStock),
+        (409, ProblemCode::ReservationCanceled),
+        (409, ProblemCode::ReservationExists),
+        (422, ProblemCode::ItemNotFound),
+        (422, ProblemCode::MixedCurrency),
+        (422, ProblemCode::IdempotencyKeyReused),
+    ];
+}
+
 #[derive(Debug, thiserror::Error)]
-pub enum ChangeError {
-    #[error("{0}")]
-    Invalid(Problem),
+pub enum ReleaseError {
     #[error("no such reservation")]
     NotFound,
     #[error("reservation {0} is completed and cannot be released")]
     Completed(Uuid),
-    #[error("reservation {0} was canceled")]
-    Canceled(Uuid),
-    #[error("reservation {0} expired")]
-    Expired(Uuid),
-    #[error("storage failed")]
-    Storage(#[from] sqlx::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
-impl ToProblem for ChangeError {
+impl ToProblem for ReleaseError {
     fn to_problem(&self) -> Problem {
         let detail = self.to_string();
         match self {
-            ChangeError::Invalid(p) => p.clone(),
-            ChangeError::NotFound => {
-                Problem::new(StatusCode::NOT_FOUND, "reservation_not_found", detail)
-            }
-            ChangeError::Completed(id) => {
-                Problem::new(StatusCode::CONFLICT, "reservation_completed", detail)
-                    .with("reservationId", id.to_string())
-            }
-            ChangeError::Canceled(id) => {
-                Problem::new(StatusCode::CONFLICT, "reservation_canceled", detail)
-                    .with("reservationId", id.to_string())
-            }
-            ChangeError::Expired(id) => {
-                Problem::new(StatusCode::CONFLICT, "reservation_expired", detail)
-                    .with("reservationId", id.to_string())
-            }
-            ChangeError::Storage(e) => Problem::storage(e),
+            ReleaseError::NotFound => Problem::new(
+                StatusCode::NOT_FOUND,
+                ProblemCode::ReservationNotFound,
+                detail,
+            ),
+            ReleaseError::Completed(id) => Problem::new(
+                StatusCode::CONFLICT,
+                ProblemCode::ReservationCompleted,
+                detail,
+            )
+            .reservation_id(*id),
+            ReleaseError::Storage(e) => e.to_problem(),
         }
     }
 }
 
-impl_response_error!(ReserveError, ChangeError);
-
-/// Reserves every line of an order, or none (service token).
-#[utoipa::path(post, path = "/reserve", request_body = ReserveBody,
-    params(("Idempotency-Key" = String, Header)),
-    responses(
-        (status = 201, body = Reservation),
-        (status = 409, description = "insufficient_stock, reservation_exists, reservation_canceled"),
-        (status = 422, description = "item_not_found, mixed_currency")),
-    security(("service_token" = [])))]
-pub async fn reserve(
-    reservations: web::Data<Reservations>,
-    metrics: web::Data<StockMetrics>,
-    idem: IdempotencyContext,
-    body: Json<ReserveBody>,
-) -> Result<HttpResponse, ReserveError> {
-    let result = reserve_inner(&reservations, &idem, body.0).await;
-    metrics.count(outcome(&result, "reserved"));
-    result
+impl Answers for ReleaseError {
+    const ANSWERS: &'static [(u16, ProblemCode)] = &[
+        (404, ProblemCode::ReservationNotFound),
+        (409, ProblemCode::ReservationCompleted),
+    ];
 }
 
-/// The metric label of an answer: `ok` for success, else the problem code.
-fn outcome<E: ToProblem>(result: &Result<HttpResponse, E>, ok: &'static str) -> &'static str {
-    match result {
-        Ok(_) => ok,
-        Err(e) => e.to_problem().code,
+#[derive(Debug, thiserror::Error)]
+pub enum CompleteError {
+    #[error("no such reservation")]
+    NotFound,
+    #[error("reservation {0} was canceled")]
+    Canceled(Uuid),
+    #[error("reservation {0} expired")]
+    Expired(Uuid),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl ToProblem for CompleteError {
+    fn to_problem(&self) -> Problem {
+        let detail = self.to_string();
+        match self {
+            CompleteError::NotFound => Problem::new(
+                StatusCode::NOT_FOUND,
+                ProblemCode::ReservationNotFound,
+                detail,
+            ),
+            CompleteError::Canceled(id) => Problem::new(
+                StatusCode::CONFLICT,
+                ProblemCode::ReservationCanceled,
+                detail,
+            )
+            .reservation_id(*id),
+            CompleteError::Expired(id) => Problem::new(
+                StatusCode::CONFLICT,
+                ProblemCode::ReservationExpired,
+                detail,
+            )
+            .reservation_id(*id),
+            CompleteError::Storage(e) => e.to_problem(),
+        }
     }
 }
 
-async fn reserve_inner(
-    reservations: &Reservations,
-    idem: &IdempotencyContext,
-    body: ReserveBody,
+impl Answers for CompleteError {
+    const ANSWERS: &'static [(u16, ProblemCode)] = &[
+        (404, ProblemCode::ReservationNotFound),
+        (409, ProblemCode::ReservationCanceled),
+        (409, ProblemCode::ReservationExpired),
+    ];
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReservationError {
+    #[error("no such reservation")]
+    NotFound,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl ToProblem for ReservationError {
+    fn to_problem(&self) -> Problem {
+        match self {
+            ReservationError::NotFound => Problem::new(
+                StatusCode::NOT_FOUND,
+                ProblemCode::ReservationNotFound,
+                self.to_string(),
+            ),
+            ReservationError::Storage(e) => e.to_problem(),
+        }
+    }
+}
+
+impl Answers for ReservationError {
+    const ANSWERS: &'static [(u16, ProblemCode)] = &[(404, ProblemCode::ReservationNotFound)];
+}
+
+impl_response_error!(ReserveError, ReleaseError, CompleteError, ReservationError);
+
+/// The metric label of an answer: `ok` for a success, else the problem code.
+fn outcome<T, E: ToProblem>(result: &Result<T, E>, ok: &'static str) -> &'static str {
+    match result {
+        Ok(_) => ok,
+        Err(e) => e.to_problem().code.as_str(),
+    }
+}
+
+/// Reserves every line of an order, or none (service token).
+#[utoipa::path(post, path = "/reserve", request_body = ReserveRequest, tag = "reservations",
+    responses((status = 201, body = Reservation, description = "the reservation")))]
+pub async fn reserve(
+    state: web::Data<AppState>,
+    idem: IdempotencyContext,
+    body: Json<ReserveRequest>,
 ) -> Result<HttpResponse, ReserveError> {
-    let request = ReserveRequest::try_from(body).map_err(ReserveError::Invalid)?;
-    match reservations.reserve(&request, idem).await? {
-        Reserved::New(r) | Reserved::Existing(r) => Ok(HttpResponse::Created().json(r)),
-        Reserved::Rejected(Rejection::ItemNotFound(id)) => Err(ReserveError::ItemNotFound(id.0)),
+    let result = reserve_in(&state, &idem, Request::from(body.0)).await;
+    state.metrics.count(outcome(&result, "reserved"));
+    result.map(|r| HttpResponse::Created().json(r))
+}
+
+async fn reserve_in(
+    state: &AppState,
+    idem: &IdempotencyContext,
+    request: Request,
+) -> Result<Reservation, ReserveError> {
+    match state.reservations.reserve(&request, idem).await? {
+        Reserved::New(r) | Reserved::Existing(r) => Ok(r),
+        Reserved::Rejected(Rejection::ItemNotFound(id)) => Err(ReserveError::ItemNotFound(id)),
         Reserved::Rejected(Rejection::MixedCurrency) => Err(ReserveError::MixedCurrency),
         Reserved::Rejected(Rejection::InsufficientStock {
             item_id,
             requested,
             available,
         }) => Err(ReserveError::InsufficientStock {
-            item_id: item_id.0,
+            item_id,
             requested,
             available,
         }),
@@ -171,71 +252,95 @@ async fn reserve_inner(
     }
 }
 
-/// Returns a reservation's stock; safe to repeat and safe before the reserve (service token).
-#[utoipa::path(post, path = "/release", request_body = TargetBody,
-    params(("Idempotency-Key" = String, Header)),
-    responses(
-        (status = 200, body = Reservation, description = "the reservation, or {orderId, status: canceled} for an order that had none"),
-        (status = 404, description = "reservation_not_found"),
-        (status = 409, description = "reservation_completed")),
-    security(("service_token" = [])))]
+/// Returns a reservation's units; safe to repeat and safe before the reserve (service token).
+#[utoipa::path(post, path = "/release", request_body = ReservationTarget, tag = "reservations",
+    responses((status = 200, body = ReleaseAnswer,
+        description = "the reservation, or the tombstone left for an order that had none")))]
 pub async fn release(
-    pool: web::Data<PgPool>,
-    metrics: web::Data<StockMetrics>,
-    body: Json<TargetBody>,
-) -> Result<HttpResponse, ChangeError> {
-    let result = async {
-        let target = Target::try_from(body.0).map_err(ChangeError::Invalid)?;
-        match store::release(&pool, &target).await? {
-            Released::Reservation(r) => Ok(HttpResponse::Ok().json(r)),
-            Released::Tombstone(order_id) => {
-                Ok(HttpResponse::Ok().json(CanceledOrder::new(order_id)))
-            }
-            Released::AlreadyCompleted(id) => Err(ChangeError::Completed(id)),
-            Released::NotFound => Err(ChangeError::NotFound),
+    state: web::Data<AppState>,
+    body: Json<ReservationTarget>,
+) -> Result<HttpResponse, ReleaseError> {
+    let result = match state.reservations.release(&body.0).await {
+        Ok(Released::Reservation(r)) => Ok(ReleaseAnswer::Reservation(r)),
+        Ok(Released::Tombstone(order_id)) => {
+            Ok(ReleaseAnswer::Tombstone(CanceledOrder::new(order_id)))
         }
-    }
-    .await;
-    metrics.count(outcome(&result, "released"));
-    result
+        Ok(Released::AlreadyCompleted(id)) => Err(ReleaseError::Completed(id)),
+        Ok(Released::NotFound) => Err(ReleaseError::NotFound),
+        Err(e) => Err(ReleaseError::Storage(e)),
+    };
+    state.metrics.count(outcome(&result, "released"));
+    result.map(|r| HttpResponse::Ok().json(r))
 }
 
 /// Ships a reservation: its units leave the stock (service token).
-#[utoipa::path(post, path = "/complete", request_body = TargetBody,
-    params(("Idempotency-Key" = String, Header)),
-    responses(
-        (status = 200, body = Reservation),
-        (status = 404, description = "reservation_not_found"),
-        (status = 409, description = "reservation_canceled, reservation_expired")),
-    security(("service_token" = [])))]
+#[utoipa::path(post, path = "/complete", request_body = ReservationTarget, tag = "reservations",
+    responses((status = 200, body = Reservation, description = "the completed reservation")))]
 pub async fn complete(
-    reservations: web::Data<Reservations>,
-    metrics: web::Data<StockMetrics>,
-    body: Json<TargetBody>,
-) -> Result<HttpResponse, ChangeError> {
-    let result = async {
-        let target = Target::try_from(body.0).map_err(ChangeError::Invalid)?;
-        match reservations.complete(&target).await? {
-            Completed::Reservation(r) => Ok(HttpResponse::Ok().json(r)),
-            Completed::Canceled(id) => Err(ChangeError::Canceled(id)),
-            Completed::Expired(id) => Err(ChangeError::Expired(id)),
-            Completed::NotFound => Err(ChangeError::NotFound),
-        }
-    }
-    .await;
-    metrics.count(outcome(&result, "completed"));
-    result
+    state: web::Data<AppState>,
+    body: Json<ReservationTarget>,
+) -> Result<HttpResponse, CompleteError> {
+    let result = match state.reservations.complete(&body.0).await {
+        Ok(Completed::Reservation(r)) => Ok(r),
+        Ok(Completed::Canceled(id)) => Err(CompleteError::Canceled(id)),
+        Ok(Completed::Expired(id)) => Err(CompleteError::Expired(id)),
+        Ok(Completed::NotFound) => Err(CompleteError::NotFound),
+        Err(e) => Err(CompleteError::Storage(e)),
+    };
+    state.metrics.count(outcome(&result, "completed"));
+    result.map(|r| HttpResponse::Ok().json(r))
 }
 
-#[utoipa::path(get, path = "/reservations/{id}",
-    responses((status = 200, body = Reservation), (status = 404, description = "reservation_not_found")),
-    security(("service_token" = [])))]
+/// A reservation (service token); tombstones are not reservations.
+#[utoipa::path(get, path = "/reservations/{id}", params(("id" = Uuid, Path)), tag = "reservations",
+    responses((status = 200, body = Reservation, description = "the reservation")))]
 pub async fn get(
-    pool: web::Data<PgPool>,
+    state: web::Data<AppState>,
     id: web::Path<Uuid>,
-) -> Result<HttpResponse, ChangeError> {
-    match store::get(&pool, id.into_inner()).await? {
+) -> Result<HttpResponse, ReservationError> {
+    let mut conn = state.pool.acquire().await.map_err(StorageError::from)?;
+    match store::get(&mut conn, id.into_inner()).await? {
         Some(r) => Ok(HttpResponse::Ok().json(r)),
-        None => Err(ChangeError::NotFound),
+        None => Err(ReservationError::NotFound),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::http::problem::assert_listed;
+
+    #[test]
+    fn every_error_answers_a_listed_problem() {
+        let id = ItemId::new(1).unwrap();
+        let order = OrderRef::parse("o").unwrap();
+        for e in [
+            ReserveError::ItemNotFound(id),
+            ReserveError::InsufficientStock {
+                item_id: id,
+                requested: 2,
+                available: 1,
+            },
+            ReserveError::MixedCurrency,
+            ReserveError::Canceled(order.clone()),
+            ReserveError::Exists {
+                order_id: order,
+                reservation_id: Uuid::nil(),
+            },
+            ReserveError::KeyReused,
+        ] {
+            assert_listed::<ReserveError>(&e.to_problem());
+        }
+        for e in [ReleaseError::NotFound, ReleaseError::Completed(Uuid::nil())] {
+            assert_listed::<ReleaseError>(&e.to_problem());
+        }
+        for e in [
+            CompleteError::NotFound,
+            CompleteError::Canceled(Uuid::nil()),
+            CompleteError::Expired(Uuid::nil()),
+        ] {
+            assert_listed::<CompleteError>(&e.to_problem());
+        }
+        assert_listed::<ReservationError>(&ReservationError::NotFound.to_problem());
     }
 }

@@ -1,0 +1,273 @@
+//! Charge, refund and retry as atomic phases around the processor call (Stripe-style recovery
+//! points): the payment is written `pending` before the processor is asked, and the answer is
+//! settled after. A crash or a processor outage in between leaves a `pending` payment that the
+//! same request retried, or a refund, resumes with the same `(payment, attempt)` — the processor
+//! is idempotent on it — so a payment is never charged twice and never forgotten.
+//!
+//! Opening and settling charges are group-committed (see [`shared::batch`]): charges opened or
+//! settled at the same time share one statement and one commit; a charge the batch cannot take
+//! (its key or order taken, its order canceled, settled already) is decided alone — by the same
+//! statement, for a batch of one.
+
+use super::processor::{ChargeAttempt, PaymentProcessor, ProcessorError};
+use crate::domain::Settlement;
+use crate::metrics::PaymentMetrics;
+use crate::storage::payments::{self as store, ChargeJob, RefundStart, RetryStart, Taken};
+use crate::storage::StorageError;
+use shared::batch::{Batched, Batcher};
+use shared::contract::payment::{ChargeRequest, Payment, PaymentStatus, RefundTarget};
+use shared::idempotency::IdempotencyContext;
+use sqlx::PgPool;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// How many times a charge decided alone tries again after losing a race.
+const ATTEMPTS: usize = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error(transparent)]
+    Processor(#[from] ProcessorError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<sqlx::Error> for FlowError {
+    fn from(e: sqlx::Error) -> Self {
+        FlowError::Storage(e.into())
+    }
+}
+
+pub enum Charged {
+    Payment(Payment),
+    /// The order was refunded or canceled before this charge (with its payment, if it had one).
+    OrderCanceled(Option<Uuid>),
+    OrderHasPayment(Uuid),
+    KeyReused,
+}
+
+pub enum Refunded {
+    Payment(Payment),
+    Tombstone(String),
+    NotFound(Uuid),
+}
+
+pub enum Retried {
+    Payment(Payment),
+    NotRetryable(Payment),
+    NotFound,
+    KeyReused,
+}
+
+/// Charges, refunds and retries of payments.
+#[derive(Clone)]
+pub struct Payments {
+    pool: PgPool,
+    processor: Arc<dyn PaymentProcessor>,
+    max_retries: i32,
+    metrics: PaymentMetrics,
+    charges: Batcher<ChargeJob, Batched<Payment>>,
+    settles: Batcher<Settlement, Batched<Payment>>,
+}
+
+impl Payments {
+    /// Starts the batch tasks (on the current runtime); `batch` is the largest batch.
+    pub fn start(
+        pool: PgPool,
+        processor: Arc<dyn PaymentProcessor>,
+        max_retries: i32,
+        metrics: PaymentMetrics,
+        batch: usize,
+    ) -> Self {
+        let charges = {
+            let pool = pool.clone();
+            Batcher::start(batch, move |jobs: Vec<ChargeJob>| {
+                let pool = pool.clone();
+                async move { batched(store::open(&pool, &jobs).await, jobs.len(), "charge") }
+            })
+        };
+        let settles = {
+            let pool = pool.clone();
+            Batcher::start(batch, move |settlements: Vec<Settlement>| {
+                let pool = pool.clone();
+                async move {
+                    batched(
+                        store::settle(&pool, &settlements).await,
+                        settlements.len(),
+                        "settle",
+                    )
+                }
+            })
+        };
+        Payments {
+            pool,
+            processor,
+            max_retries,
+            metrics,
+            charges,
+            settles,
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Asks the processor about `attempt` of a pending payment and settles its answer.
+    async fn run_attempt(&self, payment: &Payment, attempt: i32) -> Result<Payment, FlowError> {
+        let call = ChargeAttempt {
+            payment_id: payment.payment_id,
+            attempt,
+            amount: payment.amount,
+            currency: payment.currency,
+        };
+        let decision = self.processor.charge(&call).await?;
+        let settlement = Settlement::of(payment.payment_id, attempt, &decision, self.max_retries);
+        let settled = self.settle(settlement).await?;
+        self.metrics
+            .payments
+            .with_label_values(&[settled.status.as_str()])
+            .inc();
+        Ok(settled)
+    }
+
+    /// Records a settlement in the next batch, or alone; a payment settled already (by a
+    /// concurrent request) is answered as it is.
+    async fn settle(&self, settlement: Settlement) -> Result<Payment, StorageError> {
+        if let Some(Batched::Done(payment)) = self.settles.run(settlement.clone()).await {
+            return Ok(payment);
+        }
+        let id = settlement.payment_id;
+        if let Some(Some(payment)) = store::settle(&self.pool, &[settlement]).await?.pop() {
+            return Ok(payment);
+        }
+        store::get(&mut *self.pool.acquire().await?, id)
+            .await?
+            .ok_or(StorageError::NotFound("payment"))
+    }
+
+    /// Settles a payment left pending (by a crash or an outage) before anything else is done.
+    async fn resolve_pending(&self, payment: Payment) -> Result<Payment, FlowError> {
+        if payment.status != PaymentStatus::Pending {
+            return Ok(payment);
+        }
+        let attempt =
+            store::open_attempt(&mut *self.pool.acquire().await?, payment.payment_id).await?;
+        self.run_attempt(&payment, attempt).await
+    }
+
+    pub async fn charge(
+        &self,
+        request: &ChargeRequest,
+        idem: &IdempotencyContext,
+    ) -> Result<Charged, FlowError> {
+        let job = || ChargeJob {
+            id: Uuid::new_v4(),
+            request: request.clone(),
+            key: idem.scoped.clone(),
+            fingerprint: idem.fingerprint.clone(),
+        };
+        if let Some(Batched::Done(payment)) = self.charges.run(job()).await {
+            return Ok(Charged::Payment(self.run_attempt(&payment, 0).await?));
+        }
+        // Alone: the same statement for this charge only, then why it was not opened.
+        for _ in 0..ATTEMPTS {
+            if let Some(Some(payment)) = store::open(&self.pool, &[job()]).await?.pop() {
+                return Ok(Charged::Payment(self.run_attempt(&payment, 0).await?));
+            }
+            let order_id = request.order_id.as_ref().map(|o| o.as_str());
+            let mut conn = self.pool.acquire().await?;
+            match store::taken(&mut conn, &idem.scoped, order_id).await? {
+                Some(Taken::ByKey { fingerprint, .. }) if fingerprint != idem.fingerprint => {
+                    return Ok(Charged::KeyReused)
+                }
+                Some(Taken::ByKey { id, .. }) => {
+                    let payment = store::get(&mut conn, id)
+                        .await?
+                        .ok_or(StorageError::NotFound("payment"))?;
+                    drop(conn);
+                    return Ok(Charged::Payment(self.resolve_pending(payment).await?));
+                }
+                Some(Taken::ByOrder {
+                    id,
+                    status: PaymentStatus::Refunded,
+                }) => return Ok(Charged::OrderCanceled(Some(id))),
+                Some(Taken::ByOrder { id, .. }) => return Ok(Charged::OrderHasPayment(id)),
+                Some(Taken::OrderCanceled) => return Ok(Charged::OrderCanceled(None)),
+                // The conflicting charge rolled back meanwhile: try again.
+                None => {}
+            }
+        }
+        Err(StorageError::LostRace("the charge kept racing with another").into())
+    }
+
+    pub async fn refund(&self, target: &RefundTarget) -> Result<Refunded, FlowError> {
+        let start = match target {
+            RefundTarget::Payment(id) => {
+                match store::get(&mut *self.pool.acquire().await?, *id).await? {
+                    Some(p) => RefundStart::Payment(p),
+                    None => RefundStart::NotFound(*id),
+                }
+            }
+            RefundTarget::Order(order_id) => {
+                store::refund_order(&self.pool, order_id.as_str()).await?
+            }
+        };
+        let payment = match start {
+            RefundStart::Payment(p) => self.resolve_pending(p).await?,
+            RefundStart::Tombstone(order_id) => return Ok(Refunded::Tombstone(order_id)),
+            RefundStart::NotFound(id) => return Ok(Refunded::NotFound(id)),
+        };
+        if payment.status != PaymentStatus::Succeeded {
+            // Refunded already, or nothing was taken: nothing to give back.
+            return Ok(Refunded::Payment(payment));
+        }
+        self.processor
+            .refund(payment.payment_id, payment.amount)
+            .await?;
+        let refunded = store::mark_refunded(&self.pool, payment.payment_id).await?;
+        self.metrics
+            .payments
+            .with_label_values(&[refunded.status.as_str()])
+            .inc();
+        Ok(Refunded::Payment(refunded))
+    }
+
+    pub async fn retry(
+        &self,
+        payment_id: Uuid,
+        idem: &IdempotencyContext,
+    ) -> Result<Retried, FlowError> {
+        Ok(
+            match store::open_retry(&self.pool, payment_id, &idem.scoped, &idem.fingerprint).await?
+            {
+                RetryStart::Attempt(p, attempt) | RetryStart::Resume(p, attempt) => {
+                    Retried::Payment(self.run_attempt(&p, attempt).await?)
+                }
+                RetryStart::Done(p) => Retried::Payment(p),
+                RetryStart::NotRetryable(p) => Retried::NotRetryable(p),
+                RetryStart::NotFound => Retried::NotFound,
+                RetryStart::KeyReused => Retried::KeyReused,
+            },
+        )
+    }
+}
+
+/// A batch statement's rows as the batch's answers: each job's row, or `Alone` for a job it wrote
+/// none for — or for every job, when the statement failed.
+fn batched(
+    written: Result<Vec<Option<Payment>>, StorageError>,
+    jobs: usize,
+    what: &str,
+) -> Vec<Batched<Payment>> {
+    match written {
+        Ok(rows) => rows
+            .into_iter()
+            .map(|p| p.map_or(Batched::Alone, Batched::Done))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, size = jobs, "a {what} batch failed; its requests go alone");
+            (0..jobs).map(|_| Batched::Alone).collect()
+        }
+    }
+}

@@ -1,0 +1,544 @@
+//! The values bodies are made of, parsed where they enter (parse, don't validate): a `Quantity` is
+//! 1..=1000 from the moment it exists, whether a service reads it from a request or the saga
+//! builds it. Each type's OpenAPI schema states exactly the constraints its parser enforces, so a
+//! value the schema accepts is never refused and one it refuses is never accepted.
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
+use std::fmt;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
+
+/// A value outside what its type allows; the message names the rule, the caller names the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub String);
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+fn integer_schema(min: i64, max: i64, description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(min))
+        .maximum(Some(max))
+        .description(Some(description))
+        .into()
+}
+
+/// Reads a JSON integer. As in JSON Schema, a number with a zero fraction (`2.0`) is an integer;
+/// any other number, and anything that is not a number, is not.
+struct Integer;
+
+impl serde::de::Visitor<'_> for Integer {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an integer")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+        Ok(v)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+        i64::try_from(v).map_err(|_| E::custom(format!("{v} is too large")))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
+        // Integral and within i64 (2^63 itself is not: it is one past i64::MAX).
+        if v.fract() == 0.0
+            && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&v)
+        {
+            Ok(v as i64)
+        } else {
+            Err(E::invalid_type(serde::de::Unexpected::Float(v), &self))
+        }
+    }
+}
+
+/// Declares an integer newtype bounded to `min..=max`.
+macro_rules! bounded_int {
+    ($(#[$meta:meta])* $name:ident, $min:expr, $max:expr, $description:literal) => {
+        $(#[$meta])*
+        #[doc = $description]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(i64);
+
+        impl $name {
+            pub const MIN: i64 = $min;
+            pub const MAX: i64 = $max;
+
+            pub fn new(value: i64) -> Result<Self, Invalid> {
+                if (Self::MIN..=Self::MAX).contains(&value) {
+                    Ok($name(value))
+                } else {
+                    Err(Invalid(format!(
+                        "must be between {} and {}, got {value}",
+                        Self::MIN,
+                        Self::MAX
+                    )))
+                }
+            }
+
+            pub fn get(self) -> i64 {
+                self.0
+            }
+        }
+
+        impl TryFrom<i64> for $name {
+            type Error = Invalid;
+            fn try_from(value: i64) -> Result<Self, Invalid> {
+                Self::new(value)
+            }
+        }
+
+        impl From<$name> for i64 {
+            fn from(value: $name) -> i64 {
+                value.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                Self::new(deserializer.deserialize_i64(Integer)?).map_err(D::Error::custom)
+            }
+        }
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                integer_schema(Self::MIN, Self::MAX, $description)
+            }
+        }
+
+        impl ToSchema for $name {}
+
+        /// Stored as BIGINT; a stored value out of bounds is an error.
+        impl sqlx::Type<sqlx::Postgres> for $name {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <i64 as sqlx::Type<sqlx::Postgres>>::type_info()
+            }
+        }
+
+        impl sqlx::postgres::PgHasArrayType for $name {
+            fn array_type_info() -> sqlx::postgres::PgTypeInfo {
+                <i64 as sqlx::postgres::PgHasArrayType>::array_type_info()
+            }
+        }
+
+        impl sqlx::Encode<'_, sqlx::Postgres> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut sqlx::postgres::PgArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <i64 as sqlx::Encode<sqlx::Postgres>>::encode_by_ref(&self.0, buf)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $name {
+            fn decode(
+                value: sqlx::postgres::PgValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok(Self::new(<i64 as sqlx::Decode<sqlx::Postgres>>::decode(value)?)?)
+            }
+        }
+    };
+}
+
+bounded_int!(ItemId, 1, i64::MAX, "A stock item's id.");
+bounded_int!(
+    Quantity,
+    1,
+    1000,
+    "Units of one item in one cart line: 1 to 1,000."
+);
+bounded_int!(
+    Price,
+    1,
+    10_000_000_000,
+    "An item's unit price in minor units of its currency (1999 is 19.99)."
+);
+bounded_int!(
+    StockLevel,
+    0,
+    1_000_000_000,
+    "Units of an item in the warehouse."
+);
+bounded_int!(
+    RestockQuantity,
+    1,
+    1_000_000,
+    "Units added to an item's stock: 1 to 1,000,000."
+);
+bounded_int!(
+    Amount,
+    1,
+    1_000_000_000_000,
+    "An amount of money in minor units of its currency (1999 is 19.99)."
+);
+bounded_int!(
+    Limit,
+    1,
+    1000,
+    "The most elements of a list page: 1 to 1,000 (default 100)."
+);
+bounded_int!(Offset, 0, i64::MAX, "How many elements a list page skips.");
+
+impl Limit {
+    pub const DEFAULT: Limit = Limit(100);
+}
+
+impl Offset {
+    pub const ZERO: Offset = Offset(0);
+}
+
+/// A 3-letter upper-case ISO 4217 currency code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    pub const PATTERN: &'static str = "^[A-Z]{3}$";
+
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        match raw.as_bytes() {
+            &[a, b, c] if [a, b, c].iter().all(u8::is_ascii_uppercase) => Ok(Currency([a, b, c])),
+            _ => Err(Invalid(format!(
+                "must be a 3-letter upper-case ISO 4217 code, got {:?}",
+                raw.chars().take(16).collect::<String>()
+            ))),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Three ASCII upper-case letters by construction.
+        std::str::from_utf8(&self.0).unwrap_or("XXX")
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Currency {
+    type Err = Invalid;
+    fn from_str(raw: &str) -> Result<Self, Invalid> {
+        Currency::parse(raw)
+    }
+}
+
+impl Serialize for Currency {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Cow::<str>::deserialize(deserializer)?;
+        Currency::parse(&raw).map_err(D::Error::custom)
+    }
+}
+
+impl PartialSchema for Currency {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(Self::PATTERN))
+            .description(Some("A 3-letter upper-case ISO 4217 currency code."))
+            .into()
+    }
+}
+
+impl ToSchema for Currency {}
+
+/// Currencies are CHAR(3) columns: read and written as text, and a stored value that is not a
+/// currency is an error.
+impl sqlx::Type<sqlx::Postgres> for Currency {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for Currency {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <&str as sqlx::Encode<sqlx::Postgres>>::encode(self.as_str(), buf)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Currency {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        Ok(Currency::parse(text.trim_end())?)
+    }
+}
+
+/// Checks an identifier chosen by a caller: 1..=max printable ASCII characters, no spaces.
+fn check_identifier(raw: &str, max: usize) -> Result<(), Invalid> {
+    if raw.is_empty() {
+        return Err(Invalid("must not be empty".into()));
+    }
+    if raw.chars().count() > max {
+        return Err(Invalid(format!("must be at most {max} characters")));
+    }
+    if !raw.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(Invalid("must be printable ASCII without spaces".into()));
+    }
+    Ok(())
+}
+
+/// Checks free text: at most `max` characters, no control characters, and at least one character
+/// that is not white space. (What is kept is the text without its surrounding white space.)
+fn check_text(raw: &str, max: usize) -> Result<(), Invalid> {
+    if raw.chars().count() > max {
+        return Err(Invalid(format!("must be at most {max} characters")));
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(Invalid("must not contain control characters".into()));
+    }
+    if raw.chars().all(char::is_whitespace) {
+        return Err(Invalid("must not be empty".into()));
+    }
+    Ok(())
+}
+
+/// Control characters (Unicode Cc), as `char::is_control` knows them.
+const CONTROL: &[(u32, u32)] = &[(0x00, 0x1f), (0x7f, 0x9f)];
+/// Control characters and white space (Unicode White_Space, as `char::is_whitespace` knows it).
+const INVISIBLE: &[(u32, u32)] = &[
+    (0x00, 0x20),
+    (0x7f, 0xa0),
+    (0x1680, 0x1680),
+    (0x2000, 0x200a),
+    (0x2028, 0x2029),
+    (0x202f, 0x202f),
+    (0x205f, 0x205f),
+    (0x3000, 0x3000),
+];
+
+/// A regular-expression class body for `ranges` (`\u0000-\u001F...`).
+fn class(ranges: &[(u32, u32)]) -> String {
+    ranges
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                format!("\\u{a:04X}")
+            } else {
+                format!("\\u{a:04X}-\\u{b:04X}")
+            }
+        })
+        .collect()
+}
+
+/// Free text as a pattern: no control character, and one character that is neither control nor
+/// white space.
+fn text_pattern() -> String {
+    let (control, invisible) = (class(CONTROL), class(INVISIBLE));
+    format!("^[^{control}]*[^{invisible}][^{control}]*$")
+}
+
+fn identifier_pattern(max: usize) -> String {
+    format!("^[!-~]{{1,{max}}}$")
+}
+
+/// Declares a string newtype checked by `check` (an identifier or free text).
+macro_rules! checked_string {
+    ($(#[$meta:meta])* $name:ident, $max:expr, identifier, $description:literal) => {
+        checked_string!(@define $(#[$meta])* $name, $max, $description,
+            |raw: &str| check_identifier(raw, $max).map(|()| raw.to_string()),
+            identifier_pattern($max));
+    };
+    ($(#[$meta:meta])* $name:ident, $max:expr, text, $description:literal) => {
+        checked_string!(@define $(#[$meta])* $name, $max, $description,
+            |raw: &str| check_text(raw, $max).map(|()| raw.trim().to_string()),
+            text_pattern());
+    };
+    (@define $(#[$meta:meta])* $name:ident, $max:expr, $description:literal, $check:expr, $pattern:expr) => {
+        $(#[$meta])*
+        #[doc = $description]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const MAX_CHARS: usize = $max;
+
+            pub fn parse(raw: &str) -> Result<Self, Invalid> {
+                let check = $check;
+                check(raw).map($name)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_inner(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let raw = Cow::<str>::deserialize(deserializer)?;
+                Self::parse(&raw).map_err(D::Error::custom)
+            }
+        }
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .max_length(Some($max))
+                    .pattern(Some($pattern))
+                    .description(Some($description))
+                    .into()
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
+}
+
+checked_string!(
+    OrderRef,
+    128,
+    identifier,
+    "A caller's id of an order: 1 to 128 printable ASCII characters without spaces."
+);
+checked_string!(
+    CustomerId,
+    128,
+    identifier,
+    "A customer's id: 1 to 128 printable ASCII characters without spaces."
+);
+checked_string!(
+    ItemName,
+    200,
+    text,
+    "An item's name: up to 200 characters, no control characters, not only white space (kept without surrounding white space)."
+);
+checked_string!(
+    Reference,
+    255,
+    text,
+    "Free text kept with a payment: up to 255 characters, no control characters, not only white space (kept without surrounding white space)."
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn currency_accepts_only_three_upper_case_letters() {
+        assert_eq!(Currency::parse("USD").unwrap().as_str(), "USD");
+        for bad in ["usd", "US", "USDX", "", "U5D", "ÜSD"] {
+            assert!(Currency::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn identifiers_are_bounded_printable_ascii() {
+        assert!(OrderRef::parse("ord-1").is_ok());
+        for bad in ["", "a b", "ñ", "tab\t"] {
+            assert!(OrderRef::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(OrderRef::parse(&"a".repeat(128)).is_ok());
+        assert!(OrderRef::parse(&"a".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn text_is_trimmed_and_bounded() {
+        assert_eq!(ItemName::parse("  Mug ").unwrap().as_str(), "Mug");
+        assert!(ItemName::parse("   ").is_err());
+        assert!(ItemName::parse("").is_err());
+        assert!(ItemName::parse("a\u{0}b").is_err());
+        assert!(
+            ItemName::parse("\nMug").is_err(),
+            "no control characters anywhere"
+        );
+        assert!(ItemName::parse(&"é".repeat(200)).is_ok());
+        assert!(ItemName::parse(&"é".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn ranges_name_the_rule() {
+        assert_eq!(Quantity::new(5).unwrap().get(), 5);
+        let e = Quantity::new(0).unwrap_err();
+        assert_eq!(e.0, "must be between 1 and 1000, got 0");
+        assert!(Quantity::new(1001).is_err());
+        let e = serde_json::from_str::<Quantity>("1.5").unwrap_err();
+        assert!(e.to_string().contains("invalid type"), "{e}");
+        assert!(serde_json::from_str::<Quantity>("\"2\"").is_err());
+        assert_eq!(serde_json::from_str::<Quantity>("2.0").unwrap().get(), 2);
+        assert_eq!(serde_json::from_str::<Quantity>("1e3").unwrap().get(), 1000);
+        assert!(serde_json::from_str::<ItemId>("99999999999999999999").is_err());
+        assert!(serde_json::from_str::<ItemId>("9223372036854775808.0").is_err());
+    }
+
+    /// The classes in the text pattern are exactly the characters the parser treats as control
+    /// characters and as white space.
+    #[test]
+    fn text_schema_classes_match_the_parser() {
+        let within = |ranges: &[(u32, u32)], c: char| {
+            ranges.iter().any(|&(a, b)| (a..=b).contains(&(c as u32)))
+        };
+        for c in (0u32..0x11000).filter_map(char::from_u32) {
+            assert_eq!(within(CONTROL, c), c.is_control(), "{:#x}", c as u32);
+            assert_eq!(
+                within(INVISIBLE, c),
+                c.is_control() || c.is_whitespace(),
+                "{:#x}",
+                c as u32
+            );
+        }
+        assert_eq!(
+            text_pattern(),
+            "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028-\\u2029\\u202F\\u205F\\u3000][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+        );
+    }
+
+    #[test]
+    fn schemas_state_the_bounds() {
+        let q = serde_json::to_value(Quantity::schema()).unwrap();
+        assert_eq!(
+            (q["minimum"].as_i64(), q["maximum"].as_i64()),
+            (Some(1), Some(1000))
+        );
+        let o = serde_json::to_value(OrderRef::schema()).unwrap();
+        assert_eq!(o["pattern"], "^[!-~]{1,128}$");
+        assert_eq!(o["maxLength"], 128);
+    }
+}
