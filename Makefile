@@ -4,7 +4,7 @@ STACK := scripts/stack.sh
 PROFILE ?= release
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: run up down stop start build deps test lint fmt clean bench chaos
+.PHONY: run up down stop start build deps test-deps test lint fmt clean bench chaos sqlx-prepare
 
 ## run: install what is missing, build, and run the whole stack in the foreground (Ctrl-C stops it)
 run: deps build
@@ -27,12 +27,16 @@ start:
 deps:
 	$(STACK) deps
 
+## test-deps: what the tests need beyond the stack (schemathesis, in .stack/venv)
+test-deps: deps
+	$(STACK) test-deps
+
 build:
 	cargo build $(CARGO_PROFILE_FLAG) --bins
 
-## test: everything the tests need, unit and integration tests against the real stack, then a
-## short chaos run (20 s of faults, seed 5)
-test: deps
+## test: everything the tests need, unit and integration tests against the real stack (schemathesis
+## against every service's OpenAPI document included), then a short chaos run (20 s of faults, seed 5)
+test: test-deps
 	cargo build --bins
 	TEST_DATABASE_URL=$$($(STACK) test-postgres) cargo test --workspace --no-fail-fast -- --test-threads=$${TEST_THREADS:-4}; \
 	status=$$?; $(STACK) test-postgres-stop; [ $$status = 0 ] || exit $$status
@@ -49,6 +53,11 @@ chaos: deps
 ## bench: release build, its own stack, then health, checkout (64 clients, 30 s) and replay; .stack/bench/result.json
 bench: deps
 	scripts/bench.sh
+
+## sqlx-prepare: after changing a SQL statement or a migration, regenerate the statements'
+## descriptions (<service>/.sqlx) that builds check the SQL against (SERVICES="stock" for one)
+sqlx-prepare: deps
+	scripts/sqlx-prepare.sh
 
 lint:
 	cargo fmt --all -- --check

@@ -42,6 +42,32 @@ cmd_deps() {
     command -v cargo >/dev/null || die "cargo is needed (https://rustup.rs)"
 }
 
+# What the tests need beyond the stack: schemathesis (the OpenAPI conformance fuzzer), pinned, in a
+# virtual environment of the checkout's own (.stack/venv).
+SCHEMATHESIS_VERSION=4.32.5
+cmd_test_deps() {
+    local venv="$ROOT/.stack/venv"
+    if "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+        return 0
+    fi
+    command -v python3 >/dev/null || {
+        command -v apt-get >/dev/null || die "please install python3"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 >/dev/null
+    }
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+        command -v apt-get >/dev/null || die "please install python3-venv"
+        log "installing python3-venv"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+    fi
+    log "installing schemathesis $SCHEMATHESIS_VERSION in $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" \
+        || die "schemathesis could not be installed"
+}
+
 nginx_bin() { command -v nginx || echo /usr/sbin/nginx; }
 
 free_port() {
@@ -315,6 +341,7 @@ cmd_test_postgres_stop() {
 
 case "${1:-}" in
     deps) cmd_deps ;;
+    test-deps) cmd_test_deps ;;
     up) cmd_up ;;
     down) cmd_down ;;
     run) cmd_run ;;
@@ -323,7 +350,7 @@ case "${1:-}" in
     test-postgres) cmd_test_postgres ;;
     test-postgres-stop) cmd_test_postgres_stop ;;
     *)
-        echo "usage: $0 deps|up|down|run|stop SERVICE|start SERVICE|test-postgres|test-postgres-stop" >&2
+        echo "usage: $0 deps|test-deps|up|down|run|stop SERVICE|start SERVICE|test-postgres|test-postgres-stop" >&2
         exit 2
         ;;
 esac

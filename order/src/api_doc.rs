@@ -4,7 +4,7 @@
 
 use crate::routes::checkout::{self, CheckoutError};
 use crate::routes::orders::{self, OrderError};
-use shared::http::openapi::{Access, Operation};
+use shared::http::openapi::{Access, Link, Operation};
 use shared::http::problem::Answers;
 use utoipa::OpenApi;
 
@@ -28,15 +28,30 @@ pub const OPERATIONS: &[Operation] = &[
         body: true,
         params: false,
         answers: CheckoutError::ANSWERS,
+        links: &[
+            Link {
+                status: 201,
+                operation_id: "getOrder",
+                parameters: &[("orderId", "$response.body#/orderId")],
+                body: None,
+            },
+            Link {
+                status: 202,
+                operation_id: "getOrder",
+                parameters: &[("orderId", "$response.body#/orderId")],
+                body: None,
+            },
+        ],
     },
     Operation {
         method: "get",
-        path: "/orders/{id}",
+        path: "/orders/{orderId}",
         access: Access::Public,
         idempotent: false,
         body: false,
         params: true,
         answers: OrderError::ANSWERS,
+        links: &[],
     },
     Operation {
         method: "get",
@@ -46,6 +61,7 @@ pub const OPERATIONS: &[Operation] = &[
         body: false,
         params: true,
         answers: &[],
+        links: &[],
     },
 ];
 

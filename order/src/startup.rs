@@ -9,10 +9,7 @@ use crate::{api_doc, routes};
 use actix_web::web;
 use shared::client::ServiceClient;
 use shared::startup::{Foundation, Running, StartupError};
-use sqlx::migrate::Migrator;
 use std::sync::Arc;
-
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 pub struct Application;
 
@@ -32,7 +29,8 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Running, StartupError> {
         let document =
             api_doc::document(&settings.public_prefix).map_err(StartupError::Document)?;
-        let (base, listener) = Foundation::connect(&settings.common, &MIGRATOR, document).await?;
+        let (base, listener) =
+            Foundation::connect(&settings.common, &crate::storage::MIGRATOR, document).await?;
         let port = listener.local_addr()?.port();
         let client = |target, url: &str| {
             ServiceClient::new(target, url, &settings.client, Some(base.metrics.clone()))

@@ -3,7 +3,7 @@
 //! layers add.
 
 use crate::routes::payments::{self, PaymentError};
-use shared::http::openapi::{Access, Operation};
+use shared::http::openapi::{Access, Link, Operation};
 use shared::http::problem::Answers;
 use utoipa::OpenApi;
 
@@ -29,6 +29,7 @@ const fn service(
     idempotent: bool,
     body: bool,
     params: bool,
+    links: &'static [Link],
 ) -> Operation {
     Operation {
         method,
@@ -38,17 +39,47 @@ const fn service(
         body,
         params,
         answers: PaymentError::ANSWERS,
+        links,
     }
 }
+
+/// A new payment can be read, retried and refunded.
+const PAYMENT_LINKS: &[Link] = &[
+    Link {
+        status: 201,
+        operation_id: "getPayment",
+        parameters: &[("paymentId", "$response.body#/paymentId")],
+        body: None,
+    },
+    Link {
+        status: 201,
+        operation_id: "retryPayment",
+        parameters: &[("paymentId", "$response.body#/paymentId")],
+        body: None,
+    },
+    Link {
+        status: 201,
+        operation_id: "refund",
+        parameters: &[],
+        body: Some(r#"{"paymentId": "$response.body#/paymentId"}"#),
+    },
+];
 
 /// Every operation of the service and the layers it sits behind (fault injection answers 503
 /// `service_unavailable`, which every operation documents).
 pub const OPERATIONS: &[Operation] = &[
-    service("post", "/charge", true, true, false),
-    service("post", "/refund", true, true, false),
-    service("post", "/payments/{id}/retry", true, false, true),
-    service("get", "/payments/{id}", false, false, true),
-    service("get", "/payments", false, false, true),
+    service("post", "/charge", true, true, false, PAYMENT_LINKS),
+    service("post", "/refund", true, true, false, &[]),
+    service(
+        "post",
+        "/payments/{paymentId}/retry",
+        true,
+        false,
+        true,
+        &[],
+    ),
+    service("get", "/payments/{paymentId}", false, false, true, &[]),
+    service("get", "/payments", false, false, true, &[]),
 ];
 
 /// The complete document, published under `prefix`.

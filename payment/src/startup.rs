@@ -8,10 +8,7 @@ use crate::state::AppState;
 use crate::{api_doc, routes};
 use actix_web::web;
 use shared::startup::{Foundation, Running, StartupError};
-use sqlx::migrate::Migrator;
 use std::sync::Arc;
-
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 pub struct Application;
 
@@ -41,7 +38,8 @@ impl Application {
     ) -> Result<Running, StartupError> {
         let document =
             api_doc::document(&settings.public_prefix).map_err(StartupError::Document)?;
-        let (base, listener) = Foundation::connect(&settings.common, &MIGRATOR, document).await?;
+        let (base, listener) =
+            Foundation::connect(&settings.common, &crate::storage::MIGRATOR, document).await?;
         let port = listener.local_addr()?.port();
         let metrics = PaymentMetrics::register(&base.metrics.registry)?;
         let tokens = web::Data::new(settings.tokens.clone());

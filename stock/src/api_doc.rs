@@ -5,7 +5,7 @@ use crate::routes::items::{self, ItemError};
 use crate::routes::reservations::{
     self, CompleteError, ReleaseError, ReservationError, ReserveError,
 };
-use shared::http::openapi::{Access, Operation};
+use shared::http::openapi::{Access, Link, Operation};
 use shared::http::problem::Answers;
 use utoipa::OpenApi;
 
@@ -28,6 +28,44 @@ use utoipa::OpenApi;
 )]
 struct ApiDoc;
 
+/// A new item can be read and restocked.
+const ITEM_LINKS: &[Link] = &[
+    Link {
+        status: 201,
+        operation_id: "getItem",
+        parameters: &[("itemId", "$response.body#/id")],
+        body: None,
+    },
+    Link {
+        status: 201,
+        operation_id: "restockItem",
+        parameters: &[("itemId", "$response.body#/id")],
+        body: None,
+    },
+];
+
+/// A new reservation can be read, completed and released.
+const RESERVATION_LINKS: &[Link] = &[
+    Link {
+        status: 201,
+        operation_id: "getReservation",
+        parameters: &[("reservationId", "$response.body#/reservationId")],
+        body: None,
+    },
+    Link {
+        status: 201,
+        operation_id: "complete",
+        parameters: &[],
+        body: Some(r#"{"reservationId": "$response.body#/reservationId"}"#),
+    },
+    Link {
+        status: 201,
+        operation_id: "release",
+        parameters: &[],
+        body: Some(r#"{"reservationId": "$response.body#/reservationId"}"#),
+    },
+];
+
 /// Every operation of the service and the layers it sits behind.
 pub const OPERATIONS: &[Operation] = &[
     Operation {
@@ -38,15 +76,17 @@ pub const OPERATIONS: &[Operation] = &[
         body: false,
         params: true,
         answers: &[],
+        links: &[],
     },
     Operation {
         method: "get",
-        path: "/items/{id}",
+        path: "/items/{itemId}",
         access: Access::Public,
         idempotent: false,
         body: false,
         params: true,
         answers: ItemError::ANSWERS,
+        links: &[],
     },
     Operation {
         method: "post",
@@ -56,15 +96,17 @@ pub const OPERATIONS: &[Operation] = &[
         body: true,
         params: false,
         answers: ItemError::ANSWERS,
+        links: ITEM_LINKS,
     },
     Operation {
         method: "post",
-        path: "/items/{id}/restock",
+        path: "/items/{itemId}/restock",
         access: Access::Admin,
         idempotent: true,
         body: true,
         params: true,
         answers: ItemError::ANSWERS,
+        links: &[],
     },
     Operation {
         method: "post",
@@ -74,6 +116,7 @@ pub const OPERATIONS: &[Operation] = &[
         body: true,
         params: false,
         answers: ReserveError::ANSWERS,
+        links: RESERVATION_LINKS,
     },
     Operation {
         method: "post",
@@ -83,6 +126,7 @@ pub const OPERATIONS: &[Operation] = &[
         body: true,
         params: false,
         answers: ReleaseError::ANSWERS,
+        links: &[],
     },
     Operation {
         method: "post",
@@ -92,15 +136,17 @@ pub const OPERATIONS: &[Operation] = &[
         body: true,
         params: false,
         answers: CompleteError::ANSWERS,
+        links: &[],
     },
     Operation {
         method: "get",
-        path: "/reservations/{id}",
+        path: "/reservations/{reservationId}",
         access: Access::Service,
         idempotent: false,
         body: false,
         params: true,
         answers: ReservationError::ANSWERS,
+        links: &[],
     },
 ];
 

@@ -8,9 +8,6 @@ use crate::state::AppState;
 use crate::{api_doc, routes};
 use actix_web::web;
 use shared::startup::{Foundation, Running, StartupError};
-use sqlx::migrate::Migrator;
-
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 pub struct Application;
 
@@ -30,7 +27,8 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Running, StartupError> {
         let document =
             api_doc::document(&settings.public_prefix).map_err(StartupError::Document)?;
-        let (base, listener) = Foundation::connect(&settings.common, &MIGRATOR, document).await?;
+        let (base, listener) =
+            Foundation::connect(&settings.common, &crate::storage::MIGRATOR, document).await?;
         let port = listener.local_addr()?.port();
         let metrics = StockMetrics::register(&base.metrics.registry)?;
         let sweeper = (base.pool.clone(), metrics.clone(), settings.sweep_interval);

@@ -1,6 +1,10 @@
-//! The invariants of SPEC §6, checked against the three databases once the system is quiet. Each
+//! The checkout's invariants, checked against the three databases once the system is quiet. Each
 //! violation is described in a line; an empty list means every invariant holds. Shared by the saga
 //! tests and the chaos harness.
+//!
+//! An order may have run several attempts (a retry of its key after `dependency_unavailable`);
+//! stock and payment know each attempt by its own id — the order's id, then `{id}.{attempt}` —
+//! so what they hold is gathered per order across its attempts.
 
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -16,6 +20,14 @@ pub async fn unfinished(order: &PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM orders WHERE status NOT IN ('completed', 'failed')")
         .fetch_one(order)
         .await
+}
+
+/// The order an id at stock or payment belongs to: `{order}` or `{order}.{attempt}`.
+pub fn order_of(participant_id: &str) -> &str {
+    match participant_id.rsplit_once('.') {
+        Some((order, attempt)) if attempt.parse::<u32>().is_ok() => order,
+        _ => participant_id,
+    }
 }
 
 pub async fn check(db: &Databases<'_>) -> Result<Vec<String>, sqlx::Error> {
@@ -36,14 +48,17 @@ pub async fn check(db: &Databases<'_>) -> Result<Vec<String>, sqlx::Error> {
     let mut payments_of: HashMap<&str, Vec<(&str, i64)>> = HashMap::new();
     for (order, status, amount) in &payments {
         payments_of
-            .entry(order)
+            .entry(order_of(order))
             .or_default()
             .push((status, *amount));
     }
-    let reservation_of: HashMap<&str, &str> = reservations
-        .iter()
-        .map(|(o, s)| (o.as_str(), s.as_str()))
-        .collect();
+    let mut reservations_of: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (order, status) in &reservations {
+        reservations_of
+            .entry(order_of(order))
+            .or_default()
+            .push(status);
+    }
 
     let mut completed_total: i64 = 0;
     for (id, status, total) in &orders {
@@ -52,7 +67,13 @@ pub async fn check(db: &Databases<'_>) -> Result<Vec<String>, sqlx::Error> {
             .iter()
             .filter(|(s, _)| *s == "succeeded" || *s == "pending")
             .collect();
-        let reservation = reservation_of.get(id.as_str()).copied();
+        let held: Vec<&str> = reservations_of
+            .get(id.as_str())
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|s| *s == "reserved" || *s == "completed")
+            .collect();
         match status.as_str() {
             "completed" => {
                 completed_total += total.unwrap_or(0);
@@ -64,9 +85,9 @@ pub async fn check(db: &Databases<'_>) -> Result<Vec<String>, sqlx::Error> {
                         "order {id} is completed with total {total:?} but its standing charges are {standing:?}"
                     ));
                 }
-                if reservation != Some("completed") {
+                if held != ["completed"] {
                     violations.push(format!(
-                        "order {id} is completed but its reservation is {reservation:?}"
+                        "order {id} is completed but its reservations hold {held:?}"
                     ));
                 }
             }
@@ -74,9 +95,9 @@ pub async fn check(db: &Databases<'_>) -> Result<Vec<String>, sqlx::Error> {
                 if !standing.is_empty() {
                     violations.push(format!("order {id} failed but charges stand: {standing:?}"));
                 }
-                if reservation == Some("reserved") || reservation == Some("completed") {
+                if !held.is_empty() {
                     violations.push(format!(
-                        "order {id} failed but its reservation is {reservation:?}"
+                        "order {id} failed but its reservations hold {held:?}"
                     ));
                 }
             }
@@ -85,7 +106,7 @@ pub async fn check(db: &Databases<'_>) -> Result<Vec<String>, sqlx::Error> {
     }
     let order_ids: std::collections::HashSet<&str> = orders.iter().map(|o| o.0.as_str()).collect();
     for (order, status, amount) in &payments {
-        if status == "succeeded" && !order_ids.contains(order.as_str()) {
+        if status == "succeeded" && !order_ids.contains(order_of(order)) {
             violations.push(format!(
                 "a charge of {amount} stands for unknown order {order}"
             ));
@@ -93,7 +114,7 @@ pub async fn check(db: &Databases<'_>) -> Result<Vec<String>, sqlx::Error> {
     }
     let standing_total: i64 = payments
         .iter()
-        .filter(|(o, s, _)| s == "succeeded" && order_ids.contains(o.as_str()))
+        .filter(|(o, s, _)| s == "succeeded" && order_ids.contains(order_of(o)))
         .map(|p| p.2)
         .sum();
     if standing_total != completed_total {

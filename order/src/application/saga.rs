@@ -247,7 +247,7 @@ impl<P: Participants> Saga<P> {
         context: &CallContext,
     ) -> Result<Moved, StorageError> {
         let Some(request) = order.charge_request() else {
-            tracing::error!(order_id = %order.id, total = ?order.total_amount, "the order has no total payment could charge");
+            tracing::warn!(order_id = %order.id, total = ?order.total_amount, "the order's total is more than one payment can charge; declined");
             return self.apply(order, policy::charge_impossible()).await;
         };
         let started = Instant::now();

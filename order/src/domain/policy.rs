@@ -14,7 +14,8 @@
 //! | reserving | no answer otherwise | compensating (`dependency_unavailable`) | the reserve may have happened; releasing by order is safe either way |
 //! | charging | succeeded | completing | |
 //! | charging | failed or exhausted (declined) | compensating (`payment_declined`), no refund | nothing was taken; release |
-//! | charging | a payment in another state, a refusal, an unknown answer, or no total to charge | compensating (`checkout_rejected`) | refund what may stand, release |
+//! | charging | a payment in another state, a refusal, or an unknown answer | compensating (`checkout_rejected`) | refund what may stand, release |
+//! | charging | a total above the largest charge | compensating (`payment_declined`), no refund | payment is not asked; release |
 //! | charging | no answer | compensating (`dependency_unavailable`), refund unless no attempt of a step this driver started reached payment | a charge may stand |
 //! | completing | completed | completed | |
 //! | completing | refused: `reservation_expired`, `reservation_canceled` | compensating (`reservation_expired`) | refund, release |
@@ -279,10 +280,10 @@ pub fn after_charge(fresh: bool, call: &Call<Payment>) -> Transition {
     }
 }
 
-/// When the order has no charge the contract allows (no priced total, or one above the largest
-/// charge): payment is not asked, and the reservation is released.
+/// When the order has no charge the contract allows (a total above the largest charge): payment
+/// is not asked, and the checkout ends as a declined payment would — the reservation released.
 pub fn charge_impossible() -> Transition {
-    Transition::compensate(FailureCode::Rejected, Some(false), vec![])
+    Transition::compensate(FailureCode::PaymentDeclined, Some(false), vec![])
 }
 
 /// After `/complete`, which is asked until it answers.
@@ -663,8 +664,12 @@ mod tests {
         }
         let t = charge_impossible();
         assert_eq!(
-            (t.to, t.changes.refund_needed),
-            (OrderStatus::Compensating, Some(false))
+            (t.to, t.changes.failure, t.changes.refund_needed),
+            (
+                OrderStatus::Compensating,
+                Some(FailureCode::PaymentDeclined),
+                Some(false)
+            )
         );
     }
 

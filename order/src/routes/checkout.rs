@@ -85,7 +85,7 @@ fn failure(order: &Order) -> Problem {
 
 /// Checks out a cart: reserve stock, charge, complete. Answers the outcome when it is reached
 /// within `CHECKOUT_DEADLINE_MS`, else 202 while the saga goes on in the background.
-#[utoipa::path(post, path = "/checkout", request_body = CheckoutRequest, tag = "checkout",
+#[utoipa::path(post, path = "/checkout", operation_id = "checkout", request_body = CheckoutRequest, tag = "checkout",
     responses(
         (status = 201, body = OrderBody, description = "the completed order",
             headers(("Location" = String, description = "the order's URL"))),

@@ -40,7 +40,7 @@ impl Answers for OrderError {
 impl_response_error!(OrderError);
 
 /// An order with its audit trail.
-#[utoipa::path(get, path = "/orders/{id}", params(("id" = Uuid, Path)), tag = "orders",
+#[utoipa::path(get, path = "/orders/{orderId}", operation_id = "getOrder", params(("orderId" = Uuid, Path)), tag = "orders",
     responses((status = 200, body = OrderBody, description = "the order")))]
 pub async fn get(
     state: web::Data<AppState>,
@@ -54,7 +54,7 @@ pub async fn get(
 }
 
 /// Orders, newest first.
-#[utoipa::path(get, path = "/orders", params(OrdersQuery), tag = "orders",
+#[utoipa::path(get, path = "/orders", operation_id = "listOrders", params(OrdersQuery), tag = "orders",
     responses((status = 200, body = OrderList, description = "a page of orders")))]
 pub async fn list(
     state: web::Data<AppState>,

@@ -19,6 +19,9 @@ use shared::idempotency::IdempotencyContext;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+/// The order database's schema, as its migrations make it.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
 /// How many times a write made alone tries again after losing a race.
 const ATTEMPTS: usize = 3;
 

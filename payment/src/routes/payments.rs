@@ -101,7 +101,7 @@ impl Answers for PaymentError {
 impl_response_error!(PaymentError);
 
 /// Charges an amount; a decline is a created payment with status `failed` (service token).
-#[utoipa::path(post, path = "/charge", request_body = ChargeRequest, tag = "payments",
+#[utoipa::path(post, path = "/charge", operation_id = "charge", request_body = ChargeRequest, tag = "payments",
     responses((status = 201, body = Payment, description = "the payment: succeeded, or failed when declined")))]
 pub async fn charge(
     state: web::Data<AppState>,
@@ -131,7 +131,7 @@ pub async fn charge(
 }
 
 /// Gives a payment back; safe to repeat and safe before the charge (service token).
-#[utoipa::path(post, path = "/refund", request_body = RefundTarget, tag = "payments",
+#[utoipa::path(post, path = "/refund", operation_id = "refund", request_body = RefundTarget, tag = "payments",
     responses((status = 200, body = RefundAnswer,
         description = "the payment, or the tombstone left for an order that had none")))]
 pub async fn refund(
@@ -148,7 +148,7 @@ pub async fn refund(
 }
 
 /// Asks the processor again for a `failed` payment (service token).
-#[utoipa::path(post, path = "/payments/{id}/retry", params(("id" = Uuid, Path)), tag = "payments",
+#[utoipa::path(post, path = "/payments/{paymentId}/retry", operation_id = "retryPayment", params(("paymentId" = Uuid, Path)), tag = "payments",
     responses((status = 200, body = Payment, description = "the payment after the new attempt")))]
 pub async fn retry(
     state: web::Data<AppState>,
@@ -168,7 +168,7 @@ pub async fn retry(
 }
 
 /// A payment (service token).
-#[utoipa::path(get, path = "/payments/{id}", params(("id" = Uuid, Path)), tag = "payments",
+#[utoipa::path(get, path = "/payments/{paymentId}", operation_id = "getPayment", params(("paymentId" = Uuid, Path)), tag = "payments",
     responses((status = 200, body = Payment, description = "the payment")))]
 pub async fn get(
     state: web::Data<AppState>,
@@ -188,7 +188,7 @@ pub async fn get(
 }
 
 /// Payments, newest first (service token).
-#[utoipa::path(get, path = "/payments", params(PaymentsQuery), tag = "payments",
+#[utoipa::path(get, path = "/payments", operation_id = "listPayments", params(PaymentsQuery), tag = "payments",
     responses((status = 200, body = PaymentList, description = "a page of payments")))]
 pub async fn list(
     state: web::Data<AppState>,

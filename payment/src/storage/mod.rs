@@ -7,3 +7,6 @@
 pub mod payments;
 
 pub use shared::StorageError;
+
+/// The database's schema, as its migrations make it.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -92,6 +92,15 @@ pub fn either_form(
     }
 }
 
+/// `schema`, or `null`.
+fn nullable(schema: RefOr<Schema>) -> RefOr<Schema> {
+    use utoipa::openapi::schema::{OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .item(schema)
+        .into()
+}
+
 /// The schema of a body that carries a cart in either form beside `members` (name, schema,
 /// required): `oneOf` the list form and the one-line form, each closed to other members.
 pub fn either_form_schema(members: &[(&str, RefOr<Schema>, bool)]) -> RefOr<Schema> {
@@ -99,9 +108,12 @@ pub fn either_form_schema(members: &[(&str, RefOr<Schema>, bool)]) -> RefOr<Sche
         let mut object =
             ObjectBuilder::new().additional_properties(Some(AdditionalProperties::FreeForm(false)));
         for (name, schema, required) in members {
-            object = object.property(*name, schema.clone());
             if *required {
-                object = object.required(*name);
+                object = object.property(*name, schema.clone()).required(*name);
+            } else {
+                // An optional member may also be given as `null`, which means the same as leaving
+                // it out.
+                object = object.property(*name, nullable(schema.clone()));
             }
         }
         for (name, schema) in lines {

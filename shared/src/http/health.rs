@@ -75,14 +75,14 @@ where
 }
 
 /// The process runs.
-#[utoipa::path(get, path = "/health/live", tag = "health",
+#[utoipa::path(get, path = "/health/live", tag = "health", operation_id = "live",
     responses((status = 200, body = Liveness, description = "the process runs")))]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(Liveness { status: Live::Ok })
 }
 
 /// Whether the service can serve: PostgreSQL and Redis answer.
-#[utoipa::path(get, path = "/health/ready", tag = "health",
+#[utoipa::path(get, path = "/health/ready", tag = "health", operation_id = "ready",
     responses(
         (status = 200, body = Readiness, description = "PostgreSQL and Redis answer"),
         (status = 503, body = Readiness, description = "a dependency does not answer")))]
@@ -109,7 +109,7 @@ pub async fn ready(checks: web::Data<HealthChecks>) -> HttpResponse {
 }
 
 /// The same as `/health/ready`.
-#[utoipa::path(get, path = "/health", tag = "health",
+#[utoipa::path(get, path = "/health", tag = "health", operation_id = "health",
     responses(
         (status = 200, body = Readiness, description = "PostgreSQL and Redis answer"),
         (status = 503, body = Readiness, description = "a dependency does not answer")))]

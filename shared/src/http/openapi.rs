@@ -42,6 +42,22 @@ pub struct Operation {
     pub params: bool,
     /// The problems the route itself answers (its error type's `ANSWERS`).
     pub answers: &'static [(u16, ProblemCode)],
+    /// What a client (or a stateful fuzzer) can do next with an answer.
+    pub links: &'static [Link],
+}
+
+/// An OpenAPI link: from an answer of an operation to another operation, with the values the
+/// answer gives it.
+#[derive(Debug, Clone, Copy)]
+pub struct Link {
+    /// The answer's status.
+    pub status: u16,
+    /// The operation the link leads to.
+    pub operation_id: &'static str,
+    /// Its parameters, as runtime expressions (`$response.body#/id`).
+    pub parameters: &'static [(&'static str, &'static str)],
+    /// Its request body: JSON whose strings may be runtime expressions.
+    pub body: Option<&'static str>,
 }
 
 impl Operation {
@@ -98,6 +114,7 @@ pub const HEALTH: [Operation; 3] = [
         body: false,
         params: false,
         answers: &[],
+        links: &[],
     },
     Operation {
         method: "get",
@@ -107,6 +124,7 @@ pub const HEALTH: [Operation; 3] = [
         body: false,
         params: false,
         answers: &[],
+        links: &[],
     },
     Operation {
         method: "get",
@@ -116,6 +134,7 @@ pub const HEALTH: [Operation; 3] = [
         body: false,
         params: false,
         answers: &[],
+        links: &[],
     },
 ];
 
@@ -150,6 +169,7 @@ pub fn document(
         }
     }
     resolve_references(&mut doc)?;
+    check_links(&doc)?;
     if !schemes.is_empty() {
         let components = doc
             .as_object_mut()
@@ -200,6 +220,41 @@ fn resolve_references(doc: &mut Value) -> Result<(), String> {
         if !added {
             return Ok(());
         }
+    }
+}
+
+/// Every link leads to an operation of the document.
+fn check_links(doc: &Value) -> Result<(), String> {
+    let mut ids = Vec::new();
+    let mut targets = Vec::new();
+    if let Some(paths) = doc["paths"].as_object() {
+        for item in paths.values().filter_map(Value::as_object) {
+            for operation in item.values() {
+                if let Some(id) = operation["operationId"].as_str() {
+                    if ids.contains(&id) {
+                        return Err(format!("operationId {id} is not unique"));
+                    }
+                    ids.push(id);
+                }
+                for response in operation["responses"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|r| r.values())
+                {
+                    for link in response["links"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|l| l.values())
+                    {
+                        targets.push(link["operationId"].as_str().unwrap_or("").to_string());
+                    }
+                }
+            }
+        }
+    }
+    match targets.iter().find(|t| !ids.contains(&t.as_str())) {
+        Some(target) => Err(format!("a link leads to {target:?}, which is no operation")),
+        None => Ok(()),
     }
 }
 
@@ -309,6 +364,27 @@ fn complete(
             });
         }
     }
+    for link in op.links {
+        let response = responses.get_mut(&link.status.to_string()).ok_or_else(|| {
+            format!(
+                "{} {} has a link from no {} answer",
+                op.method, op.path, link.status
+            )
+        })?;
+        let parameters: Map<String, Value> = link
+            .parameters
+            .iter()
+            .map(|(name, expression)| (name.to_string(), json!(expression)))
+            .collect();
+        let mut target = json!({"operationId": link.operation_id});
+        if !parameters.is_empty() {
+            target["parameters"] = Value::Object(parameters);
+        }
+        if let Some(body) = link.body {
+            target["requestBody"] = serde_json::from_str(body).map_err(|e| e.to_string())?;
+        }
+        response["links"][link.operation_id] = target;
+    }
     if op.idempotent {
         for (status, response) in responses.iter_mut() {
             if status.starts_with('2') {
@@ -359,6 +435,7 @@ mod tests {
             body: true,
             params: false,
             answers: &[(409, ProblemCode::InsufficientStock)],
+            links: &[],
         };
         let problems = op.problems();
         assert_eq!(

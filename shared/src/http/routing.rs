@@ -29,11 +29,7 @@ fn method_not_allowed(req: &HttpRequest, allow: &str) -> HttpResponse {
     let mut response = Problem::new(
         StatusCode::METHOD_NOT_ALLOWED,
         ProblemCode::MethodNotAllowed,
-        format!(
-            "{} is not allowed on {}; allowed: {allow}",
-            req.method(),
-            req.path()
-        ),
+        format!("{} takes only {allow}", req.path()),
     )
     .to_response();
     if let Ok(value) = header::HeaderValue::from_str(allow) {

@@ -47,7 +47,7 @@ impl Answers for ItemError {
 impl_response_error!(ItemError);
 
 /// The catalogue, by id.
-#[utoipa::path(get, path = "/items", params(ItemsQuery), tag = "catalogue",
+#[utoipa::path(get, path = "/items", operation_id = "listItems", params(ItemsQuery), tag = "catalogue",
     responses((status = 200, body = ItemList, description = "a page of items")))]
 pub async fn list(
     state: web::Data<AppState>,
@@ -65,7 +65,7 @@ pub async fn list(
 }
 
 /// An item.
-#[utoipa::path(get, path = "/items/{id}", params(("id" = ItemId, Path)), tag = "catalogue",
+#[utoipa::path(get, path = "/items/{itemId}", operation_id = "getItem", params(("itemId" = ItemId, Path)), tag = "catalogue",
     responses((status = 200, body = Item, description = "the item")))]
 pub async fn get(
     state: web::Data<AppState>,
@@ -79,7 +79,7 @@ pub async fn get(
 }
 
 /// Adds an item to the catalogue (admin token).
-#[utoipa::path(post, path = "/items", request_body = NewItem, tag = "catalogue",
+#[utoipa::path(post, path = "/items", operation_id = "createItem", request_body = NewItem, tag = "catalogue",
     responses((status = 201, body = Item, description = "the item",
         headers(("Location" = String, description = "the item's URL")))))]
 pub async fn create(
@@ -100,7 +100,7 @@ pub async fn create(
 }
 
 /// Adds units to an item's stock (admin token).
-#[utoipa::path(post, path = "/items/{id}/restock", params(("id" = ItemId, Path)),
+#[utoipa::path(post, path = "/items/{itemId}/restock", operation_id = "restockItem", params(("itemId" = ItemId, Path)),
     request_body = Restock, tag = "catalogue",
     responses((status = 200, body = Item, description = "the item, restocked")))]
 pub async fn restock(

@@ -213,7 +213,7 @@ fn outcome<T, E: ToProblem>(result: &Result<T, E>, ok: &'static str) -> &'static
 }
 
 /// Reserves every line of an order, or none (service token).
-#[utoipa::path(post, path = "/reserve", request_body = ReserveRequest, tag = "reservations",
+#[utoipa::path(post, path = "/reserve", operation_id = "reserve", request_body = ReserveRequest, tag = "reservations",
     responses((status = 201, body = Reservation, description = "the reservation")))]
 pub async fn reserve(
     state: web::Data<AppState>,
@@ -253,7 +253,7 @@ async fn reserve_in(
 }
 
 /// Returns a reservation's units; safe to repeat and safe before the reserve (service token).
-#[utoipa::path(post, path = "/release", request_body = ReservationTarget, tag = "reservations",
+#[utoipa::path(post, path = "/release", operation_id = "release", request_body = ReservationTarget, tag = "reservations",
     responses((status = 200, body = ReleaseAnswer,
         description = "the reservation, or the tombstone left for an order that had none")))]
 pub async fn release(
@@ -274,7 +274,7 @@ pub async fn release(
 }
 
 /// Ships a reservation: its units leave the stock (service token).
-#[utoipa::path(post, path = "/complete", request_body = ReservationTarget, tag = "reservations",
+#[utoipa::path(post, path = "/complete", operation_id = "complete", request_body = ReservationTarget, tag = "reservations",
     responses((status = 200, body = Reservation, description = "the completed reservation")))]
 pub async fn complete(
     state: web::Data<AppState>,
@@ -292,7 +292,7 @@ pub async fn complete(
 }
 
 /// A reservation (service token); tombstones are not reservations.
-#[utoipa::path(get, path = "/reservations/{id}", params(("id" = Uuid, Path)), tag = "reservations",
+#[utoipa::path(get, path = "/reservations/{reservationId}", operation_id = "getReservation", params(("reservationId" = Uuid, Path)), tag = "reservations",
     responses((status = 200, body = Reservation, description = "the reservation")))]
 pub async fn get(
     state: web::Data<AppState>,

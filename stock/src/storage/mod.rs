@@ -12,3 +12,6 @@ pub mod items;
 pub mod reservations;
 
 pub use shared::StorageError;
+
+/// The database's schema, as its migrations make it.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

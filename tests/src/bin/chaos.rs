@@ -163,6 +163,9 @@ fn classify(status: Option<u16>, body: &Value) -> (String, bool) {
         Some(201) => true,
         Some(202) | Some(408) | Some(429) | None => false,
         Some(409) if code == "request_in_progress" => false,
+        // stock or payment could not be reached and everything was undone: the same key runs the
+        // checkout again (a new attempt), as a client following Retry-After does.
+        Some(503) if code == "dependency_unavailable" => false,
         // A failure that says the order is over is final; other 5xx are retried.
         Some(s) if s >= 500 => body["orderStatus"].as_str() == Some("failed"),
         Some(_) => true,

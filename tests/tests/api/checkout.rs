@@ -573,3 +573,154 @@ async fn sigterm_lets_the_checkouts_in_flight_finish_and_exits_0() {
     s.start_part(Part::Order, &[]).await;
     assert_consistent(&s).await;
 }
+
+/// Every payment of an order, across its attempts (`{order}` and `{order}.{attempt}` at payment).
+async fn payments_of_every_attempt(s: &Stack, order_id: &Value) -> Vec<(String, String)> {
+    let db = s.db(Part::Payment).await;
+    let id = order_id.as_str().unwrap();
+    sqlx::query_as(
+        "SELECT order_id, status FROM payments WHERE order_id = $1 OR order_id LIKE $1 || '.%'
+         ORDER BY created_at",
+    )
+    .bind(id)
+    .fetch_all(&db)
+    .await
+    .unwrap()
+}
+
+/// Retries `body` under `key` as a client following `Retry-After` would, until the answer is not
+/// a 202, a 409 `request_in_progress` or a 503; returns every answer.
+async fn retry_until_settled(s: &Stack, key: &str, body: &Value) -> Vec<Answer> {
+    let mut answers = Vec::new();
+    for _ in 0..120 {
+        let a = s.post("/order/checkout", None, Some(key), body).await;
+        let again =
+            matches!(a.status, 202 | 503) || (a.status == 409 && a.code() == "request_in_progress");
+        answers.push(a);
+        if !again {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    answers
+}
+
+#[tokio::test]
+async fn after_stock_comes_back_a_retry_of_the_key_runs_a_new_attempt_and_completes() {
+    let s = Stack::start_with(fast()).await;
+    s.stop(Part::Stock).await;
+    let key = new_key();
+    let body = json!({"itemId": 1, "quantity": 2});
+    let first = s.post("/order/checkout", None, Some(&key), &body).await;
+    first.expect(503, Some("dependency_unavailable"));
+    assert_eq!(first.header("retry-after"), Some("1"));
+    let id = first.json["orderId"].clone();
+
+    s.start_part(Part::Stock, &[]).await;
+    let answers = retry_until_settled(&s, &key, &body).await;
+    let last = answers.last().unwrap();
+    last.expect(201, None);
+    assert_eq!(last.json["orderId"], id, "the same order, a new attempt");
+    assert!(
+        answers.iter().all(|a| a.status != 503),
+        "never the same 503 once stock answers: {:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    let events = event_types(&last.json);
+    assert!(
+        events.contains(&"attempt_started".to_string()),
+        "{events:?}"
+    );
+    let pays = payments_of_every_attempt(&s, &id).await;
+    assert_eq!(pays.len(), 1, "charged once: {pays:?}");
+    assert_eq!(pays[0].1, "succeeded");
+    assert_eq!(s.item(1).await["stock"], 8);
+    // A replay of the key is the completed order.
+    let again = s.post("/order/checkout", None, Some(&key), &body).await;
+    again.expect(201, None);
+    assert_eq!(again.json["orderId"], id);
+    assert_consistent(&s).await;
+}
+
+#[tokio::test]
+async fn after_payment_comes_back_a_retry_of_the_key_reserves_again_and_completes() {
+    let s = Stack::start_with(fast()).await;
+    s.stop(Part::Payment).await;
+    let key = new_key();
+    let body = json!({"items": [{"itemId": 3, "quantity": 2}, {"itemId": 1, "quantity": 1}]});
+    let first = s.post("/order/checkout", None, Some(&key), &body).await;
+    first.expect(503, Some("dependency_unavailable"));
+    let id = first.json["orderId"].clone();
+    assert_eq!(s.item(1).await["reserved"], 0, "the first attempt released");
+
+    s.start_part(Part::Payment, &[]).await;
+    let answers = retry_until_settled(&s, &key, &body).await;
+    let last = answers.last().unwrap();
+    last.expect(201, None);
+    assert_eq!(last.json["orderId"], id);
+    assert!(answers.iter().all(|a| a.status != 503));
+    // The first attempt's reservation stays canceled; the second one is completed.
+    let db = s.db(Part::Stock).await;
+    let reservations: Vec<(String, String)> = sqlx::query_as(
+        "SELECT order_id, status FROM reservations WHERE order_id LIKE $1 || '%' ORDER BY created_at",
+    )
+    .bind(id.as_str().unwrap())
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let statuses: Vec<&str> = reservations.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(statuses, ["canceled", "completed"], "{reservations:?}");
+    assert_eq!(
+        reservations[1].0,
+        format!("{}.2", id.as_str().unwrap()),
+        "the second attempt has an identity of its own"
+    );
+    let mug = s.item(1).await;
+    assert_eq!(
+        (mug["stock"].as_i64(), mug["reserved"].as_i64()),
+        (Some(9), Some(0))
+    );
+    let pays = payments_of_every_attempt(&s, &id).await;
+    assert_eq!(pays.len(), 1, "charged once: {pays:?}");
+    assert_consistent(&s).await;
+}
+
+#[tokio::test]
+async fn a_charge_lost_in_an_outage_is_refunded_and_the_retried_key_is_charged_once() {
+    // Payment is slow, so the charge is in flight when payment is killed: its outcome is unknown,
+    // the compensation refunds whatever stands once payment is back, and the order fails; the
+    // client's retry of the key then runs a new attempt.
+    let s = Stack::start_with(
+        fast()
+            .env("PAYMENT_LATENCY_MS", 600)
+            .env("CHECKOUT_DEADLINE_MS", 1500),
+    )
+    .await;
+    let item = s.create_item(700, "USD", 10).await;
+    let key = new_key();
+    let body = json!({"itemId": item, "quantity": 1});
+    let checkout = s.post("/order/checkout", None, Some(&key), &body);
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        s.kill(Part::Payment).await;
+    };
+    let (first, ()) = tokio::join!(checkout, killer);
+    assert!(matches!(first.status, 202 | 503), "{}", first.text);
+    let id = first.json["orderId"].clone();
+    s.start_part(Part::Payment, &[("PAYMENT_LATENCY_MS", "0")])
+        .await;
+
+    let answers = retry_until_settled(&s, &key, &body).await;
+    let last = answers.last().unwrap();
+    last.expect(201, None);
+    assert_eq!(last.json["orderId"], id);
+    let pays = payments_of_every_attempt(&s, &id).await;
+    let standing: Vec<_> = pays.iter().filter(|p| p.1 == "succeeded").collect();
+    assert_eq!(standing.len(), 1, "charged once: {pays:?}");
+    assert!(
+        pays.iter().all(|p| p.1 == "succeeded" || p.1 == "refunded"),
+        "{pays:?}"
+    );
+    assert_eq!(s.item(item).await["stock"], 9);
+    assert_consistent(&s).await;
+}

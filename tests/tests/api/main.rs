@@ -3,6 +3,8 @@
 
 mod auth;
 mod checkout;
+mod conformance;
+mod contract;
 mod conventions;
 mod deploy;
 mod idempotency;
@@ -10,4 +12,5 @@ mod local_stack;
 mod observability;
 mod payment;
 mod stock;
+mod storage;
 mod tracing;
