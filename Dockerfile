@@ -3,6 +3,8 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# SQLX_OFFLINE: the SQL is checked against the descriptions committed in each service's .sqlx/.
+COPY .cargo .cargo
 COPY shared shared
 COPY order order
 COPY payment payment

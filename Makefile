@@ -42,7 +42,7 @@ test: test-deps
 	status=$$?; $(STACK) test-postgres-stop; [ $$status = 0 ] || exit $$status
 	target/debug/chaos --seconds 20 --seed 5 --out .stack/chaos-test
 
-## chaos: checkout under a seeded fault schedule, then the SPEC §6 invariants; .stack/chaos/result.json
+## chaos: checkout under a seeded fault schedule, then the invariants (docs/guarantees.md); .stack/chaos/result.json
 ## (CHAOS_SECONDS=60, SEED= from the clock unless given, CHAOS_CLIENTS=16)
 CHAOS_SECONDS ?= 60
 CHAOS_CLIENTS ?= 16

@@ -24,7 +24,7 @@ trap '"$ROOT/scripts/stack.sh" down >/dev/null 2>&1 || true' EXIT
 # shellcheck disable=SC1091
 . "$STACK_DIR/tokens.env"
 item=$(curl -fsS "$URL/stock/items" -H "Authorization: Bearer ${ADMIN_TOKENS%%,*}" \
-    -H "Idempotency-Key: bench-item-$(date +%s%N)" \
+    -H "Idempotency-Key: bench-item-$(date +%s%N)" -H 'Content-Type: application/json' \
     -d '{"name":"bench item","price":100,"currency":"USD","stock":1000000000}' | sed -E 's/^\{"id":([0-9]+).*/\1/')
 echo "bench item $item; warming up" >&2
 "$LOADGEN" run --scenario checkout --url "$URL" --clients "$CLIENTS" --duration 5 --items "$item" --quiet >/dev/null

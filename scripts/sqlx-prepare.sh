@@ -10,6 +10,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 SERVICES=(${SERVICES:-stock payment order})
 server="$(scripts/stack.sh test-postgres)"
+export PGOPTIONS="--client-min-messages=warning"
 
 for svc in "${SERVICES[@]}"; do
     db="sqlx_prepare_$svc"

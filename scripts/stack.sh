@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The local stack (SPEC §8): PostgreSQL, Redis, nginx and the three services on this machine, with
+# The local stack (docs/operations.md): PostgreSQL, Redis, nginx and the three services on this machine, with
 # their state under $STACK_DIR (default .stack/). Used by the Makefile; run without arguments for help.
 set -euo pipefail
 

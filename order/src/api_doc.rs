@@ -4,8 +4,8 @@
 
 use crate::routes::checkout::{self, CheckoutError};
 use crate::routes::orders::{self, OrderError};
-use shared::http::openapi::{Access, Link, Operation};
 use shared::http::problem::Answers;
+use shared::openapi::{Access, Link, Operation};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -18,56 +18,38 @@ use utoipa::OpenApi;
 )]
 struct ApiDoc;
 
+/// The order a checkout answers can be read.
+const ORDER_LINKS: &[Link] = &[
+    Link {
+        status: 201,
+        operation_id: "getOrder",
+        parameters: &[("orderId", "$response.body#/orderId")],
+        body: None,
+    },
+    Link {
+        status: 202,
+        operation_id: "getOrder",
+        parameters: &[("orderId", "$response.body#/orderId")],
+        body: None,
+    },
+];
+
 /// Every operation of the service and the layers it sits behind.
 pub const OPERATIONS: &[Operation] = &[
-    Operation {
-        method: "post",
-        path: "/checkout",
-        access: Access::Public,
-        idempotent: true,
-        body: true,
-        params: false,
-        answers: CheckoutError::ANSWERS,
-        links: &[
-            Link {
-                status: 201,
-                operation_id: "getOrder",
-                parameters: &[("orderId", "$response.body#/orderId")],
-                body: None,
-            },
-            Link {
-                status: 202,
-                operation_id: "getOrder",
-                parameters: &[("orderId", "$response.body#/orderId")],
-                body: None,
-            },
-        ],
-    },
-    Operation {
-        method: "get",
-        path: "/orders/{orderId}",
-        access: Access::Public,
-        idempotent: false,
-        body: false,
-        params: true,
-        answers: OrderError::ANSWERS,
-        links: &[],
-    },
-    Operation {
-        method: "get",
-        path: "/orders",
-        access: Access::Public,
-        idempotent: false,
-        body: false,
-        params: true,
-        answers: &[],
-        links: &[],
-    },
+    Operation::new("post", "/checkout", Access::Public)
+        .idempotent()
+        .body()
+        .answers(CheckoutError::ANSWERS)
+        .links(ORDER_LINKS),
+    Operation::new("get", "/orders/{orderId}", Access::Public)
+        .params()
+        .answers(OrderError::ANSWERS),
+    Operation::new("get", "/orders", Access::Public).params(),
 ];
 
 /// The complete document, published under `prefix`.
 pub fn document(prefix: &str) -> Result<serde_json::Value, String> {
-    shared::http::openapi::document(ApiDoc::openapi(), prefix, OPERATIONS)
+    shared::openapi::document(ApiDoc::openapi(), prefix, OPERATIONS)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-// The allocator: a service allocates and frees small buffers on every request and every
-// round trip; glibc's malloc took about a sixth of the services' CPU in the benchmark profile.
+// The allocator: a service allocates and frees small buffers on every request and every round
+// trip, which mimalloc does for less than glibc's malloc (docs/design/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,4 +1,4 @@
-//! The saga's metrics (SPEC §7), registered beside the shared ones.
+//! The saga's metrics (docs/operations.md), registered beside the shared ones.
 
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,

@@ -3,8 +3,8 @@
 //! layers add.
 
 use crate::routes::payments::{self, PaymentError};
-use shared::http::openapi::{Access, Link, Operation};
 use shared::http::problem::Answers;
+use shared::openapi::{Access, Link, Operation};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -22,26 +22,6 @@ use utoipa::OpenApi;
     )
 )]
 struct ApiDoc;
-
-const fn service(
-    method: &'static str,
-    path: &'static str,
-    idempotent: bool,
-    body: bool,
-    params: bool,
-    links: &'static [Link],
-) -> Operation {
-    Operation {
-        method,
-        path,
-        access: Access::Service,
-        idempotent,
-        body,
-        params,
-        answers: PaymentError::ANSWERS,
-        links,
-    }
-}
 
 /// A new payment can be read, retried and refunded.
 const PAYMENT_LINKS: &[Link] = &[
@@ -68,23 +48,30 @@ const PAYMENT_LINKS: &[Link] = &[
 /// Every operation of the service and the layers it sits behind (fault injection answers 503
 /// `service_unavailable`, which every operation documents).
 pub const OPERATIONS: &[Operation] = &[
-    service("post", "/charge", true, true, false, PAYMENT_LINKS),
-    service("post", "/refund", true, true, false, &[]),
-    service(
-        "post",
-        "/payments/{paymentId}/retry",
-        true,
-        false,
-        true,
-        &[],
-    ),
-    service("get", "/payments/{paymentId}", false, false, true, &[]),
-    service("get", "/payments", false, false, true, &[]),
+    Operation::new("post", "/charge", Access::Service)
+        .idempotent()
+        .body()
+        .answers(PaymentError::ANSWERS)
+        .links(PAYMENT_LINKS),
+    Operation::new("post", "/refund", Access::Service)
+        .idempotent()
+        .body()
+        .answers(PaymentError::ANSWERS),
+    Operation::new("post", "/payments/{paymentId}/retry", Access::Service)
+        .idempotent()
+        .params()
+        .answers(PaymentError::ANSWERS),
+    Operation::new("get", "/payments/{paymentId}", Access::Service)
+        .params()
+        .answers(PaymentError::ANSWERS),
+    Operation::new("get", "/payments", Access::Service)
+        .params()
+        .answers(PaymentError::ANSWERS),
 ];
 
 /// The complete document, published under `prefix`.
 pub fn document(prefix: &str) -> Result<serde_json::Value, String> {
-    shared::http::openapi::document(ApiDoc::openapi(), prefix, OPERATIONS)
+    shared::openapi::document(ApiDoc::openapi(), prefix, OPERATIONS)
 }
 
 #[cfg(test)]

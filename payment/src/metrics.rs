@@ -1,4 +1,4 @@
-//! Payment's metrics (SPEC §7), registered beside the shared ones.
+//! Payment's metrics (docs/operations.md), registered beside the shared ones.
 
 use prometheus::{IntCounterVec, Opts, Registry};
 

@@ -87,8 +87,8 @@ impl CommonSettings {
             ));
         }
         // One HTTP worker by default: handlers parse, check keys and wait; the work they wait for
-        // (batched writes, outbound calls, the saga) runs on the main runtime, one thread per core.
-        // More workers only add thread hand-offs (measured: ~15 % more CPU per checkout with two).
+        // (batched writes, outbound calls, the saga) runs on the main runtime (`RUNTIME_THREADS`).
+        // More workers only add thread hand-offs (docs/design/benchmarks.md).
         let workers: usize = var_or("WORKERS", 1)?;
         Ok(CommonSettings {
             service,

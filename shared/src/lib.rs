@@ -2,8 +2,8 @@
 //!
 //! - [`contract`]: the typed contract between the services — every body, status and problem code
 //!   that crosses a service boundary, from which the OpenAPI documents are generated;
-//! - [`http`]: the HTTP edge — problem+json errors, extractors, auth, request ids, health, 404/405,
-//!   the OpenAPI document;
+//! - [`http`]: the HTTP edge — problem+json errors, extractors, auth, request ids, health, 404/405;
+//! - [`openapi`]: a service's OpenAPI document, completed with what the layers add;
 //! - [`idempotency`]: the Idempotency-Key layer;
 //! - [`storage`]: the errors a storage layer answers with;
 //! - [`batch`]: group commit;
@@ -16,6 +16,7 @@ pub mod config;
 pub mod contract;
 pub mod http;
 pub mod idempotency;
+pub mod openapi;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

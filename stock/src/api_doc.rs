@@ -5,8 +5,8 @@ use crate::routes::items::{self, ItemError};
 use crate::routes::reservations::{
     self, CompleteError, ReleaseError, ReservationError, ReserveError,
 };
-use shared::http::openapi::{Access, Link, Operation};
 use shared::http::problem::Answers;
+use shared::openapi::{Access, Link, Operation};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -68,91 +68,41 @@ const RESERVATION_LINKS: &[Link] = &[
 
 /// Every operation of the service and the layers it sits behind.
 pub const OPERATIONS: &[Operation] = &[
-    Operation {
-        method: "get",
-        path: "/items",
-        access: Access::Public,
-        idempotent: false,
-        body: false,
-        params: true,
-        answers: &[],
-        links: &[],
-    },
-    Operation {
-        method: "get",
-        path: "/items/{itemId}",
-        access: Access::Public,
-        idempotent: false,
-        body: false,
-        params: true,
-        answers: ItemError::ANSWERS,
-        links: &[],
-    },
-    Operation {
-        method: "post",
-        path: "/items",
-        access: Access::Admin,
-        idempotent: true,
-        body: true,
-        params: false,
-        answers: ItemError::ANSWERS,
-        links: ITEM_LINKS,
-    },
-    Operation {
-        method: "post",
-        path: "/items/{itemId}/restock",
-        access: Access::Admin,
-        idempotent: true,
-        body: true,
-        params: true,
-        answers: ItemError::ANSWERS,
-        links: &[],
-    },
-    Operation {
-        method: "post",
-        path: "/reserve",
-        access: Access::Service,
-        idempotent: true,
-        body: true,
-        params: false,
-        answers: ReserveError::ANSWERS,
-        links: RESERVATION_LINKS,
-    },
-    Operation {
-        method: "post",
-        path: "/release",
-        access: Access::Service,
-        idempotent: true,
-        body: true,
-        params: false,
-        answers: ReleaseError::ANSWERS,
-        links: &[],
-    },
-    Operation {
-        method: "post",
-        path: "/complete",
-        access: Access::Service,
-        idempotent: true,
-        body: true,
-        params: false,
-        answers: CompleteError::ANSWERS,
-        links: &[],
-    },
-    Operation {
-        method: "get",
-        path: "/reservations/{reservationId}",
-        access: Access::Service,
-        idempotent: false,
-        body: false,
-        params: true,
-        answers: ReservationError::ANSWERS,
-        links: &[],
-    },
+    Operation::new("get", "/items", Access::Public).params(),
+    Operation::new("get", "/items/{itemId}", Access::Public)
+        .params()
+        .answers(ItemError::ANSWERS),
+    Operation::new("post", "/items", Access::Admin)
+        .idempotent()
+        .body()
+        .answers(ItemError::ANSWERS)
+        .links(ITEM_LINKS),
+    Operation::new("post", "/items/{itemId}/restock", Access::Admin)
+        .idempotent()
+        .body()
+        .params()
+        .answers(ItemError::ANSWERS),
+    Operation::new("post", "/reserve", Access::Service)
+        .idempotent()
+        .body()
+        .answers(ReserveError::ANSWERS)
+        .links(RESERVATION_LINKS),
+    Operation::new("post", "/release", Access::Service)
+        .idempotent()
+        .body()
+        .answers(ReleaseError::ANSWERS),
+    Operation::new("post", "/complete", Access::Service)
+        .idempotent()
+        .body()
+        .answers(CompleteError::ANSWERS),
+    Operation::new("get", "/reservations/{reservationId}", Access::Service)
+        .params()
+        .answers(ReservationError::ANSWERS),
 ];
 
 /// The complete document, published under `prefix`.
 pub fn document(prefix: &str) -> Result<serde_json::Value, String> {
-    shared::http::openapi::document(ApiDoc::openapi(), prefix, OPERATIONS)
+    shared::openapi::document(ApiDoc::openapi(), prefix, OPERATIONS)
 }
 
 #[cfg(test)]

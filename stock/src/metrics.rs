@@ -1,4 +1,4 @@
-//! Stock's metrics (SPEC §7), registered beside the shared ones.
+//! Stock's metrics (docs/operations.md), registered beside the shared ones.
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 

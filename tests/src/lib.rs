@@ -626,7 +626,7 @@ impl Stack {
         a.json["id"].as_i64().expect("item id")
     }
 
-    /// Waits until every order is terminal (or `timeout` passes), then checks the SPEC §6
+    /// Waits until every order is terminal (or `timeout` passes), then checks the checkout's
     /// invariants; returns the violations.
     pub async fn quiet_and_check(&self, timeout: Duration) -> Vec<String> {
         let (order, stock, payment) = (

@@ -1,4 +1,4 @@
-//! Bearer-token authentication (SPEC §2.1): a service class and an admin class of tokens.
+//! Bearer-token authentication (docs/api.md, "Authentication"): a service class and an admin class of tokens.
 //!
 //! Tokens are kept only as SHA-256 digests and compared in constant time; the caller is identified
 //! downstream (idempotency scope, logs) by a short digest prefix, never by the token.

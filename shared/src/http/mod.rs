@@ -1,11 +1,9 @@
 //! What every service's HTTP edge shares: problem+json errors, the JSON and query extractors that
-//! name the bad field, bearer-token authentication, request ids, health, 404/405 answers and the
-//! OpenAPI document.
+//! name the bad field, bearer-token authentication, request ids, health and 404/405 answers.
 
 pub mod auth;
 pub mod health;
 pub mod json;
-pub mod openapi;
 pub mod problem;
 pub mod request_id;
 pub mod routing;

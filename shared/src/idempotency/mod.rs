@@ -1,4 +1,4 @@
-//! The Idempotency-Key layer (SPEC §3), as actix middleware a route opts into with
+//! The Idempotency-Key layer (docs/api.md, "Idempotency-Key"; docs/design/idempotency.md), as actix middleware a route opts into with
 //! `.wrap(from_fn(idempotency::layer))`.
 //!
 //! Redis is the fast path: the first request claims the key with an expiring in-flight marker,
@@ -12,7 +12,7 @@ mod key;
 mod store;
 
 pub use key::{fingerprint, IdempotencyKey, KeyError, KEY_PATTERN};
-pub use store::{Claim, Entry, Store, StoredResponse};
+pub use store::{connection_config, Claim, Entry, Store, StoredResponse};
 
 use crate::http::auth::Caller;
 use crate::http::json::body_error;
@@ -98,6 +98,12 @@ fn replay(response: StoredResponse) -> HttpResponse {
 }
 
 /// The middleware. Needs `web::Data<Store>` and `web::Data<Metrics>` in app data.
+///
+/// 1. parse the key ([`IdempotencyKey::parse`]);
+/// 2. read the body and fingerprint the request;
+/// 3. claim the key in Redis — or answer from what is there ([`answer_existing`]);
+/// 4. run the handler with the key in its request ([`IdempotencyContext`]);
+/// 5. keep its answer for replay, or release the key ([`keep_or_release`]).
 pub async fn layer(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -119,22 +125,9 @@ pub async fn layer(
         Ok(key) => key,
         Err(e) => {
             outcome("invalid");
-            let problem = match e {
-                KeyError::Missing => Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    ProblemCode::IdempotencyKeyMissing,
-                    "the Idempotency-Key header is required on this endpoint",
-                ),
-                KeyError::Invalid(why) => Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    ProblemCode::IdempotencyKeyInvalid,
-                    format!("the Idempotency-Key header {why}"),
-                ),
-            };
-            return Ok(req.into_response(problem.to_response()));
+            return Ok(req.into_response(refusal(e).to_response()));
         }
     };
-
     let body = match req.extract::<web::Bytes>().await {
         Ok(body) => body,
         Err(e) => return Ok(req.into_response(body_error(&e).to_response())),
@@ -147,44 +140,24 @@ pub async fn layer(
         .match_pattern()
         .unwrap_or_else(|| req.path().to_string());
     let fp = fingerprint(req.method().as_str(), req.path(), &body);
-    let redis_key = format!(
-        "{}:idem:{}:{} {}:{}",
-        metrics.service,
-        caller,
-        req.method(),
-        route,
-        key.as_str()
-    );
+    let claimed = Claimed {
+        redis_key: format!(
+            "{}:idem:{}:{} {}:{}",
+            metrics.service,
+            caller,
+            req.method(),
+            route,
+            key.as_str()
+        ),
+        fingerprint: fp.clone(),
+        marker: String::new(),
+    };
 
-    let marker = match store.claim(&redis_key, &fp).await {
-        Ok(Claim::Acquired { marker }) => marker,
+    let claimed = match store.claim(&claimed.redis_key, &fp).await {
+        Ok(Claim::Acquired { marker }) => Claimed { marker, ..claimed },
         Ok(Claim::Existing(entry)) => {
-            let stored_fp = match &entry {
-                Entry::InFlight { fingerprint, .. } | Entry::Completed { fingerprint, .. } => {
-                    fingerprint
-                }
-            };
-            let response = if *stored_fp != fp {
-                outcome("key_reused");
-                key_reused().to_response()
-            } else {
-                match entry {
-                    Entry::Completed { response, .. } => {
-                        outcome("replayed");
-                        replay(response)
-                    }
-                    Entry::InFlight { .. } => {
-                        outcome("in_progress");
-                        Problem::new(
-                            StatusCode::CONFLICT,
-                            ProblemCode::RequestInProgress,
-                            "a request with this Idempotency-Key is still being processed",
-                        )
-                        .retry_after(1)
-                        .to_response()
-                    }
-                }
-            };
+            let (label, response) = answer_existing(entry, &fp);
+            outcome(label);
             return Ok(req.into_response(response));
         }
         Err(e) => {
@@ -198,30 +171,84 @@ pub async fn layer(
     req.extensions_mut().insert(IdempotencyContext {
         scoped: format!("{caller}:{}", key.as_str()),
         key,
-        fingerprint: fp.clone(),
+        fingerprint: fp,
     });
     req.set_payload(Payload::from(body));
-
-    let response = match next.call(req).await {
-        Ok(response) => response.map_into_boxed_body(),
+    match next.call(req).await {
+        Ok(response) => Ok(keep_or_release(&store, &claimed, response.map_into_boxed_body()).await),
         Err(e) => {
-            release(&store, &redis_key, &marker).await;
-            return Err(e);
+            release(&store, &claimed.redis_key, &claimed.marker).await;
+            Err(e)
         }
-    };
-    if !is_stored(response.status()) {
-        release(&store, &redis_key, &marker).await;
-        return Ok(response);
     }
+}
 
+/// A key this request holds in Redis: where, for which request, and its in-flight marker.
+struct Claimed {
+    redis_key: String,
+    fingerprint: String,
+    marker: String,
+}
+
+/// The answer to a key that is taken: 422 for another request, the stored answer replayed, or 409
+/// while the first still runs; with the metric label of each.
+fn answer_existing(entry: Entry, fingerprint: &str) -> (&'static str, HttpResponse) {
+    let stored_fingerprint = match &entry {
+        Entry::InFlight { fingerprint, .. } | Entry::Completed { fingerprint, .. } => fingerprint,
+    };
+    if stored_fingerprint != fingerprint {
+        return ("key_reused", key_reused().to_response());
+    }
+    match entry {
+        Entry::Completed { response, .. } => ("replayed", replay(response)),
+        Entry::InFlight { .. } => (
+            "in_progress",
+            Problem::new(
+                StatusCode::CONFLICT,
+                ProblemCode::RequestInProgress,
+                "a request with this Idempotency-Key is still being processed",
+            )
+            .retry_after(1)
+            .to_response(),
+        ),
+    }
+}
+
+/// 400 for a missing or malformed key.
+fn refusal(error: KeyError) -> Problem {
+    match error {
+        KeyError::Missing => Problem::new(
+            StatusCode::BAD_REQUEST,
+            ProblemCode::IdempotencyKeyMissing,
+            "the Idempotency-Key header is required on this endpoint",
+        ),
+        KeyError::Invalid(why) => Problem::new(
+            StatusCode::BAD_REQUEST,
+            ProblemCode::IdempotencyKeyInvalid,
+            format!("the Idempotency-Key header {why}"),
+        ),
+    }
+}
+
+/// Keeps a finished answer for replay in place of the key's marker, or — for an answer that is
+/// not kept ([`is_stored`]) — releases the key so that it may be retried.
+async fn keep_or_release(
+    store: &Store,
+    claimed: &Claimed,
+    response: ServiceResponse<BoxBody>,
+) -> ServiceResponse<BoxBody> {
+    if !is_stored(response.status()) {
+        release(store, &claimed.redis_key, &claimed.marker).await;
+        return response;
+    }
     let (request, response) = response.into_parts();
     let (head, body) = response.into_parts();
     let bytes = match actix_web::body::to_bytes(body).await {
         Ok(bytes) => bytes,
         Err(_) => {
-            release(&store, &redis_key, &marker).await;
+            release(store, &claimed.redis_key, &claimed.marker).await;
             let problem = Problem::internal(&BodyUnreadable);
-            return Ok(ServiceResponse::new(request, problem.to_response()));
+            return ServiceResponse::new(request, problem.to_response());
         }
     };
     let header_text = |name| {
@@ -238,17 +265,17 @@ pub async fn layer(
                 location: header_text(header::LOCATION),
                 body: text,
             };
-            if let Err(e) = store.complete(&redis_key, &fp, stored).await {
+            if let Err(e) = store
+                .complete(&claimed.redis_key, &claimed.fingerprint, stored)
+                .await
+            {
                 // The resource is safe in PostgreSQL; a retry will be answered from there.
                 tracing::warn!(error = %e, "could not store the idempotent response");
             }
         }
-        Err(_) => release(&store, &redis_key, &marker).await,
+        Err(_) => release(store, &claimed.redis_key, &claimed.marker).await,
     }
-    Ok(ServiceResponse::new(
-        request,
-        head.set_body(bytes).map_into_boxed_body(),
-    ))
+    ServiceResponse::new(request, head.set_body(bytes).map_into_boxed_body())
 }
 
 async fn release(store: &Store, key: &str, marker: &str) {

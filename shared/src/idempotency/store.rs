@@ -55,6 +55,15 @@ end
 return 0
 "#;
 
+/// How every Redis connection of a service is made: short timeouts, one retry, so that an outage
+/// answers 503 quickly instead of hanging requests; the connection manager reconnects by itself.
+pub fn connection_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(1)
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
@@ -72,10 +81,7 @@ impl Store {
     async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
         self.redis
             .get_or_try_init(|| {
-                ConnectionManager::new_with_config(
-                    self.client.clone(),
-                    crate::startup::connect::redis_config(),
-                )
+                ConnectionManager::new_with_config(self.client.clone(), connection_config())
             })
             .await
             .cloned()

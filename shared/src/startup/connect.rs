@@ -4,7 +4,7 @@
 
 use super::StartupError;
 use crate::config::CommonSettings;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
@@ -73,19 +73,10 @@ pub async fn database(
     Ok(pool)
 }
 
-/// How every Redis connection of a service is made: short timeouts, one retry, so that an outage
-/// answers 503 quickly instead of hanging requests; the connection manager reconnects by itself.
-pub fn redis_config() -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(Duration::from_secs(2)))
-        .set_number_of_retries(1)
-}
-
 pub async fn redis(settings: &CommonSettings) -> Result<ConnectionManager, StartupError> {
     let client = redis::Client::open(settings.redis_url.as_str())?;
     Ok(with_retries("Redis", settings.startup_timeout, || {
-        ConnectionManager::new_with_config(client.clone(), redis_config())
+        ConnectionManager::new_with_config(client.clone(), crate::idempotency::connection_config())
     })
     .await?)
 }

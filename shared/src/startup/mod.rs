@@ -86,8 +86,8 @@ impl Running {
 ///
 /// The main runtime runs what a request waits for but does not run itself — the saga's drivers and
 /// outbound calls, the batched writes — and the background workers. It has `RUNTIME_THREADS`
-/// threads (default 1: one thread, no work stealing between threads, which on the benchmark's
-/// 2-core machine cost less CPU per checkout than a thread per core).
+/// threads (default 1: one thread, no work stealing between threads; see
+/// docs/design/benchmarks.md for why that is the default).
 pub fn main<S: Service>() -> std::process::ExitCode {
     let threads = match crate::config::var_or("RUNTIME_THREADS", 1usize) {
         Ok(threads) if threads >= 1 => threads,

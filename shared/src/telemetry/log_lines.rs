@@ -3,7 +3,7 @@
 //! Logging a line is a copy under a lock — no system call on the request's thread, and no other
 //! thread woken. The writer thread wakes every [`FLUSH_EVERY`] and writes everything buffered with
 //! one `write(2)`. (A channel to a writer thread, as `tracing-appender` has, wakes that thread for
-//! nearly every line: on the order service's replays that was a fifth of its CPU.) No line is
+//! nearly every line, which costs more than the line; docs/design/benchmarks.md.) No line is
 //! ever dropped: when a burst fills [`FLUSH_AT`] bytes before the writer's next turn, the thread
 //! logging writes the buffer itself. Lines keep their order: one writer at a time takes the buffer.
 

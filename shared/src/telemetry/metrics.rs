@@ -1,4 +1,4 @@
-//! Prometheus metrics every service has (SPEC §7), the per-request middleware that feeds them and
+//! Prometheus metrics every service has (docs/operations.md), the per-request middleware that feeds them and
 //! writes the access log line, and the `/metrics` endpoint. Services register their own metrics in
 //! the same [`Metrics::registry`].
 

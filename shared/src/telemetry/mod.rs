@@ -1,4 +1,4 @@
-//! Logs and traces (SPEC §7).
+//! Logs and traces (docs/operations.md, "Logs, traces and metrics").
 //!
 //! - Logs: one JSON object per line on stdout — `timestamp`, `level`, `target`, `message`, `service`,
 //!   the fields of the spans the event is in (`request_id`, `order_id`, ...), `trace_id` and
@@ -113,7 +113,7 @@ pub fn init(service: &'static str, default_filter: &str) -> Telemetry {
     }
 }
 
-/// Writes every event as one JSON line (SPEC §7): `timestamp`, `level`, `target`, `service`, the
+/// Writes every event as one JSON line: `timestamp`, `level`, `target`, `service`, the
 /// fields of the spans the event is in (outermost first), `trace_id` and `span_id` of the
 /// innermost span that has them, then the event's own fields (`message`, ...). A field named
 /// twice keeps its innermost value.

@@ -3,7 +3,7 @@
 //! once per commit, not once per request; a request the batch cannot take is decided alone — by
 //! the same statement, for a batch of one — where the database's constraints decide it.
 
-use crate::domain::{plan, ItemState, Rejection, ReserveRequest};
+use crate::domain::{plan, ItemState, Plan, Rejection, ReserveRequest};
 use crate::storage::items;
 use crate::storage::reservations::{self as store, ReserveJob, Taken};
 use crate::storage::StorageError;
@@ -83,11 +83,11 @@ impl Catalogue {
             }
         }
         if !missing.is_empty() {
-            let read = items::prices(pool, &missing).await?;
+            let read = items::snapshot(pool, &missing).await?;
             let mut prices = self.prices.write().unwrap_or_else(|e| e.into_inner());
-            for (id, price, currency) in read {
-                prices.insert(id, (price, currency));
-                found.push(priced(id, price, currency));
+            for item in read {
+                prices.insert(item.id, (item.price, item.currency));
+                found.push(priced(item.id, item.price, item.currency));
             }
         }
         Ok(found)
@@ -144,15 +144,9 @@ impl Reservations {
         idem: &IdempotencyContext,
     ) -> Result<Reserved, StorageError> {
         let items = self.catalogue.items(&self.pool, request).await?;
-        let plan = match plan(&request.lines, &items) {
+        let plan = match self.plan_or_answer(request, idem, &items).await? {
             Ok(plan) => plan,
-            // A retry of a reservation that was made is answered with it, whatever stock is now.
-            Err(rejection) => {
-                return Ok(self
-                    .existing(request, idem)
-                    .await?
-                    .unwrap_or(Reserved::Rejected(rejection)))
-            }
+            Err(answer) => return Ok(answer),
         };
         let job = job(request, idem, plan);
         if let Some(Batched::Done(reservation)) = self.reserves.run(job).await {
@@ -172,24 +166,10 @@ impl Reservations {
     ) -> Result<Reserved, StorageError> {
         let ids: Vec<i64> = request.lines.iter().map(|(id, _)| id.get()).collect();
         for _ in 0..ATTEMPTS {
-            let items: Vec<ItemState> = items::snapshot(&self.pool, &ids)
-                .await?
-                .into_iter()
-                .map(|(id, price, currency, available)| ItemState {
-                    id,
-                    price,
-                    currency,
-                    available,
-                })
-                .collect();
-            let plan = match plan(&request.lines, &items) {
+            let items = items::snapshot(&self.pool, &ids).await?;
+            let plan = match self.plan_or_answer(request, idem, &items).await? {
                 Ok(plan) => plan,
-                Err(rejection) => {
-                    return Ok(self
-                        .existing(request, idem)
-                        .await?
-                        .unwrap_or(Reserved::Rejected(rejection)))
-                }
+                Err(answer) => return Ok(answer),
             };
             let job = job(request, idem, plan);
             match store::reserve(&self.pool, std::slice::from_ref(&job), self.ttl_secs).await {
@@ -209,6 +189,24 @@ impl Reservations {
         Err(StorageError::LostRace(
             "the reservation kept racing with other reservations",
         ))
+    }
+
+    /// The plan of a request against `items`, or — when they cannot take it — the answer: the
+    /// reservation this key made before (a retry is answered with it, whatever stock is now), or
+    /// the rejection.
+    async fn plan_or_answer(
+        &self,
+        request: &ReserveRequest,
+        idem: &IdempotencyContext,
+        items: &[ItemState],
+    ) -> Result<Result<Plan, Reserved>, StorageError> {
+        Ok(match plan(&request.lines, items) {
+            Ok(plan) => Ok(plan),
+            Err(rejection) => Err(self
+                .existing(request, idem)
+                .await?
+                .unwrap_or(Reserved::Rejected(rejection))),
+        })
     }
 
     /// Explains a conflict: the same key (a retry, or a reuse), or the same order.

@@ -1,6 +1,7 @@
 //! The catalogue: items and their restocks.
 
 use super::StorageError;
+use crate::domain::ItemState;
 use shared::contract::stock::{Item, NewItem};
 use shared::contract::values::{Currency, ItemId, Limit, Offset, RestockQuantity};
 use shared::idempotency::IdempotencyContext;
@@ -167,39 +168,16 @@ pub async fn available(pool: &PgPool) -> Result<Vec<(i64, i64)>, StorageError> {
     Ok(rows.into_iter().map(|r| (r.id, r.available)).collect())
 }
 
-/// Prices and currencies of the given items (they never change once an item exists).
-pub async fn prices(
-    pool: &PgPool,
-    ids: &[i64],
-) -> Result<Vec<(ItemId, i64, Currency)>, StorageError> {
-    let rows = sqlx::query!(
-        r#"SELECT id AS "id: ItemId", price, currency AS "currency: Currency"
-           FROM items WHERE id = ANY($1)"#,
-        ids,
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.id, r.price, r.currency))
-        .collect())
-}
-
-/// Prices, currencies and what can be reserved now of the given items, unlocked.
-pub async fn snapshot(
-    pool: &PgPool,
-    ids: &[i64],
-) -> Result<Vec<(ItemId, i64, Currency, i64)>, StorageError> {
-    let rows = sqlx::query!(
+/// The given items as the planner needs them — prices and currencies (which never change once an
+/// item exists) and what can be reserved now — read without a lock.
+pub async fn snapshot(pool: &PgPool, ids: &[i64]) -> Result<Vec<ItemState>, StorageError> {
+    Ok(sqlx::query_as!(
+        ItemState,
         r#"SELECT id AS "id: ItemId", price, currency AS "currency: Currency",
                   stock - reserved AS "available!"
            FROM items WHERE id = ANY($1)"#,
         ids,
     )
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.id, r.price, r.currency, r.available))
-        .collect())
+    .await?)
 }

@@ -4,10 +4,10 @@
 //! runs checkout clients against it while a seeded fault schedule SIGKILLs and restarts order,
 //! payment and stock, restarts Redis with its data lost, crashes and restarts PostgreSQL, and turns
 //! the payment processor's `PAYMENT_FAULT_RATE` / `PAYMENT_LATENCY_MS` up and down. Clients behave
-//! the way SPEC asks a client to: they retry with the same key on 5xx, 202, 409
+//! the way a client following the API's advice does: they retry with the same key on 5xx, 202, 409
 //! `request_in_progress`, timeouts and connection errors. Meanwhile an admin restocks.
 //!
-//! When the faults end it waits until every order is terminal, checks SPEC §6 (shared with the saga
+//! When the faults end it waits until every order is terminal, checks the invariants (shared with the saga
 //! tests: [`tests::invariants`]) and that every client saw the truth (a 201 means a completed
 //! order, a final refusal a failed one), prints the fault counts and every violation, writes
 //! `result.json`, and exits non-zero on any violation.
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tests::{workspace_root, Options, OwnPostgres, Part, Stack, ADMIN_TOKEN};
 
 #[derive(Parser, Clone)]
-#[command(about = "Checkout under a seeded fault schedule, then the SPEC §6 invariant check")]
+#[command(about = "Checkout under a seeded fault schedule, then the invariant check")]
 struct Args {
     /// Seconds of faults.
     #[arg(long, default_value_t = 60.0)]

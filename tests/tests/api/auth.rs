@@ -1,4 +1,4 @@
-//! SPEC §2.1: bearer tokens, their classes, and refusing to start without them.
+//! Authentication (docs/api.md): bearer tokens, their classes, and refusing to start without them.
 
 use serde_json::json;
 use std::process::Command;

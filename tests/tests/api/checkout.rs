@@ -1,4 +1,4 @@
-//! SPEC §6: the checkout saga through nginx — every outcome row with its effect on stock and
+//! The checkout saga through nginx (docs/api.md, "order"; docs/guarantees.md) — every outcome row with its effect on stock and
 //! payments, concurrency, and real faults (a service stopped, injected failures, latency, expiry,
 //! SIGKILL), each ending with the invariant check.
 

@@ -1,4 +1,4 @@
-//! SPEC §1–§2: routing through nginx, request ids, bad input, health, docs.
+//! The conventions of every service (docs/api.md): routing through nginx, request ids, bad input, health, docs.
 
 use serde_json::json;
 use tests::{

@@ -1,5 +1,5 @@
 //! Static checks of what operators deploy (no Docker engine runs here): docker-compose.yml against
-//! the Compose Specification schema and the topology SPEC §8 asks for, nginx.conf through `nginx -t`,
+//! the Compose Specification schema and the whole topology, nginx.conf through `nginx -t`,
 //! the Dockerfile's shape, and the observability configuration.
 
 use serde_json::Value;
@@ -237,4 +237,85 @@ async fn the_binaries_healthcheck_flag_asks_the_running_service() {
         assert_eq!(ask(s.port(part)), Some(0), "{part:?} is ready");
         assert_eq!(ask(tests::free_port()), Some(1), "nothing listens there");
     }
+}
+
+/// Every file of the repository that is not generated, for the checks below.
+fn repository_files() -> Vec<std::path::PathBuf> {
+    let out = Command::new("git")
+        .args(["ls-files", "--cached", "--others", "--exclude-standard"])
+        .current_dir(workspace_root())
+        .output()
+        .expect("git runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|f| workspace_root().join(f))
+        .filter(|f| f.is_file())
+        .collect()
+}
+
+/// Every environment variable a service reads is documented in docs/configuration.md.
+#[test]
+fn every_setting_is_documented() {
+    let documented = read("docs/configuration.md");
+    let mut read_vars = BTreeSet::new();
+    for file in repository_files() {
+        let path = file.to_string_lossy().to_string();
+        let service_code = ["shared/src/", "order/src/", "payment/src/", "stock/src/"]
+            .iter()
+            .any(|dir| path.contains(dir));
+        if !service_code || !path.ends_with(".rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for reader in [
+            "var_or(\"",
+            "string_or(\"",
+            "probability_or(\"",
+            "millis(\"",
+            "list(\"",
+            "env::var(\"",
+        ] {
+            for found in text.split(reader).skip(1) {
+                let name: String = found
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                if name.len() > 2 {
+                    read_vars.insert(name);
+                }
+            }
+        }
+    }
+    assert!(read_vars.contains("DATABASE_URL") && read_vars.contains("SAGA_LEASE_SECS"));
+    let missing: Vec<&String> = read_vars
+        .iter()
+        .filter(|v| !v.starts_with("SHARED_TEST") && !documented.contains(&format!("`{v}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in docs/configuration.md: {missing:?}"
+    );
+}
+
+/// The repository is self-contained: nothing in it refers to a file outside it.
+#[test]
+fn nothing_refers_outside_the_repository() {
+    // Spelled in pieces, so that this file does not find itself.
+    let patterns = [
+        concat!("..", "/shared/"),
+        concat!("SPEC", ".md"),
+        concat!("SPEC ", "§"),
+    ];
+    let mut outside = Vec::new();
+    for file in repository_files() {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for (n, line) in text.lines().enumerate() {
+            if patterns.iter().any(|p| line.contains(p)) {
+                outside.push(format!("{}:{}: {line}", file.display(), n + 1));
+            }
+        }
+    }
+    assert!(outside.is_empty(), "{}", outside.join("\n"));
 }

@@ -1,4 +1,4 @@
-//! SPEC §3: the Idempotency-Key layer, including Redis loss and outages.
+//! The Idempotency-Key layer (docs/api.md, docs/design/idempotency.md), including Redis loss and outages.
 
 use futures_util::future::join_all;
 use serde_json::json;

@@ -1,4 +1,4 @@
-//! SPEC §8: the local stack script behind `make up`, `make stop|start SERVICE=x` and `make down`.
+//! The local stack (docs/operations.md): the script behind `make up`, `make stop|start SERVICE=x` and `make down`.
 
 use serde_json::json;
 use std::collections::HashMap;

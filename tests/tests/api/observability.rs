@@ -1,4 +1,4 @@
-//! SPEC §7: the metrics each service exposes, scraped directly after traffic.
+//! Observability (docs/operations.md): the metrics each service exposes, scraped directly after traffic.
 
 use serde_json::json;
 use tests::{Part, Stack};

@@ -1,4 +1,4 @@
-//! SPEC §5: every row of the payment service, with its effect on stored state.
+//! The payment service (docs/api.md, "payment"): every row, with its effect on stored state.
 
 use serde_json::{json, Value};
 use tests::{new_key, new_order_id, Options, Part, Stack, SERVICE_TOKEN};

@@ -1,4 +1,4 @@
-//! SPEC §4: every row of the stock service, with its effect on stored state.
+//! The stock service (docs/api.md, "stock"): every row, with its effect on stored state.
 
 use futures_util::future::join_all;
 use serde_json::json;

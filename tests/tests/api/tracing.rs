@@ -1,4 +1,4 @@
-//! SPEC §7 traces: a small OTLP/HTTP receiver (decoding with the `opentelemetry-proto` types)
+//! Traces (docs/operations.md): a small OTLP/HTTP receiver (decoding with the `opentelemetry-proto` types)
 //! collects what the three services export; one checkout must be one trace across order, stock and
 //! payment, with the saga steps as spans and correct parent links.
 

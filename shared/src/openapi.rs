@@ -8,8 +8,8 @@
 //! The document is meant to be exact: a client generated from it, or a schema-driven fuzzer, agrees
 //! with the service. `make test` holds the services to it with schemathesis.
 
-use super::problem::ProblemCode;
 use crate::contract::problem::schema_for;
+use crate::http::problem::ProblemCode;
 use crate::idempotency::KEY_PATTERN;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
@@ -61,6 +61,49 @@ pub struct Link {
 }
 
 impl Operation {
+    /// An operation that takes nothing but its path, answers nothing of its own, and links nowhere;
+    /// the methods below add what it does take.
+    pub const fn new(method: &'static str, path: &'static str, access: Access) -> Self {
+        Operation {
+            method,
+            path,
+            access,
+            idempotent: false,
+            body: false,
+            params: false,
+            answers: &[],
+            links: &[],
+        }
+    }
+
+    /// Behind the Idempotency-Key layer.
+    pub const fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
+    /// Takes a JSON body.
+    pub const fn body(mut self) -> Self {
+        self.body = true;
+        self
+    }
+
+    /// Takes path or query parameters.
+    pub const fn params(mut self) -> Self {
+        self.params = true;
+        self
+    }
+
+    pub const fn answers(mut self, answers: &'static [(u16, ProblemCode)]) -> Self {
+        self.answers = answers;
+        self
+    }
+
+    pub const fn links(mut self, links: &'static [Link]) -> Self {
+        self.links = links;
+        self
+    }
+
     /// The problems this operation can answer: its own and its layers'.
     pub fn problems(&self) -> BTreeMap<u16, Vec<ProblemCode>> {
         use ProblemCode::*;
@@ -106,36 +149,9 @@ impl Operation {
 
 /// The health operations every service has.
 pub const HEALTH: [Operation; 3] = [
-    Operation {
-        method: "get",
-        path: "/health/live",
-        access: Access::Public,
-        idempotent: false,
-        body: false,
-        params: false,
-        answers: &[],
-        links: &[],
-    },
-    Operation {
-        method: "get",
-        path: "/health/ready",
-        access: Access::Public,
-        idempotent: false,
-        body: false,
-        params: false,
-        answers: &[],
-        links: &[],
-    },
-    Operation {
-        method: "get",
-        path: "/health",
-        access: Access::Public,
-        idempotent: false,
-        body: false,
-        params: false,
-        answers: &[],
-        links: &[],
-    },
+    Operation::new("get", "/health/live", Access::Public),
+    Operation::new("get", "/health/ready", Access::Public),
+    Operation::new("get", "/health", Access::Public),
 ];
 
 /// Completes `base` (the service's generated document) for the `operations` it has, published
@@ -146,7 +162,7 @@ pub fn document(
     prefix: &str,
     operations: &[Operation],
 ) -> Result<Value, String> {
-    base.merge(<super::health::HealthDoc as utoipa::OpenApi>::openapi());
+    base.merge(<crate::http::health::HealthDoc as utoipa::OpenApi>::openapi());
     let mut doc = serde_json::to_value(&base).map_err(|e| e.to_string())?;
     doc["servers"] = json!([{"url": prefix, "description": "through nginx"}]);
     let operations: Vec<Operation> = operations.iter().chain(HEALTH.iter()).copied().collect();
@@ -303,88 +319,17 @@ fn complete(
     let operation = target
         .as_object_mut()
         .ok_or("an operation is not an object")?;
-    match op.access {
-        Access::Public => {
-            operation.insert("security".into(), json!([]));
-        }
-        Access::Service => {
-            operation.insert("security".into(), json!([{"service_token": []}]));
-            schemes.insert(
-                "service_token".into(),
-                bearer("a token from SERVICE_TOKENS"),
-            );
-        }
-        Access::Admin => {
-            operation.insert("security".into(), json!([{"admin_token": []}]));
-            schemes.insert("admin_token".into(), bearer("a token from ADMIN_TOKENS"));
-        }
-    }
+    secure(operation, op.access, schemes);
     if op.idempotent {
-        let parameters = operation
-            .entry("parameters")
-            .or_insert_with(|| json!([]))
-            .as_array_mut()
-            .ok_or("parameters is not a list")?;
-        parameters.retain(|p| p["name"] != "Idempotency-Key");
-        parameters.push(json!({
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": true,
-            "description": "Makes the request safe to retry: the same key and request replay the first answer; \
-                            1 to 255 printable ASCII characters, or an RFC 8941 quoted string of them.",
-            "schema": {"type": "string", "pattern": KEY_PATTERN}
-        }));
+        require_key(operation)?;
     }
     let responses = operation
         .entry("responses")
         .or_insert_with(|| json!({}))
         .as_object_mut()
         .ok_or("responses is not an object")?;
-    for (status, codes) in op.problems() {
-        let response = responses
-            .entry(status.to_string())
-            .or_insert_with(|| json!({"description": ""}));
-        let names: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
-        let description = response["description"].as_str().unwrap_or("").to_string();
-        response["description"] = if description.is_empty() {
-            json!(names.join(", "))
-        } else {
-            json!(format!("{description}; or a problem: {}", names.join(", ")))
-        };
-        let content = response
-            .as_object_mut()
-            .ok_or("a response is not an object")?
-            .entry("content")
-            .or_insert_with(|| json!({}));
-        content[super::problem::CONTENT_TYPE] = json!({"schema": serde_json::to_value(schema_for(status, &codes)).map_err(|e| e.to_string())?});
-        if status == 503 || codes.contains(&ProblemCode::RequestInProgress) {
-            response["headers"]["Retry-After"] = json!({
-                "description": "seconds to wait before retrying with the same Idempotency-Key",
-                "schema": {"type": "integer", "minimum": 0}
-            });
-        }
-    }
-    for link in op.links {
-        let response = responses.get_mut(&link.status.to_string()).ok_or_else(|| {
-            format!(
-                "{} {} has a link from no {} answer",
-                op.method, op.path, link.status
-            )
-        })?;
-        let parameters: Map<String, Value> = link
-            .parameters
-            .iter()
-            .map(|(name, expression)| (name.to_string(), json!(expression)))
-            .collect();
-        let mut target = json!({"operationId": link.operation_id});
-        if !parameters.is_empty() {
-            target["parameters"] = Value::Object(parameters);
-        }
-        if let Some(body) = link.body {
-            target["requestBody"] = serde_json::from_str(body).map_err(|e| e.to_string())?;
-        }
-        response["links"][link.operation_id] = target;
-    }
+    add_problems(responses, op)?;
+    add_links(responses, op)?;
     if op.idempotent {
         for (status, response) in responses.iter_mut() {
             if status.starts_with('2') {
@@ -398,6 +343,95 @@ fn complete(
     Ok(())
 }
 
+/// Who may call: the operation's security requirement, and the scheme it names.
+fn secure(operation: &mut Map<String, Value>, access: Access, schemes: &mut Map<String, Value>) {
+    let (scheme, description) = match access {
+        Access::Public => {
+            operation.insert("security".into(), json!([]));
+            return;
+        }
+        Access::Service => ("service_token", "a token from SERVICE_TOKENS"),
+        Access::Admin => ("admin_token", "a token from ADMIN_TOKENS"),
+    };
+    operation.insert("security".into(), json!([{ scheme: [] }]));
+    schemes.insert(scheme.into(), bearer(description));
+}
+
+/// The `Idempotency-Key` header, with exactly the values the layer accepts.
+fn require_key(operation: &mut Map<String, Value>) -> Result<(), String> {
+    let parameters = operation
+        .entry("parameters")
+        .or_insert_with(|| json!([]))
+        .as_array_mut()
+        .ok_or("parameters is not a list")?;
+    parameters.retain(|p| p["name"] != "Idempotency-Key");
+    parameters.push(json!({
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": true,
+        "description": "Makes the request safe to retry: the same key and request replay the first answer; \
+                        1 to 255 printable ASCII characters, or an RFC 8941 quoted string of them.",
+        "schema": {"type": "string", "pattern": KEY_PATTERN}
+    }));
+    Ok(())
+}
+
+/// Every problem the operation can answer, by status, with exactly its codes.
+fn add_problems(responses: &mut Map<String, Value>, op: &Operation) -> Result<(), String> {
+    for (status, codes) in op.problems() {
+        let response = responses
+            .entry(status.to_string())
+            .or_insert_with(|| json!({"description": ""}));
+        let names: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+        let description = response["description"].as_str().unwrap_or("").to_string();
+        response["description"] = if description.is_empty() {
+            json!(names.join(", "))
+        } else {
+            json!(format!("{description}; or a problem: {}", names.join(", ")))
+        };
+        let schema = serde_json::to_value(schema_for(status, &codes)).map_err(|e| e.to_string())?;
+        response
+            .as_object_mut()
+            .ok_or("a response is not an object")?
+            .entry("content")
+            .or_insert_with(|| json!({}))[crate::http::problem::CONTENT_TYPE] =
+            json!({ "schema": schema });
+        if status == 503 || codes.contains(&ProblemCode::RequestInProgress) {
+            response["headers"]["Retry-After"] = json!({
+                "description": "seconds to wait before retrying with the same Idempotency-Key",
+                "schema": {"type": "integer", "minimum": 0}
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What can be done next with an answer.
+fn add_links(responses: &mut Map<String, Value>, op: &Operation) -> Result<(), String> {
+    for link in op.links {
+        let response = responses.get_mut(&link.status.to_string()).ok_or_else(|| {
+            format!(
+                "{} {} has a link from no {} answer",
+                op.method, op.path, link.status
+            )
+        })?;
+        let mut target = json!({ "operationId": link.operation_id });
+        if !link.parameters.is_empty() {
+            let parameters: Map<String, Value> = link
+                .parameters
+                .iter()
+                .map(|(name, expression)| (name.to_string(), json!(expression)))
+                .collect();
+            target["parameters"] = Value::Object(parameters);
+        }
+        if let Some(body) = link.body {
+            target["requestBody"] = serde_json::from_str(body).map_err(|e| e.to_string())?;
+        }
+        response["links"][link.operation_id] = target;
+    }
+    Ok(())
+}
+
 fn bearer(description: &str) -> Value {
     json!({"type": "http", "scheme": "bearer", "description": description})
 }
@@ -407,16 +441,16 @@ pub fn routes(document: Value) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         let json = document.to_string();
         cfg.service(Scalar::with_url("/docs", document)).service(
-            super::routing::only(web::resource("/openapi.json"), &["GET"]).route(web::get().to(
-                move || {
+            crate::http::routing::only(web::resource("/openapi.json"), &["GET"]).route(
+                web::get().to(move || {
                     let json = json.clone();
                     async move {
                         HttpResponse::Ok()
                             .content_type("application/json")
                             .body(json)
                     }
-                },
-            )),
+                }),
+            ),
         );
     }
 }
@@ -427,16 +461,10 @@ mod tests {
 
     #[test]
     fn the_layers_add_their_problems() {
-        let op = Operation {
-            method: "post",
-            path: "/reserve",
-            access: Access::Service,
-            idempotent: true,
-            body: true,
-            params: false,
-            answers: &[(409, ProblemCode::InsufficientStock)],
-            links: &[],
-        };
+        let op = Operation::new("post", "/reserve", Access::Service)
+            .idempotent()
+            .body()
+            .answers(&[(409, ProblemCode::InsufficientStock)]);
         let problems = op.problems();
         assert_eq!(
             problems[&409],
