@@ -147,6 +147,9 @@ struct Report {
     answers: BTreeMap<String, u64>,
     restocks: u64,
     orders_by_status: BTreeMap<String, i64>,
+    /// Orders that ran more than one attempt (a retry of their key after
+    /// `dependency_unavailable`).
+    orders_with_new_attempts: i64,
     quiet_after_s: f64,
     violations: Vec<String>,
 }
@@ -511,6 +514,11 @@ async fn run(args: Args) -> Report {
     for status in orders.values() {
         *orders_by_status.entry(status.clone()).or_default() += 1;
     }
+    let orders_with_new_attempts: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders WHERE attempt > 1")
+            .fetch_one(&stack.db(Part::Order).await)
+            .await
+            .expect("orders readable");
     let report = Report {
         seed,
         seconds: args.seconds,
@@ -525,6 +533,7 @@ async fn run(args: Args) -> Report {
         answers: seen.answers,
         restocks,
         orders_by_status,
+        orders_with_new_attempts,
         quiet_after_s,
         violations,
     };
@@ -576,8 +585,9 @@ fn print(report: &Report) {
         .map(|(k, v)| format!("{k}: {v}"))
         .collect();
     println!(
-        "orders: {} (terminal {:.1} s after the faults)",
+        "orders: {} ({} with new attempts; terminal {:.1} s after the faults)",
         orders.join(", "),
+        report.orders_with_new_attempts,
         report.quiet_after_s
     );
     if report.violations.is_empty() {
