@@ -13,7 +13,7 @@
 //! database's constraints decide it alone. Used by stock (reserves and completions), order
 //! (orders written and moved by the saga) and payment (charges opened and settled).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::hash::Hash;
 use tokio::sync::{mpsc, oneshot};
@@ -24,25 +24,6 @@ type Job<I, O> = (I, oneshot::Sender<O>);
 pub enum Batched<T> {
     Done(T),
     Alone,
-}
-
-impl<T> Batched<T> {
-    /// Each job's row among the `rows` a batch statement wrote (matched by key), or `Alone` for a
-    /// job it wrote none for. A key given twice gets the row once, for its first job.
-    pub fn matched<J, K: Eq + Hash>(
-        jobs: &[J],
-        rows: Vec<T>,
-        job_key: impl Fn(&J) -> K,
-        row_key: impl Fn(&T) -> K,
-    ) -> Vec<Batched<T>> {
-        let mut rows: HashMap<K, T> = rows.into_iter().map(|r| (row_key(&r), r)).collect();
-        jobs.iter()
-            .map(|job| {
-                rows.remove(&job_key(job))
-                    .map_or(Batched::Alone, Batched::Done)
-            })
-            .collect()
-    }
 }
 
 /// Whether each job is the first of its key in the batch. A statement can change a row only
@@ -131,17 +112,8 @@ mod tests {
     }
 
     #[test]
-    fn rows_go_to_their_jobs_and_a_repeated_key_goes_alone() {
+    fn a_repeated_key_goes_alone() {
         let jobs = [1, 2, 1, 3];
-        let rows = vec![(3, "c"), (1, "a")];
-        let got: Vec<Option<&str>> = Batched::matched(&jobs, rows, |j| *j, |r| r.0)
-            .into_iter()
-            .map(|b| match b {
-                Batched::Done(r) => Some(r.1),
-                Batched::Alone => None,
-            })
-            .collect();
-        assert_eq!(got, [Some("a"), None, None, Some("c")]);
         assert_eq!(first_of_each(&jobs, |j| *j), [true, true, false, true]);
     }
 
