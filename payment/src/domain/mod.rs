@@ -1,5 +1,7 @@
 //! The payment domain: the pure rule that turns a processor's decision into the payment's next
-//! state. No I/O here.
+//! state, and the money arithmetic of splits ([`split`]). No I/O here.
+
+pub mod split;
 
 use shared::contract::payment::PaymentStatus;
 use uuid::Uuid;
