@@ -87,7 +87,7 @@ pub fn split_line(
         Some(remainder) => amounts[remainder] = leftover,
         None => {
             // Largest fractional part first; ties to the earlier share (a stable sort keeps order).
-            fractions.sort_by(|a, b| b.1.cmp(&a.1));
+            fractions.sort_by_key(|f| std::cmp::Reverse(f.1));
             for (i, _) in &fractions {
                 if leftover == 0 {
                     break;
