@@ -126,14 +126,14 @@ fn done<T>(value: T) -> Call<T> {
 
 fn refused<T>(status: u16, code: ProblemCode) -> Call<T> {
     Ok(Reply {
-        answer: Answer::Refused(ProblemBody {
+        answer: Answer::Refused(Box::new(ProblemBody {
             type_uri: ProblemBody::type_uri(code),
             title: String::new(),
             status,
             detail: String::new(),
             code,
             context: ProblemContext::default(),
-        }),
+        })),
         attempts: 1,
     })
 }
@@ -186,6 +186,7 @@ fn payment(status: PaymentStatus) -> Payment {
         status,
         failure_code: (status == PaymentStatus::Failed).then(|| "amount_above_limit".into()),
         retries: 0,
+        refunded_amount: 0,
         reference: None,
         created_at: Utc::now(),
         updated_at: Utc::now(),

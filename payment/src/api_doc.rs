@@ -2,7 +2,11 @@
 //! handlers' descriptions, completed from the table of operations below with what the shared
 //! layers add.
 
+use crate::routes::ledger::{self, LedgerError};
 use crate::routes::payments::{self, PaymentError};
+use crate::routes::recipients::{self, RecipientError};
+use crate::routes::refunds::{self, RefundError};
+use crate::routes::split_rules::{self, SplitRuleError};
 use shared::http::problem::Answers;
 use shared::openapi::{Access, Link, Operation};
 use utoipa::OpenApi;
@@ -11,14 +15,24 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "payment",
-        description = "Charges, refunds and payment retries. Money is in minor units; errors are application/problem+json."
+        description = "Charges, refunds and payment retries; the marketplace's recipients, split rules and double-entry ledger. Money is in minor units; errors are application/problem+json."
     ),
     paths(
         payments::charge,
         payments::refund,
         payments::retry,
         payments::get,
-        payments::list
+        payments::list,
+        refunds::create,
+        ledger::splits,
+        ledger::entries,
+        ledger::trial_balance,
+        recipients::create,
+        recipients::get,
+        recipients::balances,
+        split_rules::create,
+        split_rules::get,
+        split_rules::list
     )
 )]
 struct ApiDoc;
@@ -43,7 +57,43 @@ const PAYMENT_LINKS: &[Link] = &[
         parameters: &[],
         body: Some(r#"{"paymentId": "$response.body#/paymentId"}"#),
     },
+    Link {
+        status: 201,
+        operation_id: "getSplits",
+        parameters: &[("paymentId", "$response.body#/paymentId")],
+        body: None,
+    },
+    Link {
+        status: 201,
+        operation_id: "refundPart",
+        parameters: &[("paymentId", "$response.body#/paymentId")],
+        body: None,
+    },
 ];
+
+/// A new recipient can be read, with its balances.
+const RECIPIENT_LINKS: &[Link] = &[
+    Link {
+        status: 201,
+        operation_id: "getRecipient",
+        parameters: &[("recipientId", "$response.body#/recipientId")],
+        body: None,
+    },
+    Link {
+        status: 201,
+        operation_id: "getBalances",
+        parameters: &[("recipientId", "$response.body#/recipientId")],
+        body: None,
+    },
+];
+
+/// A new rule can be read.
+const RULE_LINKS: &[Link] = &[Link {
+    status: 201,
+    operation_id: "getSplitRule",
+    parameters: &[("splitRuleId", "$response.body#/splitRuleId")],
+    body: None,
+}];
 
 /// Every operation of the service and the layers it sits behind (fault injection answers 503
 /// `service_unavailable`, which every operation documents).
@@ -67,6 +117,44 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("get", "/payments", Access::Service)
         .params()
         .answers(PaymentError::ANSWERS),
+    Operation::new("post", "/payments/{paymentId}/refunds", Access::Service)
+        .idempotent()
+        .body()
+        .params()
+        .answers(RefundError::ANSWERS),
+    Operation::new("get", "/payments/{paymentId}/splits", Access::Service)
+        .params()
+        .answers(LedgerError::ANSWERS),
+    Operation::new("get", "/ledger/entries", Access::ServiceOrAdmin)
+        .params()
+        .answers(LedgerError::ANSWERS),
+    Operation::new("get", "/ledger/trial-balance", Access::Admin).answers(LedgerError::ANSWERS),
+    Operation::new("post", "/recipients", Access::Admin)
+        .idempotent()
+        .body()
+        .answers(RecipientError::ANSWERS)
+        .links(RECIPIENT_LINKS),
+    Operation::new("get", "/recipients/{recipientId}", Access::ServiceOrAdmin)
+        .params()
+        .answers(RecipientError::ANSWERS),
+    Operation::new(
+        "get",
+        "/recipients/{recipientId}/balances",
+        Access::ServiceOrAdmin,
+    )
+    .params()
+    .answers(RecipientError::ANSWERS),
+    Operation::new("post", "/split-rules", Access::Admin)
+        .idempotent()
+        .body()
+        .answers(SplitRuleError::ANSWERS)
+        .links(RULE_LINKS),
+    Operation::new("get", "/split-rules/{splitRuleId}", Access::ServiceOrAdmin)
+        .params()
+        .answers(SplitRuleError::ANSWERS),
+    Operation::new("get", "/split-rules", Access::ServiceOrAdmin)
+        .params()
+        .answers(SplitRuleError::ANSWERS),
 ];
 
 /// The complete document, published under `prefix`.

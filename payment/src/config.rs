@@ -23,6 +23,12 @@ pub struct Settings {
     /// `PAYMENT_BATCH_MAX` (128): the most charges opened (or settled) in one statement; 1
     /// writes each alone.
     pub batch_max: usize,
+    /// `SPLIT_HOLD_SECS` (86400): how long a capture's money stays `pending` before it is
+    /// released to `available`.
+    pub hold: Duration,
+    /// `SPLIT_RELEASE_INTERVAL_MS` (1000): how often the release worker looks for due
+    /// allocations, folds pending credits and settles refunds the processor has not confirmed.
+    pub release_interval: Duration,
     /// `PUBLIC_PATH_PREFIX` (`/payment`): where nginx publishes this service, for the OpenAPI
     /// document's server.
     pub public_prefix: String,
@@ -36,7 +42,7 @@ impl Settings {
         }
         Ok(Settings {
             common: CommonSettings::from_env(NAME, DEFAULT_PORT)?,
-            tokens: Tokens::from_env(false)?,
+            tokens: Tokens::from_env(true)?,
             max_retries,
             processor: SimulatedProcessor {
                 decline_above: var_or("PAYMENT_DECLINE_ABOVE", 100_000)?,
@@ -50,6 +56,10 @@ impl Settings {
                 rate: probability_or("PAYMENT_FAULT_RATE", 0.0)?,
             },
             batch_max: var_or("PAYMENT_BATCH_MAX", 128usize)?.max(1),
+            hold: Duration::from_secs(var_or("SPLIT_HOLD_SECS", 86_400)?),
+            release_interval: Duration::from_millis(
+                var_or("SPLIT_RELEASE_INTERVAL_MS", 1000u64)?.max(1),
+            ),
             public_prefix: string_or("PUBLIC_PATH_PREFIX", "/payment"),
         })
     }

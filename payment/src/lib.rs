@@ -1,5 +1,7 @@
 //! The payment service: charges, refunds and retries through a pluggable processor, one payment
-//! per order, tombstones against null compensation and hanging charges.
+//! per order, tombstones against null compensation and hanging charges; and the marketplace's
+//! money — recipients, versioned split rules, the split of each captured payment and its reversal
+//! by refunds, in a double-entry ledger.
 //!
 //! Layout (the same in every service): `config` (settings, plain data), `state` (what handlers
 //! read), `startup` (building and running it), `routes` (thin HTTP handlers), `domain` (pure

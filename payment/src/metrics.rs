@@ -1,11 +1,19 @@
 //! Payment's metrics (docs/operations.md), registered beside the shared ones.
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct PaymentMetrics {
     /// `payments_total{status}`: each processor decision settled, and each refund made.
     pub payments: IntCounterVec,
+    /// `split_allocations_total`: allocations made by captures.
+    pub split_allocations: IntCounter,
+    /// `split_anomalies_total{type}`: lines a capture could not split as their rule says.
+    pub split_anomalies: IntCounterVec,
+    /// `ledger_entries_total{kind}`: journal entries written.
+    pub ledger_entries: IntCounterVec,
+    /// `refunds_total{kind}`: refunds made, `full` (`/refund`) or `partial`.
+    pub refunds: IntCounterVec,
 }
 
 impl PaymentMetrics {
@@ -14,7 +22,36 @@ impl PaymentMetrics {
             Opts::new("payments_total", "Payments settled, by resulting status"),
             &["status"],
         )?;
+        let split_allocations = IntCounter::new(
+            "split_allocations_total",
+            "Allocations of captured payments to recipients",
+        )?;
+        let split_anomalies = IntCounterVec::new(
+            Opts::new(
+                "split_anomalies_total",
+                "Lines a capture could not split as their rule says, by type",
+            ),
+            &["type"],
+        )?;
+        let ledger_entries = IntCounterVec::new(
+            Opts::new("ledger_entries_total", "Journal entries written, by kind"),
+            &["kind"],
+        )?;
+        let refunds = IntCounterVec::new(
+            Opts::new("refunds_total", "Refunds made, full or partial"),
+            &["kind"],
+        )?;
         registry.register(Box::new(payments.clone()))?;
-        Ok(PaymentMetrics { payments })
+        registry.register(Box::new(split_allocations.clone()))?;
+        registry.register(Box::new(split_anomalies.clone()))?;
+        registry.register(Box::new(ledger_entries.clone()))?;
+        registry.register(Box::new(refunds.clone()))?;
+        Ok(PaymentMetrics {
+            payments,
+            split_allocations,
+            split_anomalies,
+            ledger_entries,
+            refunds,
+        })
     }
 }

@@ -1,7 +1,7 @@
 //! Builds and runs the payment service: connections, the application state and the HTTP server.
 
 use crate::application::processor::PaymentProcessor;
-use crate::application::Payments;
+use crate::application::{release, Payments};
 use crate::config::{self, Settings};
 use crate::metrics::PaymentMetrics;
 use crate::state::AppState;
@@ -45,22 +45,25 @@ impl Application {
         let tokens = web::Data::new(settings.tokens.clone());
         let faults = web::Data::new(settings.faults);
         let common = settings.common.clone();
-        let state = web::Data::new(AppState {
-            payments: Payments::start(
-                base.pool.clone(),
-                processor,
-                settings.max_retries,
-                metrics,
-                settings.batch_max,
-            ),
-            settings,
-        });
+        let payments = Payments::start(
+            base.pool.clone(),
+            processor,
+            settings.max_retries,
+            metrics,
+            settings.batch_max,
+            settings.hold,
+        );
+        let releasing = (payments.clone(), settings.release_interval);
+        let state = web::Data::new(AppState { payments, settings });
         let server = base.serve(listener, &common, move |cfg| {
             cfg.app_data(state.clone())
                 .app_data(tokens.clone())
                 .app_data(faults.clone())
                 .configure(routes::configure);
         })?;
-        Ok(Running::new(port, server, |_| Vec::new()))
+        Ok(Running::new(port, server, |stop| {
+            let (payments, every) = releasing;
+            vec![tokio::spawn(release::run(payments, every, stop))]
+        }))
     }
 }

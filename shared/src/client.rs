@@ -47,7 +47,7 @@ pub enum Answer<T> {
     /// A success, with the body the contract says.
     Done(T),
     /// A refusal: an error status with a problem body, its `code` one the contract knows.
-    Refused(ProblemBody),
+    Refused(Box<ProblemBody>),
     /// Neither: a success whose body is not the contract's, or an error without a problem body
     /// the contract knows. Something is wrong with the participant (a bug, a version skew).
     Unexpected { status: u16, reason: String },
@@ -73,7 +73,7 @@ impl<T: DeserializeOwned> Reply<T> {
                 .unwrap_or_else(|e| unexpected(format!("the body is not the contract's: {e}")))
         } else {
             serde_json::from_slice::<ProblemBody>(body)
-                .map(Answer::Refused)
+                .map(|p| Answer::Refused(Box::new(p)))
                 .unwrap_or_else(|e| unexpected(format!("no problem the contract knows: {e}")))
         };
         Reply { answer, attempts }

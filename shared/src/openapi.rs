@@ -24,6 +24,8 @@ pub enum Access {
     Service,
     /// A token from `ADMIN_TOKENS`.
     Admin,
+    /// A token from either list.
+    ServiceOrAdmin,
 }
 
 /// One operation of a service and the layers it sits behind.
@@ -345,16 +347,23 @@ fn complete(
 
 /// Who may call: the operation's security requirement, and the scheme it names.
 fn secure(operation: &mut Map<String, Value>, access: Access, schemes: &mut Map<String, Value>) {
-    let (scheme, description) = match access {
-        Access::Public => {
-            operation.insert("security".into(), json!([]));
-            return;
-        }
-        Access::Service => ("service_token", "a token from SERVICE_TOKENS"),
-        Access::Admin => ("admin_token", "a token from ADMIN_TOKENS"),
+    const SERVICE: (&str, &str) = ("service_token", "a token from SERVICE_TOKENS");
+    const ADMIN: (&str, &str) = ("admin_token", "a token from ADMIN_TOKENS");
+    let accepted: &[(&str, &str)] = match access {
+        Access::Public => &[],
+        Access::Service => &[SERVICE],
+        Access::Admin => &[ADMIN],
+        Access::ServiceOrAdmin => &[SERVICE, ADMIN],
     };
-    operation.insert("security".into(), json!([{ scheme: [] }]));
-    schemes.insert(scheme.into(), bearer(description));
+    // Each element of `security` is an alternative: any one of the schemes will do.
+    let requirements: Vec<Value> = accepted
+        .iter()
+        .map(|(scheme, _)| json!({ *scheme: [] }))
+        .collect();
+    operation.insert("security".into(), Value::Array(requirements));
+    for (scheme, description) in accepted {
+        schemes.insert((*scheme).into(), bearer(description));
+    }
 }
 
 /// The `Idempotency-Key` header, with exactly the values the layer accepts.

@@ -3,10 +3,10 @@
 use chrono::{DateTime, Utc};
 use shared::contract::cart::{CartLine, CartLines};
 use shared::contract::order::{self as contract, FailureCode, OrderEventRecord, OrderStatus, Step};
-use shared::contract::payment::{ChargeRequest, RefundTarget};
+use shared::contract::payment::{ChargeLine, ChargeLines, ChargeRequest, RefundTarget};
 use shared::contract::stock::{ReservationTarget, ReserveRequest};
 use shared::contract::values::{
-    Amount, Currency, CustomerId, Invalid, ItemId, OrderRef, Quantity, Reference,
+    Amount, Currency, CustomerId, Invalid, ItemId, OrderRef, Quantity, Reference, Units,
 };
 use uuid::Uuid;
 
@@ -80,10 +80,23 @@ impl Order {
         })
     }
 
-    /// `/charge` for this attempt: the reservation's total. `None` when there is nothing to charge
-    /// by the contract's rules (no priced total, or one above the largest charge).
+    /// `/charge` for this attempt: the reservation's total, with the priced lines (product = stock
+    /// item) that payment splits among the products' recipients. `None` when there is nothing to
+    /// charge by the contract's rules (no priced total or line, or one above the largest charge).
     pub fn charge_request(&self) -> Option<ChargeRequest> {
+        let lines = self
+            .lines
+            .iter()
+            .map(|l| {
+                Some(ChargeLine {
+                    product_id: l.item_id,
+                    quantity: Units::new(l.quantity).ok()?,
+                    amount: Amount::new(l.amount?).ok()?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
         Some(ChargeRequest {
+            lines: Some(ChargeLines::new(lines).ok()?),
             order_id: Some(self.order_ref().ok()?),
             customer_id: self
                 .customer_id
@@ -205,9 +218,22 @@ pub(crate) mod tests {
         assert!(o.charge_request().is_none());
         o.total_amount = Some(2000);
         o.currency = Some(Currency::parse("USD").unwrap());
+        assert!(o.charge_request().is_none(), "the lines are not priced yet");
+        o.lines[0].unit_price = Some(1000);
+        o.lines[0].amount = Some(2000);
         let charge = o.charge_request().unwrap();
         assert_eq!(charge.amount.get(), 2000);
         assert_eq!(charge.customer_id.unwrap().as_str(), "cust-1");
+        let lines = charge.lines.unwrap();
+        let line = lines.get()[0];
+        assert_eq!(
+            (
+                line.product_id.get(),
+                line.quantity.get(),
+                line.amount.get()
+            ),
+            (1, 2, 2000)
+        );
         o.total_amount = Some(Amount::MAX + 1);
         assert!(o.charge_request().is_none());
     }

@@ -446,7 +446,7 @@ mod tests {
 
     fn refused<T>(status: u16, code: ProblemCode) -> Call<T> {
         Ok(Reply {
-            answer: Answer::Refused(ProblemBody {
+            answer: Answer::Refused(Box::new(ProblemBody {
                 type_uri: ProblemBody::type_uri(code),
                 title: String::new(),
                 status,
@@ -456,7 +456,7 @@ mod tests {
                     item_id: Some(7),
                     ..ProblemContext::default()
                 },
-            }),
+            })),
             attempts: 1,
         })
     }
@@ -509,6 +509,7 @@ mod tests {
             status,
             failure_code: (status == PaymentStatus::Failed).then(|| "amount_above_limit".into()),
             retries: 0,
+            refunded_amount: 0,
             reference: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),

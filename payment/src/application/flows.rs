@@ -10,15 +10,18 @@
 //! statement, for a batch of one.
 
 use super::processor::{ChargeAttempt, PaymentProcessor, ProcessorError};
+use crate::domain::ledger::{self as split, Capture};
 use crate::domain::Settlement;
 use crate::metrics::PaymentMetrics;
-use crate::storage::payments::{self as store, ChargeJob, RefundStart, RetryStart, Taken};
-use crate::storage::StorageError;
+use crate::storage::payments::{self as store, ChargeJob, RetryStart, Settled, Taken};
+use crate::storage::{ledger, split_rules, StorageError};
 use shared::batch::{Batched, Batcher};
-use shared::contract::payment::{ChargeRequest, Payment, PaymentStatus, RefundTarget};
+use shared::contract::ledger::EntryKind;
+use shared::contract::payment::{ChargeRequest, Payment, PaymentStatus};
 use shared::idempotency::IdempotencyContext;
 use sqlx::PgPool;
 use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// How many times a charge decided alone tries again after losing a race.
@@ -46,12 +49,6 @@ pub enum Charged {
     KeyReused,
 }
 
-pub enum Refunded {
-    Payment(Payment),
-    Tombstone(String),
-    NotFound(Uuid),
-}
-
 pub enum Retried {
     Payment(Payment),
     NotRetryable(Payment),
@@ -62,10 +59,12 @@ pub enum Retried {
 /// Charges, refunds and retries of payments.
 #[derive(Clone)]
 pub struct Payments {
-    pool: PgPool,
-    processor: Arc<dyn PaymentProcessor>,
+    pub(super) pool: PgPool,
+    pub(super) processor: Arc<dyn PaymentProcessor>,
     max_retries: i32,
-    metrics: PaymentMetrics,
+    pub(super) metrics: PaymentMetrics,
+    /// How long captured money stays pending.
+    hold: Duration,
     charges: Batcher<ChargeJob, Batched<Payment>>,
     settles: Batcher<Settlement, Batched<Payment>>,
 }
@@ -78,6 +77,7 @@ impl Payments {
         max_retries: i32,
         metrics: PaymentMetrics,
         batch: usize,
+        hold: Duration,
     ) -> Self {
         let charges = {
             let pool = pool.clone();
@@ -87,12 +87,12 @@ impl Payments {
             })
         };
         let settles = {
-            let pool = pool.clone();
+            let (pool, metrics) = (pool.clone(), metrics.clone());
             Batcher::start(batch, move |settlements: Vec<Settlement>| {
-                let pool = pool.clone();
+                let (pool, metrics) = (pool.clone(), metrics.clone());
                 async move {
                     batched(
-                        store::settle(&pool, &settlements).await,
+                        settle_and_capture(&pool, &settlements, hold, &metrics).await,
                         settlements.len(),
                         "settle",
                     )
@@ -104,6 +104,7 @@ impl Payments {
             processor,
             max_retries,
             metrics,
+            hold,
             charges,
             settles,
         }
@@ -138,7 +139,11 @@ impl Payments {
             return Ok(payment);
         }
         let id = settlement.payment_id;
-        if let Some(Some(payment)) = store::settle(&self.pool, &[settlement]).await?.pop() {
+        if let Some(Some(payment)) =
+            settle_and_capture(&self.pool, &[settlement], self.hold, &self.metrics)
+                .await?
+                .pop()
+        {
             return Ok(payment);
         }
         store::get(&mut *self.pool.acquire().await?, id)
@@ -147,7 +152,7 @@ impl Payments {
     }
 
     /// Settles a payment left pending (by a crash or an outage) before anything else is done.
-    async fn resolve_pending(&self, payment: Payment) -> Result<Payment, FlowError> {
+    pub(super) async fn resolve_pending(&self, payment: Payment) -> Result<Payment, FlowError> {
         if payment.status != PaymentStatus::Pending {
             return Ok(payment);
         }
@@ -201,38 +206,6 @@ impl Payments {
         Err(StorageError::LostRace("the charge kept racing with another").into())
     }
 
-    pub async fn refund(&self, target: &RefundTarget) -> Result<Refunded, FlowError> {
-        let start = match target {
-            RefundTarget::Payment(id) => {
-                match store::get(&mut *self.pool.acquire().await?, *id).await? {
-                    Some(p) => RefundStart::Payment(p),
-                    None => RefundStart::NotFound(*id),
-                }
-            }
-            RefundTarget::Order(order_id) => {
-                store::refund_order(&self.pool, order_id.as_str()).await?
-            }
-        };
-        let payment = match start {
-            RefundStart::Payment(p) => self.resolve_pending(p).await?,
-            RefundStart::Tombstone(order_id) => return Ok(Refunded::Tombstone(order_id)),
-            RefundStart::NotFound(id) => return Ok(Refunded::NotFound(id)),
-        };
-        if payment.status != PaymentStatus::Succeeded {
-            // Refunded already, or nothing was taken: nothing to give back.
-            return Ok(Refunded::Payment(payment));
-        }
-        self.processor
-            .refund(payment.payment_id, payment.amount)
-            .await?;
-        let refunded = store::mark_refunded(&self.pool, payment.payment_id).await?;
-        self.metrics
-            .payments
-            .with_label_values(&[refunded.status.as_str()])
-            .inc();
-        Ok(Refunded::Payment(refunded))
-    }
-
     pub async fn retry(
         &self,
         payment_id: Uuid,
@@ -251,6 +224,68 @@ impl Payments {
             },
         )
     }
+}
+
+/// Settles payments and, in the same transaction, captures those that succeeded: each line split
+/// by the rule of its product in force when the payment was made (one query for the batch), the
+/// allocations, the capture entries and the pending credits written by one statement. A payment
+/// settled already is not settled again, so it is never captured twice (and the unique index
+/// `one_entry_per_payment_kind_and_refund` would refuse a second capture entry).
+async fn settle_and_capture(
+    pool: &PgPool,
+    settlements: &[Settlement],
+    hold: Duration,
+    metrics: &PaymentMetrics,
+) -> Result<Vec<Option<Payment>>, StorageError> {
+    let mut tx = pool.begin().await?;
+    let settled = store::settle(&mut tx, settlements).await?;
+    let succeeded: Vec<&Settled> = settled
+        .iter()
+        .flatten()
+        .filter(|s| s.payment.status == PaymentStatus::Succeeded)
+        .collect();
+    let (mut products, mut at) = (Vec::new(), Vec::new());
+    for s in &succeeded {
+        for line in s.lines.iter().flatten() {
+            products.push(line.product_id.get());
+            at.push(s.payment.created_at);
+        }
+    }
+    let rules = split_rules::in_force(&mut tx, &products, &at).await?;
+    let captures: Vec<(Uuid, shared::contract::values::Currency, Capture)> = succeeded
+        .iter()
+        .map(|s| {
+            let made = s.payment.created_at;
+            let capture = split::capture(s.payment.amount, s.lines.as_deref(), |product| {
+                rules.iter().find(|r| r.applies(product, made))
+            });
+            (s.payment.payment_id, s.payment.currency, capture)
+        })
+        .collect();
+    if !captures.is_empty() {
+        let refs: Vec<_> = captures.iter().map(|(p, c, cap)| (*p, *c, cap)).collect();
+        ledger::record_captures(&mut tx, &refs, hold).await?;
+    }
+    tx.commit().await?;
+    for (payment_id, _, capture) in &captures {
+        metrics
+            .split_allocations
+            .inc_by(capture.allocations.len() as u64);
+        for anomaly in &capture.anomalies {
+            tracing::warn!(%payment_id, anomaly = anomaly.as_str(), "a line was not split as its rule says");
+            metrics
+                .split_anomalies
+                .with_label_values(&[anomaly.as_str()])
+                .inc();
+        }
+    }
+    if !captures.is_empty() {
+        metrics
+            .ledger_entries
+            .with_label_values(&[EntryKind::Capture.as_str()])
+            .inc_by(captures.len() as u64);
+    }
+    Ok(settled.into_iter().map(|s| s.map(|s| s.payment)).collect())
 }
 
 /// A batch statement's rows as the batch's answers: each job's row, or `Alone` for a job it wrote

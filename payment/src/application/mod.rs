@@ -1,9 +1,15 @@
-//! payment's application logic: charges, refunds and retries around the processor call
-//! ([`flows`]), the processor port and the simulated processor ([`processor`]), and fault
+//! payment's application logic: charges and retries around the processor call, each success
+//! captured into the ledger in the same transaction ([`flows`]); full and partial refunds with
+//! their reversals ([`refunds`]); new versions of split rules ([`rules`]); the release worker
+//! ([`release`]); the processor port and the simulated processor ([`processor`]); and fault
 //! injection for testing the saga against a misbehaving payment service ([`faults`]).
 
 pub mod faults;
 pub mod flows;
 pub mod processor;
+pub mod refunds;
+pub mod release;
+pub mod rules;
 
-pub use flows::{Charged, FlowError, Payments, Refunded, Retried};
+pub use flows::{Charged, FlowError, Payments, Retried};
+pub use refunds::{PartRefunded, Refunded};

@@ -1,9 +1,10 @@
 //! The payment processor port, and the simulated processor the system ships with.
 //!
 //! A real provider plugs in by implementing [`PaymentProcessor`]. Its contract: both calls are
-//! idempotent by `(payment_id, attempt)` — the same call made twice (after a crash, or by a retry
-//! that races a refund) has one effect and the same answer, the way real providers behave when
-//! given an idempotency key. The service calls it outside any database transaction.
+//! idempotent — a charge by `(payment_id, attempt)`, a refund by `refund_id` — so the same call
+//! made twice (after a crash, or by a retry that races a refund) has one effect and the same
+//! answer, the way real providers behave when given an idempotency key. The service calls it
+//! outside any database transaction.
 
 pub use crate::domain::Decision;
 use futures_util::future::BoxFuture;
@@ -21,6 +22,15 @@ pub struct ChargeAttempt {
     pub currency: Currency,
 }
 
+/// Giving back part or all of a charged payment.
+#[derive(Debug, Clone)]
+pub struct RefundCall {
+    pub refund_id: Uuid,
+    pub payment_id: Uuid,
+    pub amount: i64,
+    pub currency: Currency,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessorError {
     /// The outcome is unknown; the same call may be made again.
@@ -33,11 +43,7 @@ pub trait PaymentProcessor: Send + Sync {
         &'a self,
         attempt: &'a ChargeAttempt,
     ) -> BoxFuture<'a, Result<Decision, ProcessorError>>;
-    fn refund<'a>(
-        &'a self,
-        payment_id: Uuid,
-        amount: i64,
-    ) -> BoxFuture<'a, Result<(), ProcessorError>>;
+    fn refund<'a>(&'a self, refund: &'a RefundCall) -> BoxFuture<'a, Result<(), ProcessorError>>;
 }
 
 /// Declines first charges above `decline_above`; a retry succeeds with `retry_success_probability`.
@@ -94,11 +100,7 @@ impl PaymentProcessor for SimulatedProcessor {
         })
     }
 
-    fn refund<'a>(
-        &'a self,
-        _payment_id: Uuid,
-        _amount: i64,
-    ) -> BoxFuture<'a, Result<(), ProcessorError>> {
+    fn refund<'a>(&'a self, _refund: &'a RefundCall) -> BoxFuture<'a, Result<(), ProcessorError>> {
         Box::pin(async move {
             if !self.latency.is_zero() {
                 tokio::time::sleep(self.latency).await;

@@ -1,9 +1,11 @@
 //! The payment domain: the pure rule that turns a processor's decision into the payment's next
 //! state, and the money arithmetic of splits ([`split`]). No I/O here.
 
+pub mod ledger;
+pub mod rules;
 pub mod split;
 
-use shared::contract::payment::PaymentStatus;
+use shared::contract::payment::{Payment, PaymentStatus};
 use uuid::Uuid;
 
 /// What the processor decided about one attempt to charge.
@@ -46,9 +48,76 @@ impl Settlement {
     }
 }
 
+/// What a refund asks for: all that is left of the payment (`/refund`, the saga's compensation),
+/// or an amount of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundAsk {
+    Rest,
+    Part(i64),
+}
+
+/// Why a payment cannot be refunded as asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundRefusal {
+    /// Only a `succeeded` payment gives money back (`refunded` has nothing left; a failed,
+    /// exhausted or pending one took nothing).
+    NotRefundable(PaymentStatus),
+    /// The amount is more than what is left.
+    Exceeds { left: i64 },
+}
+
+/// How much a refund gives back of `payment`.
+pub fn refund_amount(payment: &Payment, ask: RefundAsk) -> Result<i64, RefundRefusal> {
+    if payment.status != PaymentStatus::Succeeded {
+        return Err(RefundRefusal::NotRefundable(payment.status));
+    }
+    let left = payment.amount - payment.refunded_amount;
+    match ask {
+        RefundAsk::Rest => Ok(left),
+        RefundAsk::Part(amount) if amount > left => Err(RefundRefusal::Exceeds { left }),
+        RefundAsk::Part(amount) => Ok(amount),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refunds_give_back_at_most_what_is_left_of_a_succeeded_payment() {
+        let payment = |status, refunded| Payment {
+            payment_id: Uuid::nil(),
+            order_id: None,
+            customer_id: None,
+            amount: 1000,
+            currency: shared::contract::values::Currency::parse("EUR").unwrap(),
+            status,
+            failure_code: None,
+            retries: 0,
+            refunded_amount: refunded,
+            reference: None,
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            updated_at: chrono::DateTime::UNIX_EPOCH,
+        };
+        let ok = payment(PaymentStatus::Succeeded, 300);
+        assert_eq!(refund_amount(&ok, RefundAsk::Rest), Ok(700));
+        assert_eq!(refund_amount(&ok, RefundAsk::Part(700)), Ok(700));
+        assert_eq!(
+            refund_amount(&ok, RefundAsk::Part(701)),
+            Err(RefundRefusal::Exceeds { left: 700 })
+        );
+        for status in [
+            PaymentStatus::Refunded,
+            PaymentStatus::Failed,
+            PaymentStatus::Exhausted,
+            PaymentStatus::Pending,
+        ] {
+            assert_eq!(
+                refund_amount(&payment(status, 0), RefundAsk::Rest),
+                Err(RefundRefusal::NotRefundable(status))
+            );
+        }
+    }
 
     #[test]
     fn a_decline_of_the_last_retry_exhausts_the_payment() {

@@ -76,13 +76,23 @@ impl ToProblem for PaymentError {
             .payment_id(*id)
             .payment_status(*status),
             PaymentError::KeyReused => key_reused(),
-            PaymentError::Flow(FlowError::Processor(_)) => Problem::new(
+            PaymentError::Flow(e) => e.to_problem(),
+        }
+    }
+}
+
+/// A processor that did not answer is 503 `processor_unavailable`: what was asked is recorded
+/// and the same request retried finishes it.
+impl ToProblem for FlowError {
+    fn to_problem(&self) -> Problem {
+        match self {
+            FlowError::Processor(_) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ProblemCode::ProcessorUnavailable,
                 "the payment processor did not answer; retry with the same Idempotency-Key",
             )
             .retry_after(1),
-            PaymentError::Flow(FlowError::Storage(e)) => e.to_problem(),
+            FlowError::Storage(e) => e.to_problem(),
         }
     }
 }

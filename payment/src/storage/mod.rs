@@ -1,10 +1,15 @@
-//! PostgreSQL access for payments: a module per aggregate (here one: payments, with their retry
-//! attempts and the tombstones of canceled orders).
+//! PostgreSQL access for payments: a module per aggregate — payments (with their retry attempts
+//! and the tombstones of canceled orders), refunds, recipients, split rules, and the ledger
+//! (allocations, entries and legs, balances).
 //!
 //! Every statement is checked at compile time against the migrated schema (`sqlx::query!`, with
 //! the descriptions in `.sqlx/`).
 
+pub mod ledger;
 pub mod payments;
+pub mod recipients;
+pub mod refunds;
+pub mod split_rules;
 
 pub use shared::StorageError;
 

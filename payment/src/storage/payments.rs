@@ -6,8 +6,9 @@
 
 use super::StorageError;
 use crate::domain::Settlement;
-use shared::contract::payment::{ChargeRequest, Payment, PaymentStatus};
+use shared::contract::payment::{ChargeLine, ChargeLines, ChargeRequest, Payment, PaymentStatus};
 use shared::contract::values::{Currency, Limit, Offset};
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -26,7 +27,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Payment>, S
         Payment,
         r#"SELECT id AS payment_id, order_id, customer_id, amount,
                   currency AS "currency: Currency", status AS "status: PaymentStatus",
-                  failure_code, retries, reference, created_at, updated_at
+                  failure_code, retries, refunded_amount, reference, created_at, updated_at
            FROM payments WHERE id = $1"#,
         id,
     )
@@ -48,7 +49,7 @@ pub async fn list(
         Payment,
         r#"SELECT id AS payment_id, order_id, customer_id, amount,
                   currency AS "currency: Currency", status AS "status: PaymentStatus",
-                  failure_code, retries, reference, created_at, updated_at
+                  failure_code, retries, refunded_amount, reference, created_at, updated_at
            FROM payments
            WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR order_id = $2)
            ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"#,
@@ -106,13 +107,17 @@ pub async fn open(pool: &PgPool, jobs: &[ChargeJob]) -> Result<Vec<Option<Paymen
         .collect();
     let keys: Vec<&str> = jobs.iter().map(|j| j.key.as_str()).collect();
     let hashes: Vec<&str> = jobs.iter().map(|j| j.fingerprint.as_str()).collect();
+    let lines: Vec<Option<Json<&ChargeLines>>> = jobs
+        .iter()
+        .map(|j| j.request.lines.as_ref().map(Json))
+        .collect();
     let opened = sqlx::query_as!(
         Payment,
         r#"SELECT id AS "payment_id!", order_id, customer_id, amount AS "amount!",
                   currency AS "currency!: Currency", status AS "status!: PaymentStatus",
-                  failure_code, retries AS "retries!", reference, created_at AS "created_at!",
+                  failure_code, retries AS "retries!", refunded_amount AS "refunded_amount!", reference, created_at AS "created_at!",
                   updated_at AS "updated_at!"
-           FROM open_charges($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
+           FROM open_charges($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
         &orders as _,
         &ids,
         &order_ids as _,
@@ -122,6 +127,7 @@ pub async fn open(pool: &PgPool, jobs: &[ChargeJob]) -> Result<Vec<Option<Paymen
         &references as _,
         &keys as _,
         &hashes as _,
+        &lines as _,
     )
     .fetch_all(pool)
     .await?;
@@ -193,14 +199,20 @@ pub async fn open_attempt(conn: &mut PgConnection, payment_id: Uuid) -> Result<i
     Ok(attempt.unwrap_or(0))
 }
 
+/// A payment settled by [`settle`], with the lines it was charged for (to split, if it succeeded).
+pub struct Settled {
+    pub payment: Payment,
+    pub lines: Option<Vec<ChargeLine>>,
+}
+
 /// The last phase of a batch of charges and retries: records each processor decision on its
-/// pending payment (and on its retry attempt), in one statement. Returns, per settlement, the
-/// payment it settled, or `None` for one settled already (by someone else) or repeated in the
-/// batch (the statement changes a row once).
+/// pending payment (and on its retry attempt), in one statement of the caller's transaction.
+/// Returns, per settlement, the payment it settled, or `None` for one settled already (by someone
+/// else) or repeated in the batch (the statement changes a row once).
 pub async fn settle(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     settlements: &[Settlement],
-) -> Result<Vec<Option<Payment>>, StorageError> {
+) -> Result<Vec<Option<Settled>>, StorageError> {
     let ids: Vec<Uuid> = settlements.iter().map(|s| s.payment_id).collect();
     let attempts: Vec<i32> = settlements.iter().map(|s| s.attempt).collect();
     let statuses: Vec<&str> = settlements.iter().map(|s| s.status.as_str()).collect();
@@ -208,8 +220,7 @@ pub async fn settle(
         .iter()
         .map(|s| s.failure_code.as_deref())
         .collect();
-    let settled = sqlx::query_as!(
-        Payment,
+    let rows = sqlx::query!(
         r#"WITH s AS (
                SELECT DISTINCT ON (id) * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[])
                    WITH ORDINALITY AS s(id, attempt, status, failure_code, n)
@@ -227,24 +238,87 @@ pub async fn settle(
            WHERE p.id = s.id AND p.status = 'pending'
            RETURNING p.id AS payment_id, p.order_id, p.customer_id, p.amount,
                      p.currency AS "currency: Currency", p.status AS "status: PaymentStatus",
-                     p.failure_code, p.retries, p.reference, p.created_at, p.updated_at"#,
+                     p.failure_code, p.retries, p.refunded_amount, p.reference, p.created_at,
+                     p.updated_at, p.lines AS "lines: Json<Vec<ChargeLine>>""#,
         &ids,
         &attempts,
         &statuses as _,
         &codes as _,
     )
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
-    let mut settled: Vec<Option<Payment>> = settled.into_iter().map(Some).collect();
+    let mut settled: Vec<Option<Settled>> = rows
+        .into_iter()
+        .map(|r| {
+            Some(Settled {
+                payment: Payment {
+                    payment_id: r.payment_id,
+                    order_id: r.order_id,
+                    customer_id: r.customer_id,
+                    amount: r.amount,
+                    currency: r.currency,
+                    status: r.status,
+                    failure_code: r.failure_code,
+                    retries: r.retries,
+                    refunded_amount: r.refunded_amount,
+                    reference: r.reference,
+                    created_at: r.created_at,
+                    updated_at: r.updated_at,
+                },
+                lines: r.lines.map(|l| l.0),
+            })
+        })
+        .collect();
     Ok(settlements
         .iter()
         .map(|s| {
             settled
                 .iter_mut()
-                .find(|p| p.as_ref().is_some_and(|p| p.payment_id == s.payment_id))
+                .find(|p| {
+                    p.as_ref()
+                        .is_some_and(|p| p.payment.payment_id == s.payment_id)
+                })
                 .and_then(Option::take)
         })
         .collect())
+}
+
+/// A payment with its row locked until the transaction ends (refunds, releases).
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<Payment>, StorageError> {
+    Ok(sqlx::query_as!(
+        Payment,
+        r#"SELECT id AS payment_id, order_id, customer_id, amount,
+                  currency AS "currency: Currency", status AS "status: PaymentStatus",
+                  failure_code, retries, refunded_amount, reference, created_at, updated_at
+           FROM payments WHERE id = $1 FOR UPDATE"#,
+        id,
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Adds a refund to what was refunded of a (locked) payment, which turns `refunded` once all of
+/// it was; the constraint `refunds_never_exceed_the_payment` refuses more.
+pub async fn add_refunded(
+    conn: &mut PgConnection,
+    id: Uuid,
+    amount: i64,
+) -> Result<Payment, StorageError> {
+    Ok(sqlx::query_as!(
+        Payment,
+        r#"UPDATE payments
+           SET refunded_amount = refunded_amount + $2,
+               status = CASE WHEN refunded_amount + $2 = amount THEN 'refunded' ELSE status END,
+               updated_at = now()
+           WHERE id = $1
+           RETURNING id AS payment_id, order_id, customer_id, amount,
+                     currency AS "currency: Currency", status AS "status: PaymentStatus",
+                     failure_code, retries, refunded_amount, reference, created_at, updated_at"#,
+        id,
+        amount,
+    )
+    .fetch_one(conn)
+    .await?)
 }
 
 pub enum RefundStart {
@@ -263,7 +337,7 @@ pub async fn refund_order(pool: &PgPool, order_id: &str) -> Result<RefundStart, 
         Payment,
         r#"SELECT id AS payment_id, order_id, customer_id, amount,
                   currency AS "currency: Currency", status AS "status: PaymentStatus",
-                  failure_code, retries, reference, created_at, updated_at
+                  failure_code, retries, refunded_amount, reference, created_at, updated_at
            FROM payments WHERE order_id = $1"#,
         order_id,
     )
@@ -283,27 +357,6 @@ pub async fn refund_order(pool: &PgPool, order_id: &str) -> Result<RefundStart, 
     };
     tx.commit().await?;
     Ok(start)
-}
-
-/// Records a refund the processor has made; a payment refunded already is returned as it is.
-pub async fn mark_refunded(pool: &PgPool, payment_id: Uuid) -> Result<Payment, StorageError> {
-    let refunded = sqlx::query_as!(
-        Payment,
-        r#"UPDATE payments SET status = 'refunded', updated_at = now()
-           WHERE id = $1 AND status = 'succeeded'
-           RETURNING id AS payment_id, order_id, customer_id, amount,
-                     currency AS "currency: Currency", status AS "status: PaymentStatus",
-                     failure_code, retries, reference, created_at, updated_at"#,
-        payment_id,
-    )
-    .fetch_optional(pool)
-    .await?;
-    match refunded {
-        Some(p) => Ok(p),
-        None => get(&mut *pool.acquire().await?, payment_id)
-            .await?
-            .ok_or(StorageError::NotFound("payment")),
-    }
 }
 
 pub enum RetryStart {
@@ -331,7 +384,7 @@ pub async fn open_retry(
         Payment,
         r#"SELECT id AS payment_id, order_id, customer_id, amount,
                   currency AS "currency: Currency", status AS "status: PaymentStatus",
-                  failure_code, retries, reference, created_at, updated_at
+                  failure_code, retries, refunded_amount, reference, created_at, updated_at
            FROM payments WHERE id = $1 FOR UPDATE"#,
         payment_id,
     )
@@ -371,7 +424,7 @@ pub async fn open_retry(
                 r#"UPDATE payments SET status = 'pending', updated_at = now() WHERE id = $1
                    RETURNING id AS payment_id, order_id, customer_id, amount,
                              currency AS "currency: Currency", status AS "status: PaymentStatus",
-                             failure_code, retries, reference, created_at, updated_at"#,
+                             failure_code, retries, refunded_amount, reference, created_at, updated_at"#,
                 payment_id,
             )
             .fetch_one(&mut *tx)

@@ -8,9 +8,11 @@
 //! each value's schema states exactly what its parser accepts.
 
 pub mod cart;
+pub mod ledger;
 pub mod order;
 pub mod payment;
 pub mod problem;
+pub mod splits;
 pub mod stock;
 pub mod values;
 
@@ -65,6 +67,10 @@ pub fn schemas() -> Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>
         add::<CustomerId>(&mut all);
         add::<ItemName>(&mut all);
         add::<Reference>(&mut all);
+        add::<Units>(&mut all);
+        add::<BasisPoints>(&mut all);
+        add::<RecipientName>(&mut all);
+        add::<Instant>(&mut all);
     }
     add::<cart::CartLine>(&mut all);
     add::<cart::CartLines>(&mut all);
@@ -93,6 +99,36 @@ pub fn schemas() -> Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>
         add::<Payment>(&mut all);
         add::<PaymentList>(&mut all);
         add::<Refunded>(&mut all);
+        add::<ChargeLine>(&mut all);
+        add::<ChargeLines>(&mut all);
+    }
+    {
+        use splits::*;
+        add::<PayoutDestination>(&mut all);
+        add::<NewRecipient>(&mut all);
+        add::<Recipient>(&mut all);
+        add::<Balance>(&mut all);
+        add::<Balances>(&mut all);
+        add::<Share>(&mut all);
+        add::<Shares>(&mut all);
+        add::<NewSplitRule>(&mut all);
+        add::<SplitRule>(&mut all);
+        add::<SplitRules>(&mut all);
+        add::<Allocation>(&mut all);
+        add::<Splits>(&mut all);
+        add::<NewRefund>(&mut all);
+        add::<Refund>(&mut all);
+    }
+    {
+        use ledger::*;
+        add::<EntryKind>(&mut all);
+        add::<Account>(&mut all);
+        add::<AccountRef>(&mut all);
+        add::<Leg>(&mut all);
+        add::<Entry>(&mut all);
+        add::<EntryList>(&mut all);
+        add::<CurrencyTotals>(&mut all);
+        add::<TrialBalance>(&mut all);
     }
     {
         use order::*;

@@ -2,10 +2,14 @@
 //! reads them (and builds the requests it sends).
 
 use super::stock::{one_of_two_ids, uuid_schema};
-use super::values::{Amount, Currency, CustomerId, Invalid, Limit, Offset, OrderRef, Reference};
+use super::values::{
+    Amount, Currency, CustomerId, Invalid, ItemId, Limit, Offset, OrderRef, Reference, Units,
+};
 use super::CanceledOrder;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::openapi::schema::ArrayBuilder;
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 use uuid::Uuid;
@@ -23,7 +27,7 @@ crate::text_enum! {
 
 /// `POST /charge`. A decline is a created payment (`failed`), not an error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase", try_from = "ChargeForm")]
 pub struct ChargeRequest {
     /// One payment per order: a second charge for it under another key is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -34,7 +38,108 @@ pub struct ChargeRequest {
     pub currency: Currency,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<Reference>,
+    /// What is sold, line by line, each split by its product's rule when the payment succeeds;
+    /// the amounts sum to `amount`. Without lines, the payment goes wholly to the platform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<ChargeLines>,
 }
+
+/// [`ChargeRequest`] as written, before its lines are checked against its amount.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ChargeForm {
+    #[serde(default)]
+    order_id: Option<OrderRef>,
+    #[serde(default)]
+    customer_id: Option<CustomerId>,
+    amount: Amount,
+    currency: Currency,
+    #[serde(default)]
+    reference: Option<Reference>,
+    #[serde(default)]
+    lines: Option<ChargeLines>,
+}
+
+impl TryFrom<ChargeForm> for ChargeRequest {
+    type Error = Invalid;
+    fn try_from(form: ChargeForm) -> Result<Self, Invalid> {
+        if let Some(lines) = &form.lines {
+            let sum = lines.sum();
+            if sum != form.amount.get() {
+                return Err(Invalid(format!(
+                    "lines: the line amounts sum to {sum}, not to the amount {}",
+                    form.amount
+                )));
+            }
+        }
+        Ok(ChargeRequest {
+            order_id: form.order_id,
+            customer_id: form.customer_id,
+            amount: form.amount,
+            currency: form.currency,
+            reference: form.reference,
+            lines: form.lines,
+        })
+    }
+}
+
+/// One line of a charge: `quantity` units of a product (a stock item) for `amount`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChargeLine {
+    pub product_id: ItemId,
+    pub quantity: Units,
+    pub amount: Amount,
+}
+
+/// The lines of a charge: 1 to 50.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ChargeLines(Vec<ChargeLine>);
+
+impl ChargeLines {
+    pub const MAX: usize = 50;
+
+    pub fn new(lines: Vec<ChargeLine>) -> Result<Self, Invalid> {
+        if lines.is_empty() {
+            Err(Invalid("must contain at least one line".into()))
+        } else if lines.len() > Self::MAX {
+            Err(Invalid(format!("must contain at most {} lines", Self::MAX)))
+        } else {
+            Ok(ChargeLines(lines))
+        }
+    }
+
+    pub fn get(&self) -> &[ChargeLine] {
+        &self.0
+    }
+
+    /// The amounts added up: at most 50 × 10¹², far within i64.
+    pub fn sum(&self) -> i64 {
+        self.0.iter().map(|l| l.amount.get()).sum()
+    }
+}
+
+impl<'de> Deserialize<'de> for ChargeLines {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        ChargeLines::new(Vec::deserialize(deserializer)?).map_err(D::Error::custom)
+    }
+}
+
+impl PartialSchema for ChargeLines {
+    fn schema() -> RefOr<Schema> {
+        ArrayBuilder::new()
+            .items(ChargeLine::schema())
+            .min_items(Some(1))
+            .max_items(Some(Self::MAX))
+            .description(Some(
+                "1 to 50 lines whose amounts sum to the charge's amount (else 400, naming lines).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for ChargeLines {}
 
 /// `POST /refund`: `{"paymentId"}` or `{"orderId"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +196,8 @@ pub struct Payment {
     pub failure_code: Option<String>,
     /// Retries made after the first charge.
     pub retries: i32,
+    /// What refunds gave back so far (the payment is `refunded` once it reaches `amount`).
+    pub refunded_amount: i64,
     pub reference: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -135,6 +242,7 @@ mod tests {
     fn a_charge_needs_only_amount_and_currency() {
         let c: ChargeRequest =
             serde_json::from_value(json!({"amount": 1999, "currency": "EUR"})).unwrap();
+        assert!(c.lines.is_none());
         assert_eq!((c.amount.get(), c.currency.as_str()), (1999, "EUR"));
         assert_eq!(
             serde_json::to_value(&c).unwrap(),
@@ -152,6 +260,29 @@ mod tests {
                 serde_json::from_value::<ChargeRequest>(bad.clone()).is_err(),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn lines_sum_to_the_amount() {
+        let c = |v: serde_json::Value| serde_json::from_value::<ChargeRequest>(v);
+        let ok = c(json!({"amount": 30, "currency": "EUR", "lines": [
+            {"productId": 1, "quantity": 2, "amount": 20},
+            {"productId": 2, "quantity": 1, "amount": 10}]}))
+        .unwrap();
+        assert_eq!(ok.lines.unwrap().get().len(), 2);
+        let e = c(json!({"amount": 31, "currency": "EUR", "lines": [
+            {"productId": 1, "quantity": 2, "amount": 20},
+            {"productId": 2, "quantity": 1, "amount": 10}]}))
+        .unwrap_err();
+        assert!(e.to_string().starts_with("lines: "), "{e}");
+        for bad in [
+            json!({"amount": 5, "currency": "EUR", "lines": []}),
+            json!({"amount": 5, "currency": "EUR", "lines": [{"productId": 0, "quantity": 1, "amount": 5}]}),
+            json!({"amount": 5, "currency": "EUR", "lines": [{"productId": 1, "quantity": 0, "amount": 5}]}),
+            json!({"amount": 5, "currency": "EUR", "lines": [{"productId": 1, "quantity": 1, "amount": 9_000_000_000_000_000_000_u64}]}),
+        ] {
+            assert!(c(bad.clone()).is_err(), "{bad}");
         }
     }
 

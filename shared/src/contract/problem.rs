@@ -50,6 +50,15 @@ crate::text_enum! {
         PaymentDeclined = "payment_declined",
         /// A participant refused a checkout in a way the saga does not expect; everything was undone.
         CheckoutRejected = "checkout_rejected",
+        RecipientNotFound = "recipient_not_found",
+        SplitRuleNotFound = "split_rule_not_found",
+        /// A split rule's shares do not make a rule; `detail` says why.
+        SplitSharesInvalid = "split_shares_invalid",
+        EffectiveFromInPast = "effective_from_in_past",
+        /// A new rule of a product must start after every rule it already has.
+        SplitRuleOverlap = "split_rule_overlap",
+        PaymentNotRefundable = "payment_not_refundable",
+        RefundExceedsPayment = "refund_exceeds_payment",
     }
 }
 
@@ -75,6 +84,12 @@ pub struct ProblemContext {
     pub order_status: Option<OrderStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_status: Option<PaymentStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_rule_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<i64>,
 }
 
 /// An error answer's body.
@@ -135,6 +150,9 @@ fn members(status: RefOr<Schema>, code: RefOr<Schema>) -> RefOr<Schema> {
         .property("paymentId", uuid())
         .property("orderStatus", OrderStatus::schema())
         .property("paymentStatus", PaymentStatus::schema())
+        .property("recipientId", uuid())
+        .property("splitRuleId", uuid())
+        .property("productId", integer())
         .required("type")
         .required("title")
         .required("status")

@@ -191,6 +191,18 @@ bounded_int!(
     "An amount of money in minor units of its currency (1999 is 19.99)."
 );
 bounded_int!(
+    Units,
+    1,
+    1_000_000,
+    "Units of one product sold in one line of a charge: 1 to 1,000,000."
+);
+bounded_int!(
+    BasisPoints,
+    1,
+    10_000,
+    "A share in hundredths of a percent: 1 (0.01 %) to 10,000 (100 %)."
+);
+bounded_int!(
     Limit,
     1,
     1000,
@@ -275,6 +287,15 @@ impl sqlx::Type<sqlx::Postgres> for Currency {
     }
     fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
         <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl sqlx::postgres::PgHasArrayType for Currency {
+    fn array_type_info() -> sqlx::postgres::PgTypeInfo {
+        <&str as sqlx::postgres::PgHasArrayType>::array_type_info()
+    }
+    fn array_compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <&str as sqlx::postgres::PgHasArrayType>::array_compatible(ty)
     }
 }
 
@@ -457,9 +478,144 @@ checked_string!(
     "Free text kept with a payment: up to 255 characters, no control characters, not only white space (kept without surrounding white space)."
 );
 
+checked_string!(
+    RecipientName,
+    200,
+    text,
+    "A recipient's name: up to 200 characters, no control characters, not only white space (kept without surrounding white space)."
+);
+
+/// An instant, written as an RFC 3339 date-time with its offset (`2027-01-01T00:00:00Z`,
+/// `2027-01-01T01:00:00.5+01:00`): exactly the `date-time` format of JSON Schema, nothing looser
+/// (no space for `T`, no missing offset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant(chrono::DateTime<chrono::Utc>);
+
+impl Instant {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let invalid = || {
+            Invalid(format!(
+                "must be an RFC 3339 date-time such as 2027-01-01T00:00:00Z, got {:?}",
+                raw.chars().take(40).collect::<String>()
+            ))
+        };
+        if !rfc3339_shape(raw.as_bytes()) {
+            return Err(invalid());
+        }
+        chrono::DateTime::parse_from_rfc3339(raw)
+            .map(|t| Instant(t.with_timezone(&chrono::Utc)))
+            .map_err(|_| invalid())
+    }
+
+    pub fn get(self) -> chrono::DateTime<chrono::Utc> {
+        self.0
+    }
+}
+
+impl From<chrono::DateTime<chrono::Utc>> for Instant {
+    fn from(t: chrono::DateTime<chrono::Utc>) -> Self {
+        Instant(t)
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)`, `T` and `Z` in either case: the grammar of
+/// RFC 3339's `date-time` (chrono alone would also take a space for `T`).
+fn rfc3339_shape(b: &[u8]) -> bool {
+    let digits = |range: std::ops::Range<usize>| {
+        b.get(range.clone())
+            .is_some_and(|d| d.len() == range.len() && d.iter().all(u8::is_ascii_digit))
+    };
+    let at = |i: usize, c: &[u8]| b.get(i).is_some_and(|x| c.contains(x));
+    if !(digits(0..4) && at(4, b"-") && digits(5..7) && at(7, b"-") && digits(8..10))
+        || !(at(10, b"Tt") && digits(11..13) && at(13, b":") && digits(14..16))
+        || !(at(16, b":") && digits(17..19))
+    {
+        return false;
+    }
+    let mut i = 19;
+    if at(i, b".") {
+        let start = i + 1;
+        i = start;
+        while at(i, b"0123456789") {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+    }
+    match b.get(i) {
+        Some(b'Z' | b'z') => i + 1 == b.len(),
+        Some(b'+' | b'-') => {
+            digits(i + 1..i + 3) && at(i + 3, b":") && digits(i + 4..i + 6) && i + 6 == b.len()
+        }
+        _ => false,
+    }
+}
+
+impl fmt::Display for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    }
+}
+
+impl Serialize for Instant {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Instant {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Cow::<str>::deserialize(deserializer)?;
+        Instant::parse(&raw).map_err(D::Error::custom)
+    }
+}
+
+impl PartialSchema for Instant {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some(
+                "An instant as an RFC 3339 date-time with its offset, such as 2027-01-01T00:00:00Z.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Instant {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instants_are_rfc_3339_date_times_only() {
+        for good in [
+            "2027-01-01T00:00:00Z",
+            "2027-01-01t00:00:00z",
+            "2027-01-01T01:00:00.5+01:00",
+            "2027-01-01T00:00:00.123456789-05:30",
+        ] {
+            assert!(Instant::parse(good).is_ok(), "{good}");
+        }
+        assert_eq!(
+            Instant::parse("2027-01-01T01:00:00+01:00").unwrap(),
+            Instant::parse("2027-01-01T00:00:00Z").unwrap()
+        );
+        for bad in [
+            "2027-01-01 00:00:00Z",
+            "2027-01-01T00:00:00",
+            "2027-01-01",
+            "2027-13-01T00:00:00Z",
+            "2027-01-01T00:00:00.Z",
+            "2027-01-01T00:00:00+0100",
+            "tomorrow",
+            "",
+        ] {
+            assert!(Instant::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn currency_accepts_only_three_upper_case_letters() {

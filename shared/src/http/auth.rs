@@ -92,6 +92,15 @@ impl Tokens {
         authorization: Option<&str>,
         required: TokenClass,
     ) -> Result<Caller, Problem> {
+        self.authenticate_any(authorization, &[required])
+    }
+
+    /// Checks an `Authorization` header value for a token of one of the classes `allowed`.
+    pub fn authenticate_any(
+        &self,
+        authorization: Option<&str>,
+        allowed: &[TokenClass],
+    ) -> Result<Caller, Problem> {
         if self.disabled {
             return Ok(Caller {
                 id: "anonymous".into(),
@@ -111,7 +120,7 @@ impl Tokens {
         } else {
             return Err(unauthorized("the bearer token is not valid"));
         };
-        if class != required {
+        if !allowed.contains(&class) {
             return Err(Problem::new(
                 StatusCode::FORBIDDEN,
                 ProblemCode::Forbidden,
@@ -130,7 +139,7 @@ fn unauthorized(detail: &str) -> Problem {
 }
 
 async fn require(
-    class: TokenClass,
+    allowed: &[TokenClass],
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
@@ -141,7 +150,7 @@ async fn require(
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match tokens.authenticate(header, class) {
+    match tokens.authenticate_any(header, allowed) {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             Ok(next.call(req).await?.map_into_boxed_body())
@@ -159,7 +168,7 @@ pub async fn require_service(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    require(TokenClass::Service, req, next).await
+    require(&[TokenClass::Service], req, next).await
 }
 
 /// Middleware (`from_fn`) requiring an admin token.
@@ -167,7 +176,16 @@ pub async fn require_admin(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    require(TokenClass::Admin, req, next).await
+    require(&[TokenClass::Admin], req, next).await
+}
+
+/// Middleware (`from_fn`) requiring a service or an admin token (reads operators and services
+/// both make).
+pub async fn require_service_or_admin(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    require(&[TokenClass::Service, TokenClass::Admin], req, next).await
 }
 
 #[cfg(test)]
@@ -220,6 +238,16 @@ mod tests {
             .authenticate(Some("Bearer svc-a"), TokenClass::Admin)
             .unwrap_err();
         assert_eq!(p.status.as_u16(), 403);
+    }
+
+    #[test]
+    fn either_class_when_both_are_allowed() {
+        let t = tokens();
+        let both = [TokenClass::Service, TokenClass::Admin];
+        assert!(t.authenticate_any(Some("Bearer adm"), &both).is_ok());
+        assert!(t.authenticate_any(Some("Bearer svc-a"), &both).is_ok());
+        let p = t.authenticate_any(Some("Bearer x"), &both).unwrap_err();
+        assert_eq!(p.status.as_u16(), 401);
     }
 
     #[test]

@@ -72,6 +72,21 @@ impl Problem {
         self
     }
 
+    pub fn recipient_id(mut self, id: Uuid) -> Self {
+        self.context.recipient_id = Some(id);
+        self
+    }
+
+    pub fn split_rule_id(mut self, id: Uuid) -> Self {
+        self.context.split_rule_id = Some(id);
+        self
+    }
+
+    pub fn product_id(mut self, id: i64) -> Self {
+        self.context.product_id = Some(id);
+        self
+    }
+
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after_secs = Some(secs);
         self

@@ -35,7 +35,7 @@ fn refused(a: &Http, status: u16, code: ProblemCode) -> ProblemBody {
         Answer::Refused(problem) => {
             assert_eq!((problem.status, problem.code), (status, code), "{}", a.text);
             assert_eq!(a.status, status);
-            problem
+            *problem
         }
         other => panic!("not a refusal: {other:?} from {}", a.text),
     }
