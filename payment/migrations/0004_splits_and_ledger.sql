@@ -13,8 +13,9 @@ END $$;
 CREATE TABLE recipients (
     id                 UUID        PRIMARY KEY,
     name               TEXT        NOT NULL CHECK (char_length(name) BETWEEN 1 AND 200),
-    -- Opaque to the platform: where a recipient's payouts go. Stored, never logged.
-    payout_destination JSONB,
+    -- Opaque to the platform: where a recipient's payouts go, as the JSON text it was given in
+    -- (any JSON object: JSONB would refuse a \u0000 in it). Stored, never logged.
+    payout_destination TEXT,
     idempotency_key    TEXT        UNIQUE,
     request_hash       TEXT,
     created_at         TIMESTAMPTZ NOT NULL DEFAULT now()

@@ -4,7 +4,6 @@
 
 use super::StorageError;
 use shared::contract::splits::{NewRecipient, Recipient};
-use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -24,6 +23,10 @@ pub async fn create(
     key: &str,
     fingerprint: &str,
 ) -> Result<Created<Recipient>, StorageError> {
+    let destination = match &new.payout_destination {
+        Some(d) => Some(serde_json::to_string(d).map_err(|e| StorageError::Other(e.into()))?),
+        None => None,
+    };
     let created = sqlx::query_as!(
         Recipient,
         r#"INSERT INTO recipients (id, name, payout_destination, idempotency_key, request_hash)
@@ -32,7 +35,7 @@ pub async fn create(
            RETURNING id AS recipient_id, name, created_at"#,
         Uuid::now_v7(),
         new.name.as_str(),
-        new.payout_destination.as_ref().map(Json) as _,
+        destination.as_deref(),
         key,
         fingerprint,
     )

@@ -84,14 +84,16 @@ pub struct Balances {
 /// The most shares a rule has.
 pub const MAX_SHARES: usize = 20;
 
-/// One part of a split rule: what a recipient gets of each sold line.
+/// One part of a split rule: what a recipient gets of each sold line. Written
+/// `{"recipientId","type":"percentage","basisPoints"}`, `{"recipientId","type":"fixed","amount"}`
+/// or `{"recipientId","type":"remainder"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
     tag = "type",
     rename_all = "lowercase",
     rename_all_fields = "camelCase"
 )]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ShareForm")]
 pub enum Share {
     /// `basisPoints` of what the fixed shares leave of the line.
     Percentage {
@@ -102,6 +104,60 @@ pub enum Share {
     Fixed { recipient_id: Uuid, amount: Amount },
     /// What the percentage shares leave.
     Remainder { recipient_id: Uuid },
+}
+
+crate::text_enum! {
+    /// The kinds of share.
+    pub enum ShareType {
+        Percentage = "percentage",
+        Fixed = "fixed",
+        Remainder = "remainder",
+    }
+}
+
+/// A share as written: one flat object, read field by field (so that each value is parsed as
+/// where it stands alone — an internally tagged enum would buffer it and refuse `2.0` for 2),
+/// then checked to carry exactly the value of its type.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ShareForm {
+    recipient_id: Uuid,
+    #[serde(rename = "type")]
+    kind: ShareType,
+    #[serde(default)]
+    basis_points: Option<BasisPoints>,
+    #[serde(default)]
+    amount: Option<Amount>,
+}
+
+impl TryFrom<ShareForm> for Share {
+    type Error = Invalid;
+    fn try_from(form: ShareForm) -> Result<Self, Invalid> {
+        let recipient_id = form.recipient_id;
+        match (form.kind, form.basis_points, form.amount) {
+            (ShareType::Percentage, Some(basis_points), None) => Ok(Share::Percentage {
+                recipient_id,
+                basis_points,
+            }),
+            (ShareType::Fixed, None, Some(amount)) => Ok(Share::Fixed {
+                recipient_id,
+                amount,
+            }),
+            (ShareType::Remainder, None, None) => Ok(Share::Remainder { recipient_id }),
+            (ShareType::Percentage, None, _) => {
+                Err(Invalid("a percentage share needs basisPoints".into()))
+            }
+            (ShareType::Fixed, _, None) => Err(Invalid("a fixed share needs amount".into())),
+            (kind, _, _) => Err(Invalid(format!(
+                "a {kind} share takes {}",
+                match kind {
+                    ShareType::Percentage => "basisPoints and no amount",
+                    ShareType::Fixed => "amount and no basisPoints",
+                    ShareType::Remainder => "neither basisPoints nor amount",
+                }
+            ))),
+        }
+    }
 }
 
 impl Share {
@@ -297,7 +353,7 @@ mod tests {
         let r = Uuid::new_v4();
         let shares: Shares = serde_json::from_value(json!([
             {"recipientId": r, "type": "percentage", "basisPoints": 2500},
-            {"recipientId": r, "type": "fixed", "amount": 10},
+            {"recipientId": r, "type": "fixed", "amount": 10.0},
             {"recipientId": r, "type": "remainder"}
         ]))
         .unwrap();
@@ -319,6 +375,8 @@ mod tests {
             json!([{"recipientId": r, "type": "remainder", "amount": 1}]),
             json!([{"recipientId": r, "type": "share"}]),
             json!([{"recipientId": r}]),
+            json!([{"recipientId": r, "type": "percentage"}]),
+            json!([{"recipientId": r, "type": "fixed", "basisPoints": 5, "amount": 5}]),
         ] {
             assert!(
                 serde_json::from_value::<Shares>(bad.clone()).is_err(),

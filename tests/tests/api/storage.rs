@@ -49,3 +49,171 @@ async fn every_statement_matches_the_migrated_schema() {
     );
     assert!(checked > 40, "only {checked} statements");
 }
+
+/// The ledger's migration works on a database that already has payments: each payment captured
+/// before splits existed goes wholly to the platform through the ledger (a refunded one reversed
+/// whole), the trial balance agrees, and the service goes on with them — splits shown, a partial
+/// refund and the compensation of what is left reverse the backfilled allocation.
+#[tokio::test]
+async fn the_ledger_migration_takes_in_the_payments_made_before_it() {
+    let s = Stack::start().await;
+    s.stop(Part::Payment).await;
+    let url = s.database_url(Part::Payment);
+    let (server, name) = url.rsplit_once('/').unwrap();
+    let admin = sqlx::PgPool::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap();
+    admin
+        .execute(format!("DROP DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    // The schema as it was before the ledger: the migrations before it, applied as the service
+    // applies them (so that the service sees them as its own).
+    let before = s.dir().join("migrations-before-the-ledger");
+    std::fs::create_dir_all(&before).unwrap();
+    for entry in std::fs::read_dir(workspace_root().join("payment/migrations")).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().to_string();
+        if file.as_str() < "0004" {
+            std::fs::copy(&path, before.join(&file)).unwrap();
+        }
+    }
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(before.as_path())
+        .await
+        .unwrap()
+        .run(&db)
+        .await
+        .unwrap();
+    let old: Vec<(uuid::Uuid, &str, i64, &str)> = vec![
+        (uuid::Uuid::new_v4(), "succeeded", 1000, "USD"),
+        (uuid::Uuid::new_v4(), "succeeded", 700, "EUR"),
+        (uuid::Uuid::new_v4(), "refunded", 500, "USD"),
+        (uuid::Uuid::new_v4(), "failed", 300, "USD"),
+        (uuid::Uuid::new_v4(), "exhausted", 200, "USD"),
+    ];
+    for (id, status, amount, currency) in &old {
+        sqlx::query(
+            "INSERT INTO payments (id, order_id, amount, currency, status, idempotency_key,
+                                   request_hash, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'h', now() - interval '2 days',
+                     now() - interval '2 days')",
+        )
+        .bind(id)
+        .bind(format!("old-{id}"))
+        .bind(amount)
+        .bind(currency)
+        .bind(status)
+        .bind(format!("key-{id}"))
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    db.close().await;
+    s.start_part(Part::Payment, &[]).await;
+
+    let s = &s;
+    let splits = |id: uuid::Uuid| {
+        let path = format!("/payment/payments/{id}/splits");
+        async move { s.get(&path, Some(tests::SERVICE_TOKEN)).await }
+    };
+    for (id, status, amount, _) in &old {
+        let a = splits(*id).await;
+        a.expect(200, None);
+        let allocations = a.json["allocations"].as_array().unwrap().clone();
+        match *status {
+            "succeeded" | "refunded" => {
+                assert_eq!(allocations.len(), 1, "{status}");
+                assert_eq!(
+                    allocations[0]["recipientId"],
+                    "00000000-0000-0000-0000-000000000001"
+                );
+                assert_eq!(allocations[0]["amount"], *amount);
+                assert_eq!(allocations[0]["splitRuleId"], Value::Null);
+                let reversed = if *status == "refunded" { *amount } else { 0 };
+                assert_eq!(allocations[0]["reversed"], reversed);
+                let payment = s
+                    .get(
+                        &format!("/payment/payments/{id}"),
+                        Some(tests::SERVICE_TOKEN),
+                    )
+                    .await;
+                assert_eq!(payment.json["refundedAmount"], reversed);
+            }
+            _ => assert!(allocations.is_empty(), "{status}"),
+        }
+    }
+    let entries = s
+        .get(
+            &format!("/payment/ledger/entries?paymentId={}", old[2].0),
+            Some(tests::SERVICE_TOKEN),
+        )
+        .await;
+    let kinds: Vec<&str> = entries.json["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["refund", "capture"], "newest first");
+
+    // They go on: a partial refund, then the compensation of the rest.
+    let (usd, ..) = old[0];
+    let part = s
+        .call(
+            &format!("/payment/payments/{usd}/refunds"),
+            &serde_json::json!({"amount": 250}),
+        )
+        .await;
+    part.expect(201, None);
+    let rest = s
+        .call("/payment/refund", &serde_json::json!({"paymentId": usd}))
+        .await;
+    rest.expect(200, None);
+    assert_eq!(rest.json["status"], "refunded");
+    assert_eq!(rest.json["refundedAmount"], 1000);
+    let a = splits(usd).await;
+    assert_eq!(a.json["allocations"][0]["reversed"], 1000);
+
+    // The worker releases what the old payments left pending (they are more than a day old).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let released = s
+            .get(
+                &format!(
+                    "/payment/ledger/entries?paymentId={}&kind=release",
+                    old[1].0
+                ),
+                Some(tests::SERVICE_TOKEN),
+            )
+            .await;
+        if released.json["total"] == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never released");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let trial = s
+        .send(
+            s.client
+                .get(s.url("/payment/ledger/trial-balance"))
+                .bearer_auth(tests::ADMIN_TOKEN),
+        )
+        .await;
+    trial.expect(200, None);
+    assert_eq!(trial.json["consistent"], true, "{}", trial.json);
+    let eur = trial.json["currencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["currency"] == "EUR")
+        .unwrap()
+        .clone();
+    assert_eq!(eur["processor"], 700);
+    assert_eq!(eur["recipientsAvailable"], 700);
+    assert_eq!(eur["recipientsPending"], 0);
+}
