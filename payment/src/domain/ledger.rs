@@ -335,6 +335,37 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever the lines and rules (at the contract's extremes: 10¹² per line, 10⁶ units,
+        /// fixed shares of 10¹² per unit), a capture allocates exactly the payment, in positive
+        /// amounts, the same way every time, and its legs credit exactly that.
+        #[test]
+        fn a_capture_allocates_exactly_the_payment(
+            lines in proptest::collection::vec(
+                (1i64..=4, 1i64..=1_000_000, 1i64..=1_000_000_000_000), 1..=50),
+            fixed in proptest::collection::vec(1i64..=1_000_000_000_000, 0..3),
+            bps in proptest::collection::vec(1i64..=4000, 0..4),
+        ) {
+            let amount: i64 = lines.iter().map(|l| l.2).sum();
+            let lines: Vec<ChargeLine> = lines.iter().map(|&(p, q, a)| line(p, q, a)).collect();
+            let mut shares: Vec<Share> = fixed
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| Share::Fixed { recipient_id: r(i as u128), amount: Amount::new(a).unwrap() })
+                .collect();
+            shares.extend(bps.iter().enumerate().map(|(i, &b)| pct(10 + i as u128, b)));
+            shares.push(Share::Remainder { recipient_id: PLATFORM });
+            // Products 1 and 2 have the rule, 3 and 4 none.
+            let rules = [rule(1, shares.clone()), rule(2, shares)];
+            let find = |p: i64| rules.iter().find(|r| r.product_id == p);
+            let c = capture(amount, Some(&lines), find);
+            proptest::prop_assert_eq!(c.allocations.iter().map(|a| a.amount).sum::<i64>(), amount);
+            proptest::prop_assert!(c.allocations.iter().all(|a| a.amount > 0));
+            proptest::prop_assert_eq!(c.legs().iter().map(|l| l.amount).sum::<i64>(), amount);
+            proptest::prop_assert_eq!(capture(amount, Some(&lines), find), c);
+        }
+    }
+
     #[test]
     fn lines_split_by_their_rule_and_the_rest_to_the_platform() {
         let rules = [rule(1, vec![pct(1, 3333), pct(2, 3333), pct(3, 3334)])];

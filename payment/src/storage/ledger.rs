@@ -174,7 +174,9 @@ pub async fn record_entries(
 }
 
 /// Applies balance changes `(recipient, pending change, available change)` in `currency`, in the
-/// order given (sorted by recipient, so that writers lock rows in one order).
+/// order given. Every writer of balance rows locks them in one order — by currency, then by
+/// recipient — so that writers never deadlock: callers give the changes sorted by recipient, and
+/// change several currencies in their order.
 pub async fn change_balances(
     conn: &mut PgConnection,
     currency: Currency,
@@ -205,8 +207,8 @@ pub async fn change_balances(
     Ok(())
 }
 
-/// Folds the queue of pending credits into the balance rows, in one statement; returns how many
-/// credits it folded. Credits appended meanwhile wait for the next fold.
+/// Folds the queue of pending credits into the balance rows (in the order of
+/// [`change_balances`]), in one statement; returns how many credits it folded. Credits appended meanwhile wait for the next fold.
 pub async fn fold_pending_credits(pool: &PgPool) -> Result<i64, StorageError> {
     let folded = sqlx::query_scalar!(
         r#"WITH taken AS (
@@ -216,7 +218,7 @@ pub async fn fold_pending_credits(pool: &PgPool) -> Result<i64, StorageError> {
                FROM taken GROUP BY recipient_id, currency
            ), folded AS (
                INSERT INTO balances (recipient_id, currency, pending)
-               SELECT recipient_id, currency, amount FROM summed ORDER BY recipient_id, currency
+               SELECT recipient_id, currency, amount FROM summed ORDER BY currency, recipient_id
                ON CONFLICT (recipient_id, currency) DO UPDATE
                SET pending = balances.pending + EXCLUDED.pending
            )
