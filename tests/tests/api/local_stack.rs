@@ -54,7 +54,12 @@ async fn the_local_stack_comes_up_stops_and_starts_parts_and_goes_down() {
         .map(|n| (n, free_port()))
         .collect();
     let nginx = format!("http://127.0.0.1:{}", ports["NGINX_PORT"]);
-    let out = stack(&dir, &ports, &["up"], &[("PAYMENT_DECLINE_ABOVE", "50")]);
+    let out = stack(
+        &dir,
+        &ports,
+        &["up"],
+        &[("PAYMENT_DECLINE_ABOVE", "50"), ("SPLIT_HOLD_SECS", "1")],
+    );
     assert_eq!(out.trim(), nginx, "make up prints the URL");
 
     let env = read_env(&dir.join("stack.env"));
@@ -108,6 +113,31 @@ async fn the_local_stack_comes_up_stops_and_starts_parts_and_goes_down() {
     // Variables given to `up` reach the services.
     let r: serde_json::Value = charge(60).await.unwrap().json().await.unwrap();
     assert_eq!(r["status"], "failed", "PAYMENT_DECLINE_ABOVE=50 applies");
+    let r: serde_json::Value = charge(10).await.unwrap().json().await.unwrap();
+    let released = format!(
+        "{nginx}/payment/ledger/entries?kind=release&paymentId={}",
+        r["paymentId"].as_str().unwrap()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let entries: serde_json::Value = client
+            .get(&released)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if entries["total"] == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SPLIT_HOLD_SECS=1 applies: released within seconds"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 
     stack(&dir, &ports, &["stop", "payment"], &[]);
     assert_eq!(read_env(&dir.join("stack.env"))["PAYMENT_PID"], "");
