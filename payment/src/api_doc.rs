@@ -4,10 +4,10 @@
 
 use crate::routes::ledger::{self, LedgerError};
 use crate::routes::payments::{self, PaymentError};
-use crate::routes::recipients::{self, RecipientError};
+use crate::routes::recipients;
 use crate::routes::refunds::{self, RefundError};
-use crate::routes::split_rules::{self, SplitRuleError};
-use shared::http::problem::Answers;
+use crate::routes::split_rules;
+use shared::http::problem::{Answers, ProblemCode};
 use shared::openapi::{Access, Link, Operation};
 use utoipa::OpenApi;
 
@@ -95,6 +95,18 @@ const RULE_LINKS: &[Link] = &[Link {
     body: None,
 }];
 
+// What each marketplace operation answers of its route's error (which serves several routes).
+const KEY_REUSED: &[(u16, ProblemCode)] = &[(422, ProblemCode::IdempotencyKeyReused)];
+const RECIPIENT_NOT_FOUND: &[(u16, ProblemCode)] = &[(404, ProblemCode::RecipientNotFound)];
+const RULE_NOT_FOUND: &[(u16, ProblemCode)] = &[(404, ProblemCode::SplitRuleNotFound)];
+const NEW_RULE: &[(u16, ProblemCode)] = &[
+    (409, ProblemCode::SplitRuleOverlap),
+    (422, ProblemCode::SplitSharesInvalid),
+    (422, ProblemCode::RecipientNotFound),
+    (422, ProblemCode::EffectiveFromInPast),
+    (422, ProblemCode::IdempotencyKeyReused),
+];
+
 /// Every operation of the service and the layers it sits behind (fault injection answers 503
 /// `service_unavailable`, which every operation documents).
 pub const OPERATIONS: &[Operation] = &[
@@ -125,36 +137,32 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("get", "/payments/{paymentId}/splits", Access::Service)
         .params()
         .answers(LedgerError::ANSWERS),
-    Operation::new("get", "/ledger/entries", Access::ServiceOrAdmin)
-        .params()
-        .answers(LedgerError::ANSWERS),
-    Operation::new("get", "/ledger/trial-balance", Access::Admin).answers(LedgerError::ANSWERS),
+    Operation::new("get", "/ledger/entries", Access::ServiceOrAdmin).params(),
+    Operation::new("get", "/ledger/trial-balance", Access::Admin),
     Operation::new("post", "/recipients", Access::Admin)
         .idempotent()
         .body()
-        .answers(RecipientError::ANSWERS)
+        .answers(KEY_REUSED)
         .links(RECIPIENT_LINKS),
     Operation::new("get", "/recipients/{recipientId}", Access::ServiceOrAdmin)
         .params()
-        .answers(RecipientError::ANSWERS),
+        .answers(RECIPIENT_NOT_FOUND),
     Operation::new(
         "get",
         "/recipients/{recipientId}/balances",
         Access::ServiceOrAdmin,
     )
     .params()
-    .answers(RecipientError::ANSWERS),
+    .answers(RECIPIENT_NOT_FOUND),
     Operation::new("post", "/split-rules", Access::Admin)
         .idempotent()
         .body()
-        .answers(SplitRuleError::ANSWERS)
+        .answers(NEW_RULE)
         .links(RULE_LINKS),
     Operation::new("get", "/split-rules/{splitRuleId}", Access::ServiceOrAdmin)
         .params()
-        .answers(SplitRuleError::ANSWERS),
-    Operation::new("get", "/split-rules", Access::ServiceOrAdmin)
-        .params()
-        .answers(SplitRuleError::ANSWERS),
+        .answers(RULE_NOT_FOUND),
+    Operation::new("get", "/split-rules", Access::ServiceOrAdmin).params(),
 ];
 
 /// The complete document, published under `prefix`.

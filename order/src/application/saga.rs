@@ -247,7 +247,7 @@ impl<P: Participants> Saga<P> {
         context: &CallContext,
     ) -> Result<Moved, StorageError> {
         let Some(request) = order.charge_request() else {
-            tracing::warn!(order_id = %order.id, total = ?order.total_amount, "the order's total is more than one payment can charge; declined");
+            tracing::warn!(order_id = %order.id, total = ?order.total_amount, "the order cannot be charged (its total is more than one payment can charge, or a line is not priced); declined");
             return self.apply(order, policy::charge_impossible()).await;
         };
         let started = Instant::now();

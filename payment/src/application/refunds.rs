@@ -227,9 +227,14 @@ impl Payments {
     pub async fn settle_forgotten_refunds(&self, limit: i64) -> Result<usize, FlowError> {
         let forgotten = refunds::unsettled(&self.pool, None, SETTLE_AFTER, limit).await?;
         let mut settled = 0;
+        // One the processor still does not take does not keep the others waiting.
         for (refund, currency) in forgotten {
-            self.give_back(&refund, currency).await?;
-            settled += 1;
+            match self.give_back(&refund, currency).await {
+                Ok(()) => settled += 1,
+                Err(e) => {
+                    tracing::warn!(refund_id = %refund.refund_id, error = %e, "the processor has not confirmed a refund yet; will ask again")
+                }
+            }
         }
         Ok(settled)
     }

@@ -1,7 +1,8 @@
 //! HTTP routes of the payment service: thin handlers that parse (the extractors), call the
 //! application, and answer. Every endpoint needs a token — a service token for the checkout's
-//! calls, an admin token for setting up the marketplace (recipients, split rules) and its trial
-//! balance, either for the marketplace's reads; the state-changing ones sit behind the
+//! calls (a payment's splits and partial refunds included), an admin token for setting up the
+//! marketplace (recipients, split rules) and its trial balance, either for the reads of
+//! recipients, balances, rules and the journal; the state-changing ones sit behind the
 //! Idempotency-Key layer; all pass through fault injection first. A method a path does not serve
 //! answers 405 with `Allow`.
 

@@ -100,3 +100,19 @@ pub async fn balances(
         balances,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::http::problem::assert_listed;
+
+    #[test]
+    fn every_error_answers_a_listed_problem() {
+        for e in [
+            RecipientError::NotFound(Uuid::nil()),
+            RecipientError::KeyReused,
+        ] {
+            assert_listed::<RecipientError>(&e.to_problem());
+        }
+    }
+}

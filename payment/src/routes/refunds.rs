@@ -93,3 +93,32 @@ pub async fn create(
         PartRefunded::KeyReused => Err(RefundError::KeyReused),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::application::processor::ProcessorError;
+    use shared::http::problem::assert_listed;
+
+    #[test]
+    fn every_error_answers_a_listed_problem() {
+        for e in [
+            RefundError::NotFound(Uuid::nil()),
+            RefundError::NotRefundable {
+                id: Uuid::nil(),
+                status: PaymentStatus::Failed,
+            },
+            RefundError::Exceeds {
+                id: Uuid::nil(),
+                asked: 2,
+                left: 1,
+            },
+            RefundError::KeyReused,
+            RefundError::Flow(FlowError::Processor(ProcessorError::Unavailable(
+                "x".into(),
+            ))),
+        ] {
+            assert_listed::<RefundError>(&e.to_problem());
+        }
+    }
+}

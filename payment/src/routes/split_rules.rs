@@ -173,3 +173,26 @@ pub async fn list(
     .await?;
     Ok(HttpResponse::Ok().json(SplitRules { split_rules }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::http::problem::assert_listed;
+
+    #[test]
+    fn every_error_answers_a_listed_problem() {
+        for e in [
+            SplitRuleError::NotFound(Uuid::nil()),
+            SplitRuleError::Invalid(SharesInvalid("x".into())),
+            SplitRuleError::UnknownRecipient(Uuid::nil()),
+            SplitRuleError::InPast { now: Utc::now() },
+            SplitRuleError::Overlap {
+                product_id: 1,
+                latest_from: None,
+            },
+            SplitRuleError::KeyReused,
+        ] {
+            assert_listed::<SplitRuleError>(&e.to_problem());
+        }
+    }
+}
