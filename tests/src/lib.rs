@@ -532,6 +532,64 @@ impl Stack {
         self.start_part(part, &[]).await;
     }
 
+    /// Another process of a service beside the stack's own (the same databases, Redis and
+    /// tokens), on a port of its own and reached directly, not through nginx: two instances of a
+    /// service working side by side. Killed when the returned [`Instance`] is dropped.
+    pub async fn start_instance(&self, service: Part, extra: &[(&str, &str)]) -> Instance {
+        assert!(
+            Part::SERVICES.contains(&service),
+            "only a service has instances"
+        );
+        let port = free_port();
+        let mut env: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.push(("PORT".into(), port.to_string()));
+        let log_path = self.dir.join(format!("{}-{port}.log", service.name()));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("log file");
+        let err = log.try_clone().expect("log file");
+        let child = self
+            .command(service, &env)
+            .stdout(log)
+            .stderr(err)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("another {} does not start: {e}", service.name()));
+        let mut instance = Instance {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        let started = Instant::now();
+        loop {
+            let ready = self
+                .client
+                .get(format!("{}/health/ready", instance.url))
+                .send()
+                .await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return instance;
+            }
+            if let Ok(Some(status)) = instance.child.try_wait() {
+                panic!(
+                    "another {} exited ({status}); log: {}",
+                    service.name(),
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "another {} is not ready",
+                service.name()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Sends one command to Redis, the way redis-cli would (`FLUSHALL`, `DBSIZE`, ...).
     pub fn redis(&self, command: &str) -> String {
         let mut s = TcpStream::connect(("127.0.0.1", self.port(Part::Redis))).expect("redis");
@@ -685,6 +743,20 @@ impl Drop for Stack {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+/// A service process started by [`Stack::start_instance`]: its base URL (without the nginx
+/// prefix); SIGKILLed when dropped.
+pub struct Instance {
+    pub url: String,
+    child: Child,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

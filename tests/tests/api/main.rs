@@ -11,6 +11,7 @@ mod idempotency;
 mod local_stack;
 mod observability;
 mod payment;
+mod splits;
 mod stock;
 mod storage;
 mod tracing;
