@@ -50,7 +50,8 @@ chaos: deps
 	cargo build --release --bins
 	target/release/chaos --profile release --seconds $(CHAOS_SECONDS) --clients $(CHAOS_CLIENTS) $(if $(SEED),--seed $(SEED),)
 
-## bench: release build, its own stack, then health, checkout (64 clients, 30 s) and replay; .stack/bench/result.json
+## bench: release build, its own stack, then health, replay, and checkout and checkout_split (every sale
+## split among three recipients) taking turns (64 clients, 30 s each); .stack/bench/result.json
 bench: deps
 	scripts/bench.sh
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # `make bench`: a release build, its own stack (state in .stack/bench/stack, ports apart from `make up`),
-# a bench item with plenty of stock, a warm-up, then health, replay and checkout (64 clients, 30 s),
-# measured in one run. Figures go to .stack/bench/result.json (with the core count), the checkout
-# latency histogram to .stack/bench/checkout-latency.svg, and the table to the terminal.
+# a bench item with plenty of stock and a second one whose sales payment splits among three
+# recipients, a warm-up, then health, replay, checkout and checkout_split (64 clients, 30 s each),
+# measured in one run. Figures go to .stack/bench/result.json (with the core count), the latency
+# histograms to .stack/bench/*-latency.svg, and the table to the terminal.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$ROOT/.stack/bench"
 export STACK_DIR="$OUT/stack" PROFILE=release
-export NGINX_PORT="${BENCH_NGINX_PORT:-18080}" ORDER_PORT=13131 PAYMENT_PORT=13132 STOCK_PORT=13133
+export NGINX_PORT="${BENCH_NGINX_PORT:-18080}" ORDER_PORT="${BENCH_ORDER_PORT:-13131}"
+export PAYMENT_PORT="${BENCH_PAYMENT_PORT:-13132}" STOCK_PORT="${BENCH_STOCK_PORT:-13133}"
 CLIENTS="${BENCH_CLIENTS:-64}"
 DURATION="${BENCH_DURATION:-30}"
 URL="http://127.0.0.1:$NGINX_PORT"
@@ -19,15 +21,42 @@ rm -f "$OUT/result.json"
 # Every run starts from empty databases, so that runs are comparable.
 "$ROOT/scripts/stack.sh" down >/dev/null 2>&1 || true
 rm -rf "$STACK_DIR"
+# A port another stack holds would not stop this one from coming up: its readiness checks would be
+# answered by the other stack's service, and the bench would measure (and set up) the wrong one.
+for port in "$NGINX_PORT" "$ORDER_PORT" "$PAYMENT_PORT" "$STOCK_PORT"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "port $port is in use (BENCH_NGINX_PORT, BENCH_ORDER_PORT, BENCH_PAYMENT_PORT, BENCH_STOCK_PORT)" >&2
+        exit 1
+    fi
+done
 trap '"$ROOT/scripts/stack.sh" down >/dev/null 2>&1 || true' EXIT
 "$ROOT/scripts/stack.sh" up >/dev/null
 # shellcheck disable=SC1091
 . "$STACK_DIR/tokens.env"
-item=$(curl -fsS "$URL/stock/items" -H "Authorization: Bearer ${ADMIN_TOKENS%%,*}" \
-    -H "Idempotency-Key: bench-item-$(date +%s%N)" -H 'Content-Type: application/json' \
-    -d '{"name":"bench item","price":100,"currency":"USD","stock":1000000000}' | sed -E 's/^\{"id":([0-9]+).*/\1/')
-echo "bench item $item; warming up" >&2
-"$LOADGEN" run --scenario checkout --url "$URL" --clients "$CLIENTS" --duration 5 --items "$item" --quiet >/dev/null
+RUN="bench-$(date +%s%N)"
+# POST $1 (a path under nginx) with the admin token, Idempotency-Key $2 and the JSON body $3.
+admin() {
+    curl -fsS "$URL$1" -H "Authorization: Bearer ${ADMIN_TOKENS%%,*}" -H "Idempotency-Key: $RUN-$2" \
+        -H 'Content-Type: application/json' -d "$3"
+}
+item=$(admin /stock/items item '{"name":"bench item","price":100,"currency":"USD","stock":1000000000}' |
+    sed -E 's/^\{"id":([0-9]+).*/\1/')
+# checkout_split's product: the same price and stock as the bench item (so stock and order do the
+# same work for both), each sale split 50/30/20 % among the same three recipients — the hot-account
+# case, where every capture credits the same accounts (the platform takes nothing of it).
+split_item=$(admin /stock/items split-item '{"name":"bench split item","price":100,"currency":"USD","stock":1000000000}' |
+    sed -E 's/^\{"id":([0-9]+).*/\1/')
+shares=""
+for share in seller:5000 partner:3000 affiliate:2000; do
+    recipient=$(admin /payment/recipients "recipient-${share%%:*}" "{\"name\":\"bench ${share%%:*}\"}" |
+        sed -E 's/.*"recipientId":"([^"]+)".*/\1/')
+    shares="$shares${shares:+,}{\"recipientId\":\"$recipient\",\"type\":\"percentage\",\"basisPoints\":${share##*:}}"
+done
+admin /payment/split-rules split-rule "{\"productId\":$split_item,\"shares\":[$shares]}" >/dev/null
+echo "bench item $item, split item $split_item; warming up" >&2
+# The warm-up alternates the two items, so that the split path's tables and plans are warm as well.
+"$LOADGEN" run --scenario checkout --url "$URL" --clients "$CLIENTS" --duration 5 --items "$item,$split_item" \
+    --quiet >/dev/null
 # The warm-up ends with what autovacuum does within a running system's first minute: statistics
 # for the tables the warm-up filled. (The services' cached query plans were made when the tables
 # were empty; ANALYZE invalidates them, so the measured runs use the plans of a system in service,
@@ -43,7 +72,27 @@ done
 # work to do, which replay — Redis only — would otherwise be measured against).
 "$LOADGEN" run --scenario replay --url "$URL" --clients "$CLIENTS" --duration 10 --items "$item" \
     --json "$OUT/result.json" --plot "$OUT/replay-latency.svg" >/dev/null
-"$LOADGEN" run --scenario checkout --url "$URL" --clients "$CLIENTS" --duration "$DURATION" --items "$item" \
-    --json "$OUT/result.json" --plot "$OUT/checkout-latency.svg" >/dev/null
+# checkout and checkout_split are compared with each other, so they take turns in one run, $DURATION
+# each in all, in mirrored order: split, checkout, checkout, split (a quarter of the run each). Run one
+# after the other, whichever went second would be measured on a bigger database, against the first
+# one's vacuum and checkpoint work and on another minute of the machine's drifting speed; in mirrored
+# order a steady trend weighs on both alike. (More turns would cancel faster swings too, but at each
+# turn's end some of its background work — autovacuum, the folding of pending credits — spills into
+# the next turn, the other scenario's.)
+"$LOADGEN" run --scenario checkout_split,checkout --rounds 2 --url "$URL" --clients "$CLIENTS" \
+    --duration "$DURATION" --items "$item" --split-items "$split_item" \
+    --json "$OUT/result.json" --plot "$OUT/{scenario}-latency.svg" >/dev/null
+# That the split item's captures were really split (warm-up included): three allocations each (a
+# capture of the plain item has one, the platform's), 50/30/20 of its 100 to the same three recipients.
+split=$(psql "$DATABASE_URL/payment" -qAt -c "
+    SELECT count(DISTINCT payment_id) || ' payments captured, ' || count(*) || ' allocations, '
+           || count(DISTINCT recipient_id) || ' recipients: '
+           || CASE WHEN count(*) > 0 AND count(*) = 3 * count(DISTINCT payment_id)
+                        AND count(DISTINCT (recipient_id, amount)) = 3
+                        AND array_agg(DISTINCT amount ORDER BY amount) = '{20,30,50}'
+                   THEN 'split 50/30/20 as its rule says' ELSE 'NOT split as its rule says' END
+    FROM allocations WHERE product_id = $split_item" 2>&1) || true
+echo "split item: $split" >&2
 "$LOADGEN" table "$OUT/result.json"
-echo "figures: $OUT/result.json; histograms: $OUT/checkout-latency.svg, $OUT/replay-latency.svg" >&2
+echo "figures: $OUT/result.json; histograms: $OUT/checkout-latency.svg, $OUT/checkout_split-latency.svg," \
+    "$OUT/replay-latency.svg" >&2

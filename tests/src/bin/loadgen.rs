@@ -1,9 +1,11 @@
 //! The checkout load generator behind `make bench` (and the chaos harness's load).
 //!
-//! `loadgen run --scenario checkout|replay|health ...` drives the stack through nginx with N
-//! concurrent clients for a duration or a count, shows a progress bar, prints a table (throughput,
-//! p50/p95/p99/max latency, counts by status and code), and can merge its figures into a JSON file
-//! and draw a latency histogram (SVG) next to it. `loadgen table FILE` prints the table of a file.
+//! `loadgen run --scenario checkout|checkout_split|replay|health ...` drives the stack through nginx
+//! with N concurrent clients for a duration or a count, shows a progress bar, prints a table
+//! (throughput, p50/p95/p99/max latency, counts by status and code), and can merge its figures into
+//! a JSON file and draw a latency histogram (SVG) next to it. Several scenarios given together
+//! (`--scenario checkout,checkout_split --rounds 2`) run in turns, each measured on its own.
+//! `loadgen table FILE` prints the table of a file.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
@@ -25,7 +27,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs one scenario.
+    /// Runs one scenario, or several in turns.
     Run(RunArgs),
     /// Prints the table of a result file.
     Table { file: PathBuf },
@@ -35,30 +37,62 @@ enum Command {
 enum Scenario {
     /// POST /order/checkout with a new Idempotency-Key per order.
     Checkout,
+    /// The same checkouts, of products payment splits among recipients by a rule (`--split-items`;
+    /// the rules are the caller's to make): what marketplace splits and their ledger cost.
+    #[value(name = "checkout_split")]
+    CheckoutSplit,
     /// Re-sends finished checkouts' keys: answered from the idempotency store.
     Replay,
     /// GET /stock/health/live through nginx: the HTTP ceiling.
     Health,
 }
 
+impl Scenario {
+    /// Its name on the command line, in the result file and in the table.
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Checkout => "checkout",
+            Scenario::CheckoutSplit => "checkout_split",
+            Scenario::Replay => "replay",
+            Scenario::Health => "health",
+        }
+    }
+}
+
+/// What `checkout_split` must reach against `checkout` in the same run: a share of its throughput
+/// and a p99.
+const SPLIT_THROUGHPUT_TARGET: f64 = 0.90;
+const SPLIT_P99_TARGET_MS: f64 = 100.0;
+
 #[derive(clap::Args, Clone)]
 struct RunArgs {
-    #[arg(long, value_enum)]
-    scenario: Scenario,
+    /// One scenario, or several (comma-separated or repeated) to run in turns (see --rounds).
+    #[arg(long, value_enum, value_delimiter = ',', required = true)]
+    scenario: Vec<Scenario>,
     /// nginx's URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
     #[arg(long, default_value_t = 64)]
     clients: usize,
-    /// How long to run (seconds); the default when no --count is given is 10.
+    /// How long to run each scenario (seconds); the default when no --count is given is 10.
     #[arg(long)]
     duration: Option<f64>,
-    /// How many requests to send instead of a duration.
+    /// How many requests to send per scenario instead of a duration.
     #[arg(long)]
     count: Option<u64>,
+    /// Each scenario's duration (or count) is cut into this many segments, run in turns with the
+    /// other scenarios' in mirrored order every other round (A B, B A, A B...): a trend over the
+    /// run (a growing database, vacuum and checkpoint debt, the machine's speed) then weighs on
+    /// each scenario alike instead of on the one that runs last.
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
     /// Items the carts are made of (comma-separated ids).
     #[arg(long, value_delimiter = ',', default_value = "1")]
     items: Vec<i64>,
+    /// Items the carts of `checkout_split` are made of (products with a split rule); --items when
+    /// not given.
+    #[arg(long, value_delimiter = ',')]
+    split_items: Vec<i64>,
     /// Lines per cart (one unit each, distinct items).
     #[arg(long, default_value_t = 1)]
     lines: usize,
@@ -74,9 +108,10 @@ struct RunArgs {
     /// Merge the figures into this JSON file under the scenario's name (with the core count).
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Write a latency histogram (SVG) here.
+    /// Write a latency histogram (SVG) here; `{scenario}` in the path is the scenario's name (which
+    /// it must contain when several scenarios run).
     #[arg(long)]
-    plot: Option<PathBuf>,
+    plot: Option<String>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -108,7 +143,7 @@ impl Tally {
         for (k, v) in other.by_code {
             *self.by_code.entry(k).or_default() += v;
         }
-        self.finished.extend(other.finished);
+        // The keys of finished checkouts are each client's to replay; nothing needs them merged.
     }
 }
 
@@ -118,7 +153,8 @@ struct Report {
     duration_s: f64,
     requests: u64,
     requests_per_s: f64,
-    /// Completed checkouts (201) per second for `checkout`; successful answers per second otherwise.
+    /// Completed checkouts (201) per second for `checkout` and `checkout_split`; successful
+    /// answers per second otherwise.
     throughput_per_s: f64,
     p50_ms: f64,
     p95_ms: f64,
@@ -139,16 +175,17 @@ fn cart(items: &[i64], lines: usize, n: u64) -> Value {
 
 async fn send(
     client: &reqwest::Client,
-    args: &RunArgs,
+    scenario: Scenario,
+    url: &str,
     key: &str,
     body: &Value,
     tally: &mut Tally,
 ) -> Option<u16> {
     let started = Instant::now();
-    let request = match args.scenario {
-        Scenario::Health => client.get(format!("{}/stock/health/live", args.url)),
+    let request = match scenario {
+        Scenario::Health => client.get(format!("{url}/stock/health/live")),
         _ => client
-            .post(format!("{}/order/checkout", args.url))
+            .post(format!("{url}/order/checkout"))
             .header("Idempotency-Key", key)
             .header("content-type", "application/json")
             .body(body.to_string()),
@@ -215,11 +252,16 @@ async fn prepare_replays(args: &RunArgs) -> Vec<(String, Value)> {
                     }
                     let key = uuid::Uuid::new_v4().to_string();
                     let body = cart(&args.items, args.lines, n);
-                    let probe = RunArgs {
-                        scenario: Scenario::Checkout,
-                        ..args.clone()
-                    };
-                    if send(&http, &probe, &key, &body, &mut tally).await == Some(201) {
+                    let status = send(
+                        &http,
+                        Scenario::Checkout,
+                        &args.url,
+                        &key,
+                        &body,
+                        &mut tally,
+                    )
+                    .await;
+                    if status == Some(201) {
                         mine.push((key, body));
                     }
                 }
@@ -233,8 +275,9 @@ async fn prepare_replays(args: &RunArgs) -> Vec<(String, Value)> {
     all
 }
 
-async fn run(args: RunArgs) -> Report {
-    let replays = if args.scenario == Scenario::Replay {
+/// Runs the scenarios (in turns, when there are several or more than one round) and reports each.
+async fn run(args: RunArgs) -> Vec<(Scenario, Report)> {
+    let replays = if args.scenario.contains(&Scenario::Replay) {
         let r = prepare_replays(&args).await;
         assert!(!r.is_empty(), "no checkout completed: nothing to replay");
         Arc::new(r)
@@ -246,25 +289,98 @@ async fn run(args: RunArgs) -> Report {
     } else {
         Some(10.0)
     });
+    let rounds = args.rounds.max(1);
+    let http = client(args.clients);
+    let mut totals: Vec<(Tally, f64)> = args.scenario.iter().map(|_| (Tally::new(), 0.0)).collect();
+    for round in 0..rounds {
+        let mut turns: Vec<usize> = (0..args.scenario.len()).collect();
+        if round % 2 == 1 {
+            turns.reverse();
+        }
+        for i in turns {
+            let scenario = args.scenario[i];
+            let part = Part {
+                scenario,
+                items: match scenario {
+                    Scenario::CheckoutSplit if !args.split_items.is_empty() => {
+                        args.split_items.clone()
+                    }
+                    _ => args.items.clone(),
+                },
+                duration: duration.map(|d| d / f64::from(rounds)),
+                count: args.count.map(|c| {
+                    let (round, rounds) = (u64::from(round), u64::from(rounds));
+                    c * (round + 1) / rounds - c * round / rounds
+                }),
+                label: if rounds > 1 {
+                    format!("{} {}/{rounds}", scenario.name(), round + 1)
+                } else {
+                    scenario.name().to_string()
+                },
+            };
+            let (tally, elapsed) = run_part(&http, &args, part, &replays).await;
+            totals[i].0.merge(tally);
+            totals[i].1 += elapsed;
+        }
+    }
+    args.scenario
+        .iter()
+        .zip(totals)
+        .map(|(&scenario, (total, elapsed))| {
+            if let Some(path) = &args.plot {
+                let path = PathBuf::from(path.replace("{scenario}", scenario.name()));
+                let title = format!("{} latency", scenario.name());
+                if let Err(e) = plot(&total.latency_us, &path, &title) {
+                    eprintln!("could not draw {}: {e}", path.display());
+                }
+            }
+            (scenario, report(scenario, args.clients, total, elapsed))
+        })
+        .collect()
+}
+
+/// One scenario's turn: its clients, until its deadline or count.
+struct Part {
+    scenario: Scenario,
+    items: Vec<i64>,
+    duration: Option<f64>,
+    count: Option<u64>,
+    label: String,
+}
+
+/// Runs a turn; what its clients saw, and how long it took (the last answers waited for).
+async fn run_part(
+    http: &reqwest::Client,
+    args: &RunArgs,
+    part: Part,
+    replays: &Arc<Vec<(String, Value)>>,
+) -> (Tally, f64) {
+    let Part {
+        scenario,
+        items,
+        duration,
+        count,
+        label,
+    } = part;
+    let items = Arc::new(items);
     let deadline = duration.map(|d| Instant::now() + Duration::from_secs_f64(d));
     let sent = Arc::new(AtomicU64::new(0));
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
-        let bar = match (duration, args.count) {
+        let bar = match (duration, count) {
             (Some(d), _) => ProgressBar::new((d * 10.0) as u64),
             (None, Some(c)) => ProgressBar::new(c),
             _ => ProgressBar::new(0),
         };
         bar.set_style(
-            ProgressStyle::with_template("{prefix:>9} [{bar:40}] {msg}")
+            ProgressStyle::with_template("{prefix:>18} [{bar:40}] {msg}")
                 .expect("template")
                 .progress_chars("=> "),
         );
-        bar.set_prefix(format!("{:?}", args.scenario).to_lowercase());
+        bar.set_prefix(label);
         bar
     };
-    let http = client(args.clients);
     let started = Instant::now();
     let ticker = {
         let (bar, sent) = (bar.clone(), sent.clone());
@@ -281,9 +397,15 @@ async fn run(args: RunArgs) -> Report {
     };
     let tasks: Vec<_> = (0..args.clients)
         .map(|_| {
-            let (http, args, sent, replays) =
-                (http.clone(), args.clone(), sent.clone(), replays.clone());
+            let (http, args, sent, replays, items) = (
+                http.clone(),
+                args.clone(),
+                sent.clone(),
+                replays.clone(),
+                items.clone(),
+            );
             tokio::spawn(async move {
+                let url = args.url.as_str();
                 let mut tally = Tally::new();
                 let mut rng_state = uuid::Uuid::new_v4().as_u128() as u64 | 1;
                 let mut random = move || {
@@ -295,21 +417,21 @@ async fn run(args: RunArgs) -> Report {
                 };
                 loop {
                     let n = sent.fetch_add(1, Ordering::Relaxed);
-                    if args.count.is_some_and(|c| n >= c)
+                    if count.is_some_and(|c| n >= c)
                         || deadline.is_some_and(|d| Instant::now() >= d)
                     {
                         return tally;
                     }
-                    match args.scenario {
+                    match scenario {
                         Scenario::Health => {
-                            send(&http, &args, "", &Value::Null, &mut tally).await;
+                            send(&http, scenario, url, "", &Value::Null, &mut tally).await;
                         }
                         Scenario::Replay => {
                             let (key, body) = &replays
                                 [(random() * replays.len() as f64) as usize % replays.len()];
-                            send(&http, &args, key, body, &mut tally).await;
+                            send(&http, scenario, url, key, body, &mut tally).await;
                         }
-                        Scenario::Checkout => {
+                        Scenario::Checkout | Scenario::CheckoutSplit => {
                             let earlier = (!tally.finished.is_empty()
                                 && random() < args.replay_share)
                                 .then(|| {
@@ -321,15 +443,15 @@ async fn run(args: RunArgs) -> Report {
                             let (key, body) = earlier.unwrap_or_else(|| {
                                 (
                                     uuid::Uuid::new_v4().to_string(),
-                                    cart(&args.items, args.lines, n),
+                                    cart(&items, args.lines, n),
                                 )
                             });
-                            let status = send(&http, &args, &key, &body, &mut tally).await;
+                            let status = send(&http, scenario, url, &key, &body, &mut tally).await;
                             if status == Some(201) && tally.finished.len() < 10_000 {
                                 tally.finished.push((key.clone(), body.clone()));
                             }
                             if random() < args.retry_share {
-                                send(&http, &args, &key, &body, &mut tally).await;
+                                send(&http, scenario, url, &key, &body, &mut tally).await;
                             }
                         }
                     }
@@ -346,9 +468,16 @@ async fn run(args: RunArgs) -> Report {
     let elapsed = started.elapsed().as_secs_f64();
     ticker.abort();
     bar.finish_and_clear();
+    (total, elapsed)
+}
+
+/// A scenario's figures from what its clients saw over `elapsed` seconds.
+fn report(scenario: Scenario, clients: usize, total: Tally, elapsed: f64) -> Report {
     let requests = total.latency_us.len();
-    let ok = match args.scenario {
-        Scenario::Checkout => total.by_status.get("201").copied().unwrap_or(0),
+    let ok = match scenario {
+        Scenario::Checkout | Scenario::CheckoutSplit => {
+            total.by_status.get("201").copied().unwrap_or(0)
+        }
         _ => total
             .by_status
             .iter()
@@ -357,17 +486,8 @@ async fn run(args: RunArgs) -> Report {
             .sum(),
     };
     let ms = |q: f64| total.latency_us.value_at_quantile(q) as f64 / 1000.0;
-    if let Some(path) = &args.plot {
-        if let Err(e) = plot(
-            &total.latency_us,
-            path,
-            &format!("{:?} latency", args.scenario),
-        ) {
-            eprintln!("could not draw {}: {e}", path.display());
-        }
-    }
     Report {
-        clients: args.clients,
+        clients,
         duration_s: elapsed,
         requests,
         requests_per_s: requests as f64 / elapsed,
@@ -420,15 +540,17 @@ fn plot(
 }
 
 fn table(results: &Value) {
+    let report = |name: &str| {
+        results
+            .get(name)
+            .and_then(|r| serde_json::from_value::<Report>(r.clone()).ok())
+    };
     println!(
-        "{:<10} {:>8} {:>10} {:>12} {:>9} {:>9} {:>9} {:>9}  statuses / codes",
+        "{:<14} {:>8} {:>10} {:>12} {:>9} {:>9} {:>9} {:>9}  statuses / codes",
         "scenario", "clients", "requests", "ok/s", "p50 ms", "p95 ms", "p99 ms", "max ms"
     );
-    for name in ["health", "checkout", "replay"] {
-        let Some(r) = results.get(name) else { continue };
-        let Ok(r) = serde_json::from_value::<Report>(r.clone()) else {
-            continue;
-        };
+    for name in ["health", "checkout", "checkout_split", "replay"] {
+        let Some(r) = report(name) else { continue };
         let statuses: Vec<String> = r
             .by_status
             .iter()
@@ -436,7 +558,7 @@ fn table(results: &Value) {
             .collect();
         let codes: Vec<String> = r.by_code.iter().map(|(k, v)| format!("{k}:{v}")).collect();
         println!(
-            "{:<10} {:>8} {:>10} {:>12.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2}  {} {}",
+            "{:<14} {:>8} {:>10} {:>12.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2}  {} {}",
             name,
             r.clients,
             r.requests,
@@ -449,9 +571,49 @@ fn table(results: &Value) {
             codes.join(" ")
         );
     }
+    if let Some(split) = report("checkout_split") {
+        let met = |ok: bool| if ok { "met" } else { "NOT met" };
+        match report("checkout") {
+            Some(plain) if plain.throughput_per_s > 0.0 => {
+                let share = split.throughput_per_s / plain.throughput_per_s;
+                println!(
+                    "checkout_split throughput: {:.1} % of checkout's (target ≥ {:.0} %): {}",
+                    share * 100.0,
+                    SPLIT_THROUGHPUT_TARGET * 100.0,
+                    met(share >= SPLIT_THROUGHPUT_TARGET)
+                );
+            }
+            Some(_) => println!("checkout_split throughput: no checkout completed to compare with"),
+            None => {}
+        }
+        println!(
+            "checkout_split p99: {:.2} ms (target ≤ {:.0} ms): {}",
+            split.p99_ms,
+            SPLIT_P99_TARGET_MS,
+            met(split.p99_ms <= SPLIT_P99_TARGET_MS)
+        );
+    }
     if let Some(cores) = results.get("cores") {
         println!("cores: {cores}");
     }
+}
+
+/// What `run` cannot do, said before it starts.
+fn check(args: &RunArgs) -> Result<(), String> {
+    for (i, s) in args.scenario.iter().enumerate() {
+        if args.scenario[..i].contains(s) {
+            return Err(format!("--scenario {} is given twice", s.name()));
+        }
+    }
+    if args.scenario.len() > 1
+        && args
+            .plot
+            .as_ref()
+            .is_some_and(|p| !p.contains("{scenario}"))
+    {
+        return Err("with several scenarios, --plot needs {scenario} in its path".into());
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -463,11 +625,15 @@ async fn main() {
             table(&serde_json::from_str(&text).expect("a result file"));
         }
         Command::Run(args) => {
-            let name = format!("{:?}", args.scenario).to_lowercase();
+            if let Err(e) = check(&args) {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
             let json_path = args.json.clone();
-            let report = run(args).await;
             let mut results = json!({});
-            results[&name] = serde_json::to_value(&report).expect("report");
+            for (scenario, report) in run(args).await {
+                results[scenario.name()] = serde_json::to_value(&report).expect("report");
+            }
             if let Some(path) = json_path {
                 let mut existing: Value = std::fs::read_to_string(&path)
                     .ok()
@@ -475,7 +641,9 @@ async fn main() {
                     .unwrap_or_else(|| json!({}));
                 existing["cores"] =
                     json!(std::thread::available_parallelism().map_or(1, |n| n.get()));
-                existing[&name] = results[&name].clone();
+                for (name, report) in results.as_object().expect("an object") {
+                    existing[name] = report.clone();
+                }
                 if let Some(dir) = path.parent() {
                     let _ = std::fs::create_dir_all(dir);
                 }
