@@ -7,20 +7,34 @@
 //! the way a client following the API's advice does: they retry with the same key on 5xx, 202, 409
 //! `request_in_progress`, timeouts and connection errors. Meanwhile an admin restocks.
 //!
-//! When the faults end it waits until every order is terminal, checks the invariants (shared with the saga
-//! tests: [`tests::invariants`]) and that every client saw the truth (a 201 means a completed
-//! order, a final refusal a failed one), prints the fault counts and every violation, writes
-//! `result.json`, and exits non-zero on any violation.
+//! The items are products of a marketplace: before the faults start, recipients are made and the
+//! products given split rules (percentage, fixed and remainder shares, the platform among them,
+//! rules without a remainder whose basis points sum to 10000, a fixed share asking more than the
+//! line, a new version of one rule taking over halfway through the run, one product left to the
+//! platform's default). Captured money is held for `SPLIT_HOLD_SECS=2`, so the release worker
+//! releases it during the run. Beside each checkout client a refunder takes a seeded share of its
+//! completed orders and refunds their payments in one or two parts (sometimes all of it), now and
+//! then asking for one unit more than is left (which must be refused), retrying with the same key
+//! like the clients.
+//!
+//! When the faults end it waits until every order is terminal and every refund settled, checks
+//! the invariants (shared with the saga tests: [`tests::invariants`] — the checkout's and the
+//! ledger's), the trial balance payment answers, and that every client saw the truth (a 201 means
+//! a completed order, a final refusal a failed one; a refund answered 201 is stored, of its
+//! amount), prints the fault counts and every violation, writes `result.json` (with the names of
+//! the invariants checked), and exits non-zero on any violation.
 
 use clap::Parser;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tests::{workspace_root, Options, OwnPostgres, Part, Stack, ADMIN_TOKEN};
+use tests::invariants::{self, Databases, PLATFORM};
+use tests::{workspace_root, Options, OwnPostgres, Part, Stack, ADMIN_TOKEN, SERVICE_TOKEN};
+use tokio::sync::mpsc;
 
 #[derive(Parser, Clone)]
 #[command(about = "Checkout under a seeded fault schedule, then the invariant check")]
@@ -151,7 +165,45 @@ struct Report {
     /// `dependency_unavailable`).
     orders_with_new_attempts: i64,
     quiet_after_s: f64,
+    /// The recipients and split rules the run sells under.
+    marketplace: Marketplace,
+    refunds: RefundReport,
+    /// Seconds from every order being terminal to every refund settled.
+    refunds_settled_after_s: f64,
+    /// What the ledger holds at the end: entries by kind, allocations, payments by status, refunds.
+    ledger: BTreeMap<String, i64>,
+    /// `GET /payment/ledger/trial-balance` at the end.
+    trial_balance: Value,
+    /// The invariants checked, by name.
+    checked: Vec<String>,
     violations: Vec<String>,
+}
+
+#[derive(Serialize, Default)]
+struct Marketplace {
+    recipients: BTreeMap<String, String>,
+    /// Per item (`{id} at {price}`): its rule's versions, as `{version}: {shares}`.
+    split_rules: BTreeMap<String, Vec<String>>,
+    /// When the second version of a rule takes over, in seconds after the faults start.
+    new_version_at_s: f64,
+}
+
+#[derive(Serialize, Default)]
+struct RefundReport {
+    /// Completed orders the refunders were handed, and those they refunded (at least one 201).
+    orders_seen: u64,
+    orders_refunded: u64,
+    /// Orders whose payment was refunded whole, in parts.
+    orders_refunded_whole: u64,
+    /// Refunds answered 201, and their sum.
+    refunds: usize,
+    amount: i64,
+    /// Asks for one unit more than was left, refused as they must be.
+    over_asks_refused: u64,
+    /// Refunds given up on (their outcome unknown to the client).
+    abandoned: u64,
+    attempts: u64,
+    answers: BTreeMap<String, u64>,
 }
 
 /// The answer's label for the tally, and whether the client is done with the key.
@@ -183,6 +235,7 @@ async fn client_loop(
     mut rng: Rng,
     stop: Arc<AtomicBool>,
     give_up_at: Arc<Mutex<Option<Instant>>>,
+    completions: mpsc::UnboundedSender<(String, Instant)>,
 ) -> Seen {
     let mut seen = Seen::default();
     while !stop.load(Ordering::SeqCst) {
@@ -224,6 +277,9 @@ async fn client_loop(
             *seen.answers.entry(label).or_default() += 1;
             if done {
                 if status == Some(201) {
+                    if let Some(order) = answer["orderId"].as_str() {
+                        let _ = completions.send((order.to_string(), Instant::now()));
+                    }
                     seen.completed.push(key);
                 } else {
                     seen.refused.push(key);
@@ -276,6 +332,413 @@ async fn restocker(
         }
     }
     done
+}
+
+/// The share of completed orders a refunder refunds.
+const REFUND_SHARE: f64 = 0.3;
+
+/// What a refunder did and was told.
+#[derive(Default)]
+struct Refunds {
+    report: RefundReport,
+    /// Refunds answered 201: (refund id, payment id, amount).
+    created: Vec<(String, String, i64)>,
+    /// Per payment, what the refunder was told was refunded of it; `None` when it does not know
+    /// (a refund given up on).
+    told: HashMap<String, Option<i64>>,
+    /// Answers a refund of a completed order's payment must not get.
+    surprises: Vec<String>,
+}
+
+/// How a refund request ended.
+enum RefundOutcome {
+    Created(Value),
+    /// A final refusal: its label (status and code).
+    Refused(String),
+    Abandoned,
+}
+
+fn deadline_passed(give_up_at: &Mutex<Option<Instant>>) -> bool {
+    let deadline = *give_up_at.lock().unwrap_or_else(|p| p.into_inner());
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
+/// `POST /payment/payments/{id}/refunds` under one key, retried with it (on 5xx — 503
+/// `processor_unavailable` included —, 408, 429, 409 `request_in_progress`, timeouts and
+/// connection errors) until a final answer or the give-up deadline.
+async fn refund_once(
+    stack: &Stack,
+    http: &reqwest::Client,
+    payment_id: &str,
+    amount: i64,
+    key: &str,
+    give_up_at: &Mutex<Option<Instant>>,
+    tally: &mut RefundReport,
+) -> RefundOutcome {
+    let body = json!({ "amount": amount }).to_string();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        tally.attempts += 1;
+        let result = http
+            .post(stack.url(&format!("/payment/payments/{payment_id}/refunds")))
+            .bearer_auth(SERVICE_TOKEN)
+            .header("Idempotency-Key", key)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await;
+        let (status, answer) = match result {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let text = r.text().await.unwrap_or_default();
+                (
+                    Some(status),
+                    serde_json::from_str(&text).unwrap_or(Value::Null),
+                )
+            }
+            Err(e) => (
+                None,
+                json!({"code": if e.is_timeout() { "timeout" } else { "connection_error" }}),
+            ),
+        };
+        let code = answer["code"].as_str().unwrap_or("");
+        let label = match status {
+            Some(s) if code.is_empty() => s.to_string(),
+            Some(s) => format!("{s} {code}"),
+            None => code.to_string(),
+        };
+        *tally.answers.entry(label.clone()).or_default() += 1;
+        let retry = match status {
+            Some(201) => return RefundOutcome::Created(answer),
+            Some(409) => code == "request_in_progress",
+            Some(s) => s >= 500 || s == 408 || s == 429,
+            None => true,
+        };
+        if !retry {
+            return RefundOutcome::Refused(label);
+        }
+        if deadline_passed(give_up_at) {
+            tally.abandoned += 1;
+            return RefundOutcome::Abandoned;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// `GET /order/orders/{id}`, retried on 5xx, timeouts and connection errors; `None` on another
+/// answer or at the give-up deadline.
+async fn fetch_order(
+    stack: &Stack,
+    http: &reqwest::Client,
+    order_id: &str,
+    give_up_at: &Mutex<Option<Instant>>,
+) -> Result<Value, String> {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let result = http
+            .get(stack.url(&format!("/order/orders/{order_id}")))
+            .send()
+            .await;
+        match result {
+            Ok(r) if r.status().as_u16() == 200 => {
+                let text = r.text().await.unwrap_or_default();
+                return serde_json::from_str(&text).map_err(|e| e.to_string());
+            }
+            Ok(r) if r.status().as_u16() < 500 && r.status().as_u16() != 429 => {
+                return Err(format!("answered {}", r.status().as_u16()));
+            }
+            _ => {}
+        }
+        if deadline_passed(give_up_at) {
+            return Err("given up".into());
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Refunds a seeded share of one client's completed orders, 0–4 s after each completed (or as soon
+/// as it can, and without waiting once the faults are over), so that some refunds take back money
+/// still pending and others money released meanwhile: in one or two parts of random amounts,
+/// sometimes the last taking all that is left, now and then followed by an ask for one unit more
+/// than is left — which must be refused (409 `refund_exceeds_payment`, or `payment_not_refundable`
+/// once nothing is left).
+async fn refunder(
+    stack: Arc<Stack>,
+    http: reqwest::Client,
+    mut completions: mpsc::UnboundedReceiver<(String, Instant)>,
+    mut rng: Rng,
+    stop: Arc<AtomicBool>,
+    give_up_at: Arc<Mutex<Option<Instant>>>,
+) -> Refunds {
+    let mut out = Refunds::default();
+    while let Some((order_id, completed_at)) = completions.recv().await {
+        out.report.orders_seen += 1;
+        if rng.unit() >= REFUND_SHARE {
+            continue;
+        }
+        let parts = 1 + rng.below(2);
+        let whole = rng.unit() < 0.2;
+        let over_ask = rng.unit() < 0.15;
+        let at = completed_at + Duration::from_secs_f64(rng.between(0.0, 4.0));
+        if !stop.load(Ordering::SeqCst) {
+            tokio::time::sleep_until(at.into()).await;
+        }
+        let order = match fetch_order(&stack, &http, &order_id, &give_up_at).await {
+            Ok(order) => order,
+            Err(why) => {
+                out.surprises.push(format!(
+                    "completed order {order_id} could not be read: {why}"
+                ));
+                continue;
+            }
+        };
+        let (Some(payment_id), Some(total)) =
+            (order["paymentId"].as_str(), order["totalAmount"].as_i64())
+        else {
+            out.surprises.push(format!(
+                "completed order {order_id} has no payment or total: {order}"
+            ));
+            continue;
+        };
+        if order["status"] != "completed" {
+            out.surprises.push(format!(
+                "order {order_id} was answered 201 but reads {}",
+                order["status"]
+            ));
+            continue;
+        }
+        let payment_id = payment_id.to_string();
+        let mut left = total;
+        let mut known = true;
+        let mut refunded_any = false;
+        for part in 0..parts {
+            let amount = if part + 1 == parts && whole {
+                left
+            } else if left >= 2 {
+                1 + rng.below((left - 1) as usize) as i64
+            } else {
+                break;
+            };
+            let key = uuid::Uuid::from_u64_pair(rng.next(), rng.next()).to_string();
+            match refund_once(
+                &stack,
+                &http,
+                &payment_id,
+                amount,
+                &key,
+                &give_up_at,
+                &mut out.report,
+            )
+            .await
+            {
+                RefundOutcome::Created(refund) => {
+                    let id = refund["refundId"].as_str().unwrap_or_default().to_string();
+                    if refund["paymentId"].as_str() != Some(payment_id.as_str())
+                        || refund["amount"].as_i64() != Some(amount)
+                    {
+                        out.surprises.push(format!(
+                            "a refund of {amount} of payment {payment_id} was answered {refund}"
+                        ));
+                    }
+                    out.created.push((id, payment_id.clone(), amount));
+                    out.report.refunds += 1;
+                    out.report.amount += amount;
+                    left -= amount;
+                    refunded_any = true;
+                }
+                RefundOutcome::Refused(label) => {
+                    out.surprises.push(format!(
+                        "a refund of {amount} of payment {payment_id} ({left} of {total} left) was refused: {label}"
+                    ));
+                    break;
+                }
+                RefundOutcome::Abandoned => {
+                    known = false;
+                    break;
+                }
+            }
+        }
+        if over_ask && known {
+            let expected = if left == 0 {
+                "409 payment_not_refundable"
+            } else {
+                "409 refund_exceeds_payment"
+            };
+            let key = uuid::Uuid::from_u64_pair(rng.next(), rng.next()).to_string();
+            match refund_once(
+                &stack,
+                &http,
+                &payment_id,
+                left + 1,
+                &key,
+                &give_up_at,
+                &mut out.report,
+            )
+            .await
+            {
+                RefundOutcome::Refused(label) if label == expected => {
+                    out.report.over_asks_refused += 1
+                }
+                RefundOutcome::Refused(label) => out.surprises.push(format!(
+                    "a refund of {} of payment {payment_id} ({left} left) was refused {label}, not {expected}",
+                    left + 1
+                )),
+                RefundOutcome::Created(refund) => {
+                    out.surprises.push(format!(
+                        "a refund of {} of payment {payment_id}, with {left} left, was granted: {refund}",
+                        left + 1
+                    ));
+                    known = false;
+                }
+                RefundOutcome::Abandoned => known = false,
+            }
+        }
+        if refunded_any {
+            out.report.orders_refunded += 1;
+            if left == 0 {
+                out.report.orders_refunded_whole += 1;
+            }
+        }
+        out.told.insert(payment_id, known.then_some(total - left));
+    }
+    out
+}
+
+/// An admin `POST` of the setup, retried with its key (the setup runs before the faults, but
+/// payment may still be starting) until it is answered 201; its body.
+async fn setup_post(stack: &Stack, http: &reqwest::Client, path: &str, body: &Value) -> Value {
+    let key = tests::new_key();
+    for _ in 0..120 {
+        let r = http
+            .post(stack.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("Idempotency-Key", &key)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await;
+        if let Ok(r) = r {
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap_or_default();
+            if status == 201 {
+                return serde_json::from_str(&text).expect("a JSON answer");
+            }
+            let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let retry = status >= 500
+                || status == 408
+                || status == 429
+                || (status == 409 && answer["code"] == "request_in_progress");
+            assert!(retry, "POST {path} {body} answered {status}: {text}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("POST {path} {body} was never answered 201");
+}
+
+/// The marketplace the run sells in: four recipients beside the platform, and a split rule for
+/// every item but the last (left to the platform's default). `items` are the items the run made;
+/// the first item's rule gets a second version, in force from `new_version_in` on.
+async fn marketplace(
+    stack: &Stack,
+    http: &reqwest::Client,
+    items: &[(i64, i64)],
+    new_version_in: Duration,
+) -> Marketplace {
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    names.insert(PLATFORM.to_string(), "platform".to_string());
+    let mut ids = Vec::new();
+    for name in ["seller-a", "seller-b", "partner-c", "affiliate-d"] {
+        let made = setup_post(stack, http, "/payment/recipients", &json!({ "name": name })).await;
+        let id = made["recipientId"]
+            .as_str()
+            .expect("a recipient id")
+            .to_string();
+        names.insert(id.clone(), name.to_string());
+        ids.push(id);
+    }
+    let (a, b, c, d, p) = (
+        ids[0].as_str(),
+        ids[1].as_str(),
+        ids[2].as_str(),
+        ids[3].as_str(),
+        PLATFORM,
+    );
+    let pct = |r: &str, bp: i64| json!({"recipientId": r, "type": "percentage", "basisPoints": bp});
+    let fixed = |r: &str, amount: i64| json!({"recipientId": r, "type": "fixed", "amount": amount});
+    let rest = |r: &str| json!({"recipientId": r, "type": "remainder"});
+    let rules: Vec<(usize, Vec<Value>)> = vec![
+        // Fixed, percentage and remainder, the platform taking a percentage.
+        (0, vec![fixed(a, 30), pct(p, 1000), rest(b)]),
+        // No remainder: the basis points sum to 10000 and the leftover units go by largest
+        // fractional part.
+        (1, vec![pct(a, 3333), pct(c, 3333), pct(d, 3334)]),
+        (2, vec![fixed(d, 125), pct(p, 1500), pct(b, 2500), rest(c)]),
+        (3, vec![pct(p, 1234), pct(a, 4321), pct(b, 4445)]),
+    ];
+    let mut split_rules: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let describe = |shares: &[Value]| -> String {
+        shares
+            .iter()
+            .map(|s| {
+                let who = names
+                    .get(s["recipientId"].as_str().unwrap_or_default())
+                    .cloned()
+                    .unwrap_or_default();
+                match s["type"].as_str() {
+                    Some("percentage") => format!("{} bp {who}", s["basisPoints"]),
+                    Some("fixed") => format!("{}/unit {who}", s["amount"]),
+                    _ => format!("rest {who}"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let item_label = |i: usize| format!("{} at {}", items[i].0, items[i].1);
+    for (item, shares) in &rules {
+        let made = setup_post(
+            stack,
+            http,
+            "/payment/split-rules",
+            &json!({"productId": items[*item].0, "shares": shares}),
+        )
+        .await;
+        split_rules
+            .entry(item_label(*item))
+            .or_default()
+            .push(format!("v{}: {}", made["version"], describe(shares)));
+    }
+    // A second version of the first item's rule, from halfway through the run: fixed shares asking
+    // more than a unit's price (the second one capped, the remainder left with nothing).
+    let from = sqlx::types::chrono::Utc::now() + new_version_in;
+    let shares = vec![fixed(a, 200), fixed(c, 100), rest(p)];
+    let made = setup_post(
+        stack,
+        http,
+        "/payment/split-rules",
+        &json!({
+            "productId": items[0].0,
+            "effectiveFrom": from.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            "shares": shares,
+        }),
+    )
+    .await;
+    split_rules.entry(item_label(0)).or_default().push(format!(
+        "v{} from {}: {}",
+        made["version"],
+        made["effectiveFrom"].as_str().unwrap_or_default(),
+        describe(&shares)
+    ));
+    split_rules.insert(
+        item_label(items.len() - 1),
+        vec!["none: the platform's".to_string()],
+    );
+    Marketplace {
+        recipients: names,
+        split_rules,
+        new_version_at_s: 0.0,
+    }
 }
 
 /// Payment's fault settings, kept across its restarts.
@@ -390,37 +853,63 @@ async fn run(args: Args) -> Report {
     .env("CHECKOUT_DEADLINE_MS", 3000)
     .env("IDEMPOTENCY_LOCK_SECS", 10)
     .env("STARTUP_TIMEOUT_SECS", 60)
+    // Captured money is held two seconds, so that the release worker releases during the run and
+    // refunds take back money both pending and available.
+    .env("SPLIT_HOLD_SECS", 2)
+    .env("SPLIT_RELEASE_INTERVAL_MS", 500)
     .env("RUST_LOG", "warn");
     let stack = Arc::new(Stack::start_with(options).await);
     println!("chaos: stack in {}", stack.dir().display());
 
     let mut rng = Rng(seed);
-    // Four items; one is dear enough that two of it are declined (PAYMENT_DECLINE_ABOVE 100000).
+    // Five items; one is dear enough that two of it are declined (PAYMENT_DECLINE_ABOVE 100000).
+    // Every one but the last has a split rule.
     let mut items = Vec::new();
-    for (price, stock) in [(250, 120), (1_999, 80), (5_000, 60), (60_000, 40)] {
+    for (price, stock) in [
+        (250, 120),
+        (1_999, 80),
+        (5_000, 60),
+        (60_000, 40),
+        (799, 100),
+    ] {
         items.push((stack.create_item(price, "EUR", stock).await, price));
     }
-    let items = Arc::new(items);
 
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(8))
         .build()
         .expect("http client");
+    let new_version_in = Duration::from_secs_f64(args.seconds / 2.0);
+    let mut market = marketplace(&stack, &http, &items, new_version_in).await;
+    let new_version_at = Instant::now() + new_version_in;
+    let items = Arc::new(items);
+
     let stop = Arc::new(AtomicBool::new(false));
     let give_up_at = Arc::new(Mutex::new(None));
-    let clients: Vec<_> = (0..args.clients)
-        .map(|i| {
-            tokio::spawn(client_loop(
-                stack.clone(),
-                http.clone(),
-                items.clone(),
-                Rng(seed ^ (i as u64 + 1).wrapping_mul(0x5851_F42D_4C95_7F2D)),
-                stop.clone(),
-                give_up_at.clone(),
-            ))
-        })
-        .collect();
+    let mut clients = Vec::new();
+    let mut refunders = Vec::new();
+    for i in 0..args.clients {
+        let (completions, completed) = mpsc::unbounded_channel();
+        let client_seed = seed ^ (i as u64 + 1).wrapping_mul(0x5851_F42D_4C95_7F2D);
+        clients.push(tokio::spawn(client_loop(
+            stack.clone(),
+            http.clone(),
+            items.clone(),
+            Rng(client_seed),
+            stop.clone(),
+            give_up_at.clone(),
+            completions,
+        )));
+        refunders.push(tokio::spawn(refunder(
+            stack.clone(),
+            http.clone(),
+            completed,
+            Rng(client_seed.rotate_left(29) ^ 0xD1B5_4A32_D192_ED03),
+            stop.clone(),
+            give_up_at.clone(),
+        )));
+    }
     let restocks = tokio::spawn(restocker(
         stack.clone(),
         http.clone(),
@@ -434,6 +923,9 @@ async fn run(args: Args) -> Report {
     let mut process_kills = 0;
     let mut payment = PaymentFaults::OFF;
     let started = Instant::now();
+    market.new_version_at_s = new_version_at
+        .saturating_duration_since(started)
+        .as_secs_f64();
     let end = started + Duration::from_secs_f64(args.seconds);
     // Every kind of fault once, in a seeded order, then drawn at random: even a short run covers
     // them all.
@@ -487,36 +979,199 @@ async fn run(args: Args) -> Report {
         }
     }
     let restocks = restocks.await.unwrap_or(0);
+    let mut refunds = Refunds::default();
+    for r in refunders {
+        if let Ok(r) = r.await {
+            let (sum, one) = (&mut refunds.report, r.report);
+            sum.orders_seen += one.orders_seen;
+            sum.orders_refunded += one.orders_refunded;
+            sum.orders_refunded_whole += one.orders_refunded_whole;
+            sum.refunds += one.refunds;
+            sum.amount += one.amount;
+            sum.over_asks_refused += one.over_asks_refused;
+            sum.abandoned += one.abandoned;
+            sum.attempts += one.attempts;
+            for (k, v) in one.answers {
+                *sum.answers.entry(k).or_default() += v;
+            }
+            refunds.created.extend(r.created);
+            refunds.told.extend(r.told);
+            refunds.surprises.extend(r.surprises);
+        }
+    }
 
     println!("chaos: faults over; waiting for every order to be terminal");
+    let (order_db, stock_db, payment_db) = (
+        stack.db(Part::Order).await,
+        stack.db(Part::Stock).await,
+        stack.db(Part::Payment).await,
+    );
     let quiet_started = Instant::now();
-    let mut violations = stack
-        .quiet_and_check(Duration::from_secs_f64(args.quiet_timeout))
-        .await;
+    while quiet_started.elapsed() < Duration::from_secs_f64(args.quiet_timeout) {
+        if invariants::unfinished(&order_db).await.unwrap_or(1) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let quiet_after_s = quiet_started.elapsed().as_secs_f64();
+    // A refund whose request was cut off (payment killed between writing it and the processor's
+    // answer) and not retried is settled by the release worker, which asks the processor again
+    // for refunds older than 5 s.
+    println!("chaos: waiting for every refund to be settled");
+    let settle_started = Instant::now();
+    let mut unsettled = 0;
+    while settle_started.elapsed() < Duration::from_secs(45) {
+        unsettled = invariants::unsettled_refunds(&payment_db)
+            .await
+            .unwrap_or(1);
+        if unsettled == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let refunds_settled_after_s = settle_started.elapsed().as_secs_f64();
+
+    let findings = invariants::check_all(&Databases {
+        order: &order_db,
+        stock: &stock_db,
+        payment: &payment_db,
+    })
+    .await
+    .expect("invariant queries run");
+    let mut checked: Vec<String> = findings.checked.iter().map(|c| c.to_string()).collect();
+    let mut violations = findings.violations;
+    let mut record = |name: &str, found: Vec<String>| {
+        checked.push(name.to_string());
+        violations.extend(found.into_iter().map(|v| format!("{name}: {v}")));
+    };
+    record(
+        "refunds_settled_once_quiet",
+        if unsettled == 0 {
+            Vec::new()
+        } else {
+            vec![format!(
+                "{unsettled} refunds are still unsettled {refunds_settled_after_s:.0} s after every order was terminal"
+            )]
+        },
+    );
 
     // What the clients were told agrees with what happened.
     let orders = orders_by_key(&stack).await;
+    let mut found = Vec::new();
     for key in &seen.completed {
         let status = orders.get(key).map_or("missing", String::as_str);
         if status != "completed" {
-            violations.push(format!(
+            found.push(format!(
                 "key {key} was answered 201 but its order is {status}"
             ));
         }
     }
+    record("answered_201_means_completed", found);
+    let mut found = Vec::new();
     for key in &seen.refused {
         if orders.get(key).map(String::as_str) == Some("completed") {
-            violations.push(format!("key {key} was refused but its order is completed"));
+            found.push(format!("key {key} was refused but its order is completed"));
         }
     }
+    record("refused_means_not_completed", found);
+
+    // What the refunders were told agrees with what payment holds.
+    record("refund_answers_as_expected", refunds.surprises.clone());
+    let stored: HashMap<String, (String, i64)> = sqlx::query_as::<_, (String, String, i64)>(
+        "SELECT id::text, payment_id::text, amount FROM refunds",
+    )
+    .fetch_all(&payment_db)
+    .await
+    .expect("refunds readable")
+    .into_iter()
+    .map(|(id, payment, amount)| (id, (payment, amount)))
+    .collect();
+    let mut found = Vec::new();
+    for (id, payment, amount) in &refunds.created {
+        match stored.get(id) {
+            Some((p, a)) if p == payment && a == amount => {}
+            other => found.push(format!(
+                "refund {id} of {amount} of payment {payment} was answered 201 but payment holds {other:?}"
+            )),
+        }
+    }
+    record("refunds_answered_201_are_stored", found);
+    let refunded: HashMap<String, i64> =
+        sqlx::query_as::<_, (String, i64)>("SELECT id::text, refunded_amount FROM payments")
+            .fetch_all(&payment_db)
+            .await
+            .expect("payments readable")
+            .into_iter()
+            .collect();
+    let mut found = Vec::new();
+    for (payment, told) in &refunds.told {
+        if let Some(told) = told {
+            let holds = refunded.get(payment).copied();
+            if holds != Some(*told) {
+                found.push(format!(
+                    "payment {payment}: its refunds were answered 201 for {told} in all, but it has {holds:?} refunded"
+                ));
+            }
+        }
+    }
+    record("refunded_amounts_as_told", found);
+
+    // The ledger's own verdict.
+    let mut trial_balance = Value::Null;
+    for _ in 0..40 {
+        let r = http
+            .get(stack.url("/payment/ledger/trial-balance"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await;
+        if let Ok(r) = r {
+            if r.status().as_u16() == 200 {
+                trial_balance = serde_json::from_str(&r.text().await.unwrap_or_default())
+                    .unwrap_or(Value::Null);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    record(
+        "trial_balance_consistent",
+        if trial_balance["consistent"] == true {
+            Vec::new()
+        } else {
+            vec![format!("the trial balance answers {trial_balance}")]
+        },
+    );
+
+    let ledger: BTreeMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+        "SELECT 'entries_' || kind, count(*) FROM ledger_entries GROUP BY kind
+         UNION ALL SELECT 'payments_' || status, count(*) FROM payments GROUP BY status
+         UNION ALL SELECT 'payments_partly_refunded', count(*) FROM payments
+                   WHERE refunded_amount > 0 AND refunded_amount < amount
+         UNION ALL SELECT 'refunds_' || kind, count(*) FROM refunds GROUP BY kind
+         UNION ALL SELECT 'refunds_unsettled', count(*) FROM refunds WHERE settled_at IS NULL
+         UNION ALL SELECT 'refund_legs_from_' || l.debit_account, count(*)
+                   FROM ledger_legs l JOIN ledger_entries e ON e.id = l.entry_id
+                   WHERE e.kind = 'refund' GROUP BY l.debit_account
+         UNION ALL SELECT 'allocations', count(*) FROM allocations
+         UNION ALL SELECT 'allocations_released', count(*) FROM allocations
+                   WHERE released_at IS NOT NULL
+         UNION ALL SELECT 'allocations_reversed', count(*) FROM allocations WHERE reversed > 0
+         UNION ALL SELECT 'pending_credits_queued', count(*) FROM pending_credits
+         UNION ALL SELECT 'split_rules', count(*) FROM split_rules",
+    )
+    .fetch_all(&payment_db)
+    .await
+    .expect("the ledger is readable")
+    .into_iter()
+    .collect();
+
     let mut orders_by_status: BTreeMap<String, i64> = BTreeMap::new();
     for status in orders.values() {
         *orders_by_status.entry(status.clone()).or_default() += 1;
     }
     let orders_with_new_attempts: i64 =
         sqlx::query_scalar("SELECT count(*) FROM orders WHERE attempt > 1")
-            .fetch_one(&stack.db(Part::Order).await)
+            .fetch_one(&order_db)
             .await
             .expect("orders readable");
     let report = Report {
@@ -535,8 +1190,15 @@ async fn run(args: Args) -> Report {
         orders_by_status,
         orders_with_new_attempts,
         quiet_after_s,
+        marketplace: market,
+        refunds: refunds.report,
+        refunds_settled_after_s,
+        ledger,
+        trial_balance,
+        checked,
         violations,
     };
+    drop((order_db, stock_db, payment_db));
     drop(stack);
     if report.violations.is_empty() {
         pg.remove();
@@ -590,8 +1252,35 @@ fn print(report: &Report) {
         report.orders_with_new_attempts,
         report.quiet_after_s
     );
+    let r = &report.refunds;
+    println!(
+        "refunds: {} of {} orders refunded ({} whole) in {} refunds of {} in all; {} over-asks refused; {} abandoned; settled {:.1} s after",
+        r.orders_refunded,
+        r.orders_seen,
+        r.orders_refunded_whole,
+        r.refunds,
+        r.amount,
+        r.over_asks_refused,
+        r.abandoned,
+        report.refunds_settled_after_s
+    );
+    let answers: Vec<String> = r.answers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    println!("refund answers: {}", answers.join(", "));
+    let ledger: Vec<String> = report
+        .ledger
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    println!("ledger: {}", ledger.join(", "));
+    println!(
+        "trial balance consistent: {}",
+        report.trial_balance["consistent"]
+    );
     if report.violations.is_empty() {
-        println!("invariants: all hold (0 violations)");
+        println!(
+            "invariants: all {} hold (0 violations)",
+            report.checked.len()
+        );
     } else {
         println!("invariants: {} VIOLATIONS", report.violations.len());
         for v in &report.violations {
