@@ -13,8 +13,9 @@ use super::processor::{ChargeAttempt, PaymentProcessor, ProcessorError};
 use crate::domain::ledger::{self as split, Capture};
 use crate::domain::Settlement;
 use crate::metrics::PaymentMetrics;
-use crate::storage::payments::{self as store, ChargeJob, RetryStart, Settled, Taken};
-use crate::storage::{ledger, split_rules, StorageError};
+use crate::storage::ledger::CaptureRows;
+use crate::storage::payments::{self as store, ChargeJob, RetryStart, Taken};
+use crate::storage::StorageError;
 use shared::batch::{Batched, Batcher};
 use shared::contract::ledger::EntryKind;
 use shared::contract::payment::{ChargeRequest, Payment, PaymentStatus};
@@ -123,7 +124,7 @@ impl Payments {
             currency: payment.currency,
         };
         let decision = self.processor.charge(&call).await?;
-        let settlement = Settlement::of(payment.payment_id, attempt, &decision, self.max_retries);
+        let settlement = Settlement::of(payment, attempt, &decision, self.max_retries);
         let settled = self.settle(settlement).await?;
         self.metrics
             .payments
@@ -226,10 +227,11 @@ impl Payments {
     }
 }
 
-/// Settles payments and, in the same transaction, captures those that succeeded: each line split
-/// by the rule of its product in force when the payment was made (one query for the batch), the
-/// allocations, the capture entries and the pending credits written by one statement. A payment
-/// settled already is not settled again, so it is never captured twice (and the unique index
+/// Settles payments and captures those that succeed, in one statement: each line split by the
+/// rule of its product in force when the payment was made (read for the batch in one query
+/// before), the allocations, the capture entries and the pending credits written by the statement
+/// that settles — for the payments it settles only. A payment settled already is not settled
+/// again, so it is never captured twice (and the unique index
 /// `one_entry_per_payment_kind_and_refund` would refuse a second capture entry).
 async fn settle_and_capture(
     pool: &PgPool,
@@ -237,55 +239,61 @@ async fn settle_and_capture(
     hold: Duration,
     metrics: &PaymentMetrics,
 ) -> Result<Vec<Option<Payment>>, StorageError> {
-    let mut tx = pool.begin().await?;
-    let settled = store::settle(&mut tx, settlements).await?;
-    let succeeded: Vec<&Settled> = settled
+    let succeeding: Vec<Uuid> = settlements
         .iter()
-        .flatten()
-        .filter(|s| s.payment.status == PaymentStatus::Succeeded)
+        .filter(|s| s.status == PaymentStatus::Succeeded)
+        .map(|s| s.payment_id)
         .collect();
-    let (mut products, mut at) = (Vec::new(), Vec::new());
-    for s in &succeeded {
-        for line in s.lines.iter().flatten() {
-            products.push(line.product_id.get());
-            at.push(s.payment.created_at);
-        }
-    }
-    let rules = split_rules::in_force(&mut tx, &products, &at).await?;
-    let captures: Vec<(Uuid, shared::contract::values::Currency, Capture)> = succeeded
+    let inputs = if succeeding.is_empty() {
+        Vec::new()
+    } else {
+        store::capture_inputs(pool, &succeeding).await?
+    };
+    let captures: Vec<(&Settlement, Capture)> = settlements
         .iter()
-        .map(|s| {
-            let made = s.payment.created_at;
-            let capture = split::capture(s.payment.amount, s.lines.as_deref(), |product| {
-                rules.iter().find(|r| r.applies(product, made))
-            });
-            (s.payment.payment_id, s.payment.currency, capture)
+        .filter(|s| s.status == PaymentStatus::Succeeded)
+        .filter_map(|s| {
+            let input = inputs.iter().find(|i| i.payment_id == s.payment_id)?;
+            Some((
+                s,
+                split::capture(s.amount, input.lines.as_deref(), |product| {
+                    input.rules.iter().find(|r| r.applies(product, s.made_at))
+                }),
+            ))
         })
         .collect();
-    if !captures.is_empty() {
-        let refs: Vec<_> = captures.iter().map(|(p, c, cap)| (*p, *c, cap)).collect();
-        ledger::record_captures(&mut tx, &refs, hold).await?;
-    }
-    tx.commit().await?;
-    for (payment_id, _, capture) in &captures {
+    let rows = CaptureRows::of(
+        &captures
+            .iter()
+            .map(|(s, capture)| (s.payment_id, s.currency, capture))
+            .collect::<Vec<_>>(),
+    );
+    let settled = store::settle(pool, settlements, &rows, hold).await?;
+    // Counted for what this statement captured: the payments it settled as succeeded.
+    for (s, capture) in &captures {
+        let now = settled
+            .iter()
+            .flatten()
+            .any(|p| p.payment_id == s.payment_id && p.status == PaymentStatus::Succeeded);
+        if !now {
+            continue;
+        }
         metrics
             .split_allocations
             .inc_by(capture.allocations.len() as u64);
+        metrics
+            .ledger_entries
+            .with_label_values(&[EntryKind::Capture.as_str()])
+            .inc();
         for anomaly in &capture.anomalies {
-            tracing::warn!(%payment_id, anomaly = anomaly.as_str(), "a line was not split as its rule says");
+            tracing::warn!(payment_id = %s.payment_id, anomaly = anomaly.as_str(), "a line was not split as its rule says");
             metrics
                 .split_anomalies
                 .with_label_values(&[anomaly.as_str()])
                 .inc();
         }
     }
-    if !captures.is_empty() {
-        metrics
-            .ledger_entries
-            .with_label_values(&[EntryKind::Capture.as_str()])
-            .inc_by(captures.len() as u64);
-    }
-    Ok(settled.into_iter().map(|s| s.map(|s| s.payment)).collect())
+    Ok(settled)
 }
 
 /// A batch statement's rows as the batch's answers: each job's row, or `Alone` for a job it wrote

@@ -5,7 +5,9 @@ pub mod ledger;
 pub mod rules;
 pub mod split;
 
+use chrono::{DateTime, Utc};
 use shared::contract::payment::{Payment, PaymentStatus};
+use shared::contract::values::Currency;
 use uuid::Uuid;
 
 /// What the processor decided about one attempt to charge.
@@ -18,7 +20,8 @@ pub enum Decision {
     },
 }
 
-/// A processor decision, as it is recorded on a pending payment.
+/// A processor decision, as it is recorded on a pending payment (with what its capture needs to
+/// know of the payment, if it succeeds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settlement {
     pub payment_id: Uuid,
@@ -26,12 +29,16 @@ pub struct Settlement {
     pub attempt: i32,
     pub status: PaymentStatus,
     pub failure_code: Option<String>,
+    pub amount: i64,
+    pub currency: Currency,
+    /// When the payment was made: its lines are split by the rules in force then.
+    pub made_at: DateTime<Utc>,
 }
 
 impl Settlement {
     /// The state a decision settles a payment in: approved is `succeeded`; a decline is `failed`,
     /// or `exhausted` when it declines the last retry allowed (`max_retries`).
-    pub fn of(payment_id: Uuid, attempt: i32, decision: &Decision, max_retries: i32) -> Self {
+    pub fn of(payment: &Payment, attempt: i32, decision: &Decision, max_retries: i32) -> Self {
         let (status, failure_code) = match decision {
             Decision::Approved => (PaymentStatus::Succeeded, None),
             Decision::Declined { code } if attempt > 0 && attempt >= max_retries => {
@@ -40,10 +47,13 @@ impl Settlement {
             Decision::Declined { code } => (PaymentStatus::Failed, Some(code.clone())),
         };
         Settlement {
-            payment_id,
+            payment_id: payment.payment_id,
             attempt,
             status,
             failure_code,
+            amount: payment.amount,
+            currency: payment.currency,
+            made_at: payment.created_at,
         }
     }
 }
@@ -83,22 +93,25 @@ pub fn refund_amount(payment: &Payment, ask: RefundAsk) -> Result<i64, RefundRef
 mod tests {
     use super::*;
 
-    #[test]
-    fn refunds_give_back_at_most_what_is_left_of_a_succeeded_payment() {
-        let payment = |status, refunded| Payment {
+    fn payment(status: PaymentStatus, refunded: i64) -> Payment {
+        Payment {
             payment_id: Uuid::nil(),
             order_id: None,
             customer_id: None,
             amount: 1000,
-            currency: shared::contract::values::Currency::parse("EUR").unwrap(),
+            currency: Currency::parse("EUR").unwrap(),
             status,
             failure_code: None,
             retries: 0,
             refunded_amount: refunded,
             reference: None,
-            created_at: chrono::DateTime::UNIX_EPOCH,
-            updated_at: chrono::DateTime::UNIX_EPOCH,
-        };
+            created_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn refunds_give_back_at_most_what_is_left_of_a_succeeded_payment() {
         let ok = payment(PaymentStatus::Succeeded, 300);
         assert_eq!(refund_amount(&ok, RefundAsk::Rest), Ok(700));
         assert_eq!(refund_amount(&ok, RefundAsk::Part(700)), Ok(700));
@@ -122,16 +135,17 @@ mod tests {
     #[test]
     fn a_decline_of_the_last_retry_exhausts_the_payment() {
         let declined = Decision::Declined { code: "x".into() };
-        let status = |attempt, d: &Decision| Settlement::of(Uuid::nil(), attempt, d, 3).status;
+        let p = payment(PaymentStatus::Pending, 0);
+        let status = |attempt, d: &Decision| Settlement::of(&p, attempt, d, 3).status;
         assert_eq!(status(0, &Decision::Approved), PaymentStatus::Succeeded);
         assert_eq!(status(3, &Decision::Approved), PaymentStatus::Succeeded);
         assert_eq!(status(0, &declined), PaymentStatus::Failed);
         assert_eq!(status(2, &declined), PaymentStatus::Failed);
         assert_eq!(status(3, &declined), PaymentStatus::Exhausted);
-        let settled = Settlement::of(Uuid::nil(), 1, &declined, 3);
+        let settled = Settlement::of(&p, 1, &declined, 3);
         assert_eq!(settled.failure_code.as_deref(), Some("x"));
         assert_eq!(
-            Settlement::of(Uuid::nil(), 0, &Decision::Approved, 3).failure_code,
+            Settlement::of(&p, 0, &Decision::Approved, 3).failure_code,
             None
         );
     }

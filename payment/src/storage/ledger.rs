@@ -11,7 +11,6 @@ use shared::contract::ledger::{
 use shared::contract::splits::{Allocation, Balance};
 use shared::contract::values::{Currency, Limit, Offset};
 use sqlx::{PgConnection, PgPool};
-use std::time::Duration;
 use uuid::Uuid;
 
 /// An entry to write.
@@ -23,90 +22,51 @@ pub struct NewEntry<'a> {
     pub legs: &'a [Leg],
 }
 
-/// The captures of payments settled together: for each, its allocations, one `capture` entry
-/// with a leg per recipient, and the recipients' pending credits (appended to the queue, not to
-/// their balance rows, which the release worker folds them into). One statement for the batch.
-pub async fn record_captures(
-    conn: &mut PgConnection,
-    captures: &[(Uuid, Currency, &Capture)],
-    hold: Duration,
-) -> Result<(), StorageError> {
-    let mut a_payments = Vec::new();
-    let mut a_positions = Vec::new();
-    let mut a_products = Vec::new();
-    let mut a_recipients = Vec::new();
-    let mut a_rules = Vec::new();
-    let mut a_amounts = Vec::new();
-    let mut e_ids = Vec::new();
-    let mut e_currencies = Vec::new();
-    let mut e_payments = Vec::new();
-    let mut l_entries = Vec::new();
-    let mut l_positions = Vec::new();
-    let mut l_recipients = Vec::new();
-    let mut l_amounts = Vec::new();
-    for (payment_id, currency, capture) in captures {
-        for (position, a) in (0i32..).zip(&capture.allocations) {
-            a_payments.push(*payment_id);
-            a_positions.push(position);
-            a_products.push(a.product_id);
-            a_recipients.push(a.recipient_id);
-            a_rules.push(a.split_rule_id);
-            a_amounts.push(a.amount);
+/// The captures of payments settled together, as the columns of the statement that writes them
+/// with the settlement ([`super::payments::settle`]): for each payment, its allocations, one
+/// `capture` entry with a leg per recipient, and the recipients' pending credits.
+#[derive(Default)]
+pub struct CaptureRows {
+    pub a_payments: Vec<Uuid>,
+    pub a_positions: Vec<i32>,
+    pub a_products: Vec<Option<i64>>,
+    pub a_recipients: Vec<Uuid>,
+    pub a_rules: Vec<Option<Uuid>>,
+    pub a_amounts: Vec<i64>,
+    pub e_ids: Vec<Uuid>,
+    pub e_currencies: Vec<Currency>,
+    pub e_payments: Vec<Uuid>,
+    pub l_entries: Vec<Uuid>,
+    pub l_positions: Vec<i32>,
+    pub l_recipients: Vec<Option<Uuid>>,
+    pub l_amounts: Vec<i64>,
+}
+
+impl CaptureRows {
+    pub fn of(captures: &[(Uuid, Currency, &Capture)]) -> Self {
+        let mut rows = CaptureRows::default();
+        for (payment_id, currency, capture) in captures {
+            for (position, a) in (0i32..).zip(&capture.allocations) {
+                rows.a_payments.push(*payment_id);
+                rows.a_positions.push(position);
+                rows.a_products.push(a.product_id);
+                rows.a_recipients.push(a.recipient_id);
+                rows.a_rules.push(a.split_rule_id);
+                rows.a_amounts.push(a.amount);
+            }
+            let entry = Uuid::now_v7();
+            rows.e_ids.push(entry);
+            rows.e_currencies.push(*currency);
+            rows.e_payments.push(*payment_id);
+            for (position, leg) in (0i32..).zip(capture.legs()) {
+                rows.l_entries.push(entry);
+                rows.l_positions.push(position);
+                rows.l_recipients.push(leg.credit.recipient_id);
+                rows.l_amounts.push(leg.amount);
+            }
         }
-        let entry = Uuid::now_v7();
-        e_ids.push(entry);
-        e_currencies.push(*currency);
-        e_payments.push(*payment_id);
-        for (position, leg) in (0i32..).zip(capture.legs()) {
-            l_entries.push(entry);
-            l_positions.push(position);
-            l_recipients.push(leg.credit.recipient_id);
-            l_amounts.push(leg.amount);
-        }
+        rows
     }
-    sqlx::query!(
-        r#"WITH allocated AS (
-               INSERT INTO allocations (payment_id, position, product_id, recipient_id,
-                                        split_rule_id, amount, release_at)
-               SELECT a.payment_id, a.position, a.product_id, a.recipient_id, a.split_rule_id,
-                      a.amount, now() + make_interval(secs => $7)
-               FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::uuid[], $5::uuid[],
-                           $6::bigint[])
-                    AS a(payment_id, position, product_id, recipient_id, split_rule_id, amount)
-           ), entries AS (
-               INSERT INTO ledger_entries (id, kind, currency, payment_id)
-               SELECT e.id, 'capture', e.currency, e.payment_id
-               FROM unnest($8::uuid[], $9::text[], $10::uuid[]) AS e(id, currency, payment_id)
-           ), credits AS (
-               SELECT l.entry_id, l.position, l.recipient_id, l.amount, e.currency
-               FROM unnest($11::uuid[], $12::int[], $13::uuid[], $14::bigint[])
-                    AS l(entry_id, position, recipient_id, amount)
-               JOIN unnest($8::uuid[], $9::text[]) AS e(id, currency) ON e.id = l.entry_id
-           ), legs AS (
-               INSERT INTO ledger_legs (entry_id, position, debit_account, credit_account,
-                                        credit_recipient, amount)
-               SELECT entry_id, position, 'processor', 'pending', recipient_id, amount FROM credits
-           )
-           INSERT INTO pending_credits (recipient_id, currency, amount)
-           SELECT recipient_id, currency, amount FROM credits"#,
-        &a_payments,
-        &a_positions,
-        &a_products as _,
-        &a_recipients,
-        &a_rules as _,
-        &a_amounts,
-        hold.as_secs_f64(),
-        &e_ids,
-        &e_currencies as _,
-        &e_payments,
-        &l_entries,
-        &l_positions,
-        &l_recipients as _,
-        &l_amounts,
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// Writes entries with their legs (refunds, releases), in one statement.

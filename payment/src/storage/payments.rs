@@ -4,12 +4,15 @@
 //! advisory lock on the order id, so a refund that comes first leaves a tombstone a late charge
 //! cannot miss.
 
-use super::StorageError;
+use super::ledger::CaptureRows;
+use super::{split_rules, StorageError};
+use crate::domain::ledger::RuleInForce;
 use crate::domain::Settlement;
 use shared::contract::payment::{ChargeLine, ChargeLines, ChargeRequest, Payment, PaymentStatus};
 use shared::contract::values::{Currency, Limit, Offset};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
+use std::time::Duration;
 use uuid::Uuid;
 
 async fn lock_order(conn: &mut PgConnection, order_id: &str) -> Result<(), StorageError> {
@@ -199,20 +202,85 @@ pub async fn open_attempt(conn: &mut PgConnection, payment_id: Uuid) -> Result<i
     Ok(attempt.unwrap_or(0))
 }
 
-/// A payment settled by [`settle`], with the lines it was charged for (to split, if it succeeded).
-pub struct Settled {
-    pub payment: Payment,
+/// What a capture of a payment needs to know: the lines it was charged for, and the rules in
+/// force for their products when it was made.
+pub struct CaptureInputs {
+    pub payment_id: Uuid,
     pub lines: Option<Vec<ChargeLine>>,
+    pub rules: Vec<RuleInForce>,
 }
 
-/// The last phase of a batch of charges and retries: records each processor decision on its
-/// pending payment (and on its retry attempt), in one statement of the caller's transaction.
-/// Returns, per settlement, the payment it settled, or `None` for one settled already (by someone
-/// else) or repeated in the batch (the statement changes a row once).
+/// The capture inputs of payments, in one query (the rules found by the exclusion constraint's
+/// index, one per line at most).
+pub async fn capture_inputs(
+    pool: &PgPool,
+    ids: &[Uuid],
+) -> Result<Vec<CaptureInputs>, StorageError> {
+    let rows = sqlx::query!(
+        r#"SELECT p.id, p.lines AS "lines: Json<Vec<ChargeLine>>", r.id AS "rule_id?",
+                  r.product_id AS "product_id?", r.effective_from AS "effective_from?",
+                  r.effective_to, s.recipient_id AS "recipient_id?", s.kind AS "kind?",
+                  s.basis_points, s.amount
+           FROM payments p
+           LEFT JOIN LATERAL (
+               SELECT f.id, f.product_id, f.effective_from, f.effective_to FROM split_rules f
+               WHERE f.product_id IN (SELECT (l ->> 'productId')::bigint
+                                      FROM jsonb_array_elements(p.lines) AS l)
+                 AND tstzrange(f.effective_from, f.effective_to) @> p.created_at
+           ) r ON true
+           LEFT JOIN split_rule_shares s ON s.rule_id = r.id
+           WHERE p.id = ANY($1)
+           ORDER BY p.id, r.id, s.position"#,
+        ids
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut inputs: Vec<CaptureInputs> = Vec::new();
+    for row in rows {
+        if inputs.last().is_none_or(|i| i.payment_id != row.id) {
+            inputs.push(CaptureInputs {
+                payment_id: row.id,
+                lines: row.lines.map(|l| l.0),
+                rules: Vec::new(),
+            });
+        }
+        let (Some(input), Some(rule_id), Some(product_id), Some(from), Some(recipient), Some(kind)) = (
+            inputs.last_mut(),
+            row.rule_id,
+            row.product_id,
+            row.effective_from,
+            row.recipient_id,
+            row.kind,
+        ) else {
+            continue;
+        };
+        let share = split_rules::share(recipient, &kind, row.basis_points, row.amount)?;
+        match input.rules.last_mut() {
+            Some(rule) if rule.id == rule_id => rule.shares.push(share),
+            _ => input.rules.push(RuleInForce {
+                id: rule_id,
+                product_id,
+                effective_from: from,
+                effective_to: row.effective_to,
+                shares: vec![share],
+            }),
+        }
+    }
+    Ok(inputs)
+}
+
+/// The last phase of a batch of charges and retries, in one statement (atomic without a
+/// transaction around it): records each processor decision on its pending payment (and on its
+/// retry attempt), and writes the captures of those it settles `succeeded` — only of those, so a
+/// payment settled already (by a concurrent request, or another instance) is never captured
+/// again. Returns, per settlement, the payment it settled, or `None` for one settled already or
+/// repeated in the batch (the statement changes a row once).
 pub async fn settle(
-    conn: &mut PgConnection,
+    pool: &PgPool,
     settlements: &[Settlement],
-) -> Result<Vec<Option<Settled>>, StorageError> {
+    captures: &CaptureRows,
+    hold: Duration,
+) -> Result<Vec<Option<Payment>>, StorageError> {
     let ids: Vec<Uuid> = settlements.iter().map(|s| s.payment_id).collect();
     let attempts: Vec<i32> = settlements.iter().map(|s| s.attempt).collect();
     let statuses: Vec<&str> = settlements.iter().map(|s| s.status.as_str()).collect();
@@ -220,7 +288,9 @@ pub async fn settle(
         .iter()
         .map(|s| s.failure_code.as_deref())
         .collect();
-    let rows = sqlx::query!(
+    let c = captures;
+    let settled = sqlx::query_as!(
+        Payment,
         r#"WITH s AS (
                SELECT DISTINCT ON (id) * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[])
                    WITH ORDINALITY AS s(id, attempt, status, failure_code, n)
@@ -231,53 +301,78 @@ pub async fn settle(
                FROM s
                WHERE s.attempt > 0 AND a.payment_id = s.id AND a.attempt = s.attempt
                  AND a.outcome IS NULL
+           ), settled AS (
+               UPDATE payments p SET status = s.status, failure_code = s.failure_code,
+                                     retries = GREATEST(p.retries, s.attempt), updated_at = now()
+               FROM s
+               WHERE p.id = s.id AND p.status = 'pending'
+               RETURNING p.*
+           ), captured AS (
+               SELECT id FROM settled WHERE status = 'succeeded'
+           ), allocated AS (
+               INSERT INTO allocations (payment_id, position, product_id, recipient_id,
+                                        split_rule_id, amount, release_at)
+               SELECT a.payment_id, a.position, a.product_id, a.recipient_id, a.split_rule_id,
+                      a.amount, now() + make_interval(secs => $5)
+               FROM unnest($6::uuid[], $7::int[], $8::bigint[], $9::uuid[], $10::uuid[],
+                           $11::bigint[])
+                    AS a(payment_id, position, product_id, recipient_id, split_rule_id, amount)
+               WHERE a.payment_id IN (SELECT id FROM captured)
+           ), entries AS (
+               SELECT e.id, e.currency, e.payment_id
+               FROM unnest($12::uuid[], $13::text[], $14::uuid[]) AS e(id, currency, payment_id)
+               WHERE e.payment_id IN (SELECT id FROM captured)
+           ), entered AS (
+               INSERT INTO ledger_entries (id, kind, currency, payment_id)
+               SELECT id, 'capture', currency, payment_id FROM entries
+           ), credits AS (
+               SELECT l.entry_id, l.position, l.recipient_id, l.amount, e.currency
+               FROM unnest($15::uuid[], $16::int[], $17::uuid[], $18::bigint[])
+                    AS l(entry_id, position, recipient_id, amount)
+               JOIN entries e ON e.id = l.entry_id
+           ), legs AS (
+               INSERT INTO ledger_legs (entry_id, position, debit_account, credit_account,
+                                        credit_recipient, amount)
+               SELECT entry_id, position, 'processor', 'pending', recipient_id, amount FROM credits
+           ), queued AS (
+               -- One pending credit per recipient and currency of the batch: the platform and a
+               -- popular seller are credited by most of a batch's captures.
+               INSERT INTO pending_credits (recipient_id, currency, amount)
+               SELECT recipient_id, currency, sum(amount) FROM credits GROUP BY 1, 2
            )
-           UPDATE payments p SET status = s.status, failure_code = s.failure_code,
-                                 retries = GREATEST(p.retries, s.attempt), updated_at = now()
-           FROM s
-           WHERE p.id = s.id AND p.status = 'pending'
-           RETURNING p.id AS payment_id, p.order_id, p.customer_id, p.amount,
-                     p.currency AS "currency: Currency", p.status AS "status: PaymentStatus",
-                     p.failure_code, p.retries, p.refunded_amount, p.reference, p.created_at,
-                     p.updated_at, p.lines AS "lines: Json<Vec<ChargeLine>>""#,
+           SELECT id AS "payment_id!", order_id, customer_id, amount AS "amount!",
+                  currency AS "currency!: Currency", status AS "status!: PaymentStatus",
+                  failure_code, retries AS "retries!", refunded_amount AS "refunded_amount!",
+                  reference, created_at AS "created_at!", updated_at AS "updated_at!"
+           FROM settled"#,
         &ids,
         &attempts,
         &statuses as _,
         &codes as _,
+        hold.as_secs_f64(),
+        &c.a_payments,
+        &c.a_positions,
+        &c.a_products as _,
+        &c.a_recipients,
+        &c.a_rules as _,
+        &c.a_amounts,
+        &c.e_ids,
+        &c.e_currencies as _,
+        &c.e_payments,
+        &c.l_entries,
+        &c.l_positions,
+        &c.l_recipients as _,
+        &c.l_amounts,
     )
-    .fetch_all(conn)
+    .fetch_all(pool)
     .await?;
-    let mut settled: Vec<Option<Settled>> = rows
-        .into_iter()
-        .map(|r| {
-            Some(Settled {
-                payment: Payment {
-                    payment_id: r.payment_id,
-                    order_id: r.order_id,
-                    customer_id: r.customer_id,
-                    amount: r.amount,
-                    currency: r.currency,
-                    status: r.status,
-                    failure_code: r.failure_code,
-                    retries: r.retries,
-                    refunded_amount: r.refunded_amount,
-                    reference: r.reference,
-                    created_at: r.created_at,
-                    updated_at: r.updated_at,
-                },
-                lines: r.lines.map(|l| l.0),
-            })
-        })
-        .collect();
+    let mut settled: Vec<Option<Payment>> = settled.into_iter().map(Some).collect();
     Ok(settlements
         .iter()
         .map(|s| {
             settled
                 .iter_mut()
-                .find(|p| {
-                    p.as_ref()
-                        .is_some_and(|p| p.payment.payment_id == s.payment_id)
-                })
+                .find(|p| p.as_ref().is_some_and(|p| p.payment_id == s.payment_id))
                 .and_then(Option::take)
         })
         .collect())

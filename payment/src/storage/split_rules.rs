@@ -4,7 +4,6 @@
 //! the caller's transaction, which holds the product's lock.
 
 use super::StorageError;
-use crate::domain::ledger::RuleInForce;
 use chrono::{DateTime, Utc};
 use shared::contract::splits::{Share, SplitRule};
 use shared::contract::values::{Amount, BasisPoints, ItemId};
@@ -153,7 +152,7 @@ impl ShareRows {
 }
 
 /// A stored share as the contract has it; a row that is not one is a broken database.
-fn share(
+pub(super) fn share(
     recipient_id: Uuid,
     kind: &str,
     basis_points: Option<i32>,
@@ -263,45 +262,4 @@ pub async fn list(
     .fetch_all(&mut *conn)
     .await?;
     complete(&mut conn, rows).await
-}
-
-/// The rules in force for each `(product, instant)`, with their shares, in one query (the
-/// exclusion constraint's index finds them): at most one per pair.
-pub async fn in_force(
-    conn: &mut PgConnection,
-    products: &[i64],
-    at: &[DateTime<Utc>],
-) -> Result<Vec<RuleInForce>, StorageError> {
-    if products.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows = sqlx::query!(
-        r#"SELECT r.id, r.product_id, r.effective_from, r.effective_to,
-                  s.recipient_id, s.kind, s.basis_points, s.amount
-           FROM split_rules r JOIN split_rule_shares s ON s.rule_id = r.id
-           WHERE r.id IN (SELECT f.id FROM unnest($1::bigint[], $2::timestamptz[]) AS q(product_id, at)
-                          JOIN split_rules f
-                            ON f.product_id = q.product_id
-                           AND tstzrange(f.effective_from, f.effective_to) @> q.at)
-           ORDER BY r.id, s.position"#,
-        products,
-        at,
-    )
-    .fetch_all(conn)
-    .await?;
-    let mut rules: Vec<RuleInForce> = Vec::new();
-    for r in rows {
-        let share = share(r.recipient_id, &r.kind, r.basis_points, r.amount)?;
-        match rules.last_mut() {
-            Some(rule) if rule.id == r.id => rule.shares.push(share),
-            _ => rules.push(RuleInForce {
-                id: r.id,
-                product_id: r.product_id,
-                effective_from: r.effective_from,
-                effective_to: r.effective_to,
-                shares: vec![share],
-            }),
-        }
-    }
-    Ok(rules)
 }
