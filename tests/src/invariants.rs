@@ -275,6 +275,40 @@ async fn checkout(db: &Databases<'_>, findings: &mut Findings) -> Result<(), sql
 /// line of text.
 const MONEY_QUERIES: &[(&str, &str)] = &[
     (
+        // The capture's rows carry no foreign keys (see the payment migration `0004`): every
+        // reference they hold must still name a row that exists.
+        "ledger_references_resolve",
+        "SELECT format('leg %s of entry %s: no such entry', l.position, l.entry_id)
+         FROM ledger_legs l WHERE NOT EXISTS (SELECT FROM ledger_entries e WHERE e.id = l.entry_id)
+         UNION ALL
+         SELECT format('%s entry %s names payment %s, which does not exist', e.kind, e.id,
+                       e.payment_id)
+         FROM ledger_entries e
+         WHERE e.payment_id IS NOT NULL
+           AND NOT EXISTS (SELECT FROM payments p WHERE p.id = e.payment_id)
+         UNION ALL
+         SELECT format('allocation %s of payment %s: no such payment', a.position, a.payment_id)
+         FROM allocations a WHERE NOT EXISTS (SELECT FROM payments p WHERE p.id = a.payment_id)
+         UNION ALL
+         SELECT format('allocation %s of payment %s names recipient %s, which does not exist',
+                       a.position, a.payment_id, a.recipient_id)
+         FROM allocations a WHERE NOT EXISTS (SELECT FROM recipients r WHERE r.id = a.recipient_id)
+         UNION ALL
+         SELECT format('allocation %s of payment %s names rule %s, which does not exist',
+                       a.position, a.payment_id, a.split_rule_id)
+         FROM allocations a
+         WHERE a.split_rule_id IS NOT NULL
+           AND NOT EXISTS (SELECT FROM split_rules r WHERE r.id = a.split_rule_id)
+         UNION ALL
+         SELECT format('leg %s of entry %s names recipient %s, which does not exist', l.position,
+                       l.entry_id, coalesce(l.debit_recipient, l.credit_recipient))
+         FROM ledger_legs l
+         WHERE (l.debit_recipient IS NOT NULL
+                AND NOT EXISTS (SELECT FROM recipients r WHERE r.id = l.debit_recipient))
+            OR (l.credit_recipient IS NOT NULL
+                AND NOT EXISTS (SELECT FROM recipients r WHERE r.id = l.credit_recipient))",
+    ),
+    (
         "ledger_entries_have_legs",
         "SELECT format('%s entry %s has no leg', e.kind, e.id) FROM ledger_entries e
          WHERE NOT EXISTS (SELECT FROM ledger_legs l WHERE l.entry_id = e.id)",

@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs one scenario, or several in turns.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Prints the table of a result file.
     Table { file: PathBuf },
 }
@@ -93,6 +93,10 @@ struct RunArgs {
     /// not given.
     #[arg(long, value_delimiter = ',')]
     split_items: Vec<i64>,
+    /// Send at most this many requests per second in all (each request waits for its turn): CPU per
+    /// operation compared at the same rate, where batching is alike, instead of at saturation.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Lines per cart (one unit each, distinct items).
     #[arg(long, default_value_t = 1)]
     lines: usize,
@@ -422,6 +426,10 @@ async fn run_part(
                     {
                         return tally;
                     }
+                    if let Some(rate) = args.rate.filter(|r| *r > 0.0) {
+                        let turn = started + Duration::from_secs_f64(n as f64 / rate);
+                        tokio::time::sleep_until(tokio::time::Instant::from_std(turn)).await;
+                    }
                     match scenario {
                         Scenario::Health => {
                             send(&http, scenario, url, "", &Value::Null, &mut tally).await;
@@ -631,7 +639,7 @@ async fn main() {
             }
             let json_path = args.json.clone();
             let mut results = json!({});
-            for (scenario, report) in run(args).await {
+            for (scenario, report) in run(*args).await {
                 results[scenario.name()] = serde_json::to_value(&report).expect("report");
             }
             if let Some(path) = json_path {
