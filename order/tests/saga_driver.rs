@@ -87,7 +87,11 @@ impl Participants for Shared {
         self.reserve.next()
     }
     async fn charge(&self, request: &ChargeRequest, key: &str, _: &CallContext) -> Call<Payment> {
-        self.record("charge", key);
+        if request.lines.is_some() {
+            self.record("charge", key);
+        } else {
+            self.record("charge (without lines)", key);
+        }
         let mut answer = self.charge.next();
         if let Ok(Reply {
             answer: Answer::Done(p),
@@ -286,6 +290,70 @@ impl Harness {
             .collect();
         (order, types)
     }
+}
+
+#[tokio::test]
+async fn a_charge_whose_key_holds_one_sent_before_lines_existed_is_sent_again_as_it_was() {
+    let h = Harness::new().await;
+    h.fake
+        .reserve
+        .then([done(reservation(ReservationStatus::Reserved))]);
+    // payment holds this order's charge as a build before lines sent it: the same key with lines
+    // is another request to it.
+    h.fake.charge.then([
+        refused(422, ProblemCode::IdempotencyKeyReused),
+        done(payment(PaymentStatus::Succeeded)),
+    ]);
+    h.fake
+        .complete
+        .then([done(reservation(ReservationStatus::Completed))]);
+    let order = h.open().await;
+    let id = order.id;
+    let finished = h.drive(order).await;
+    assert_eq!(finished.status, OrderStatus::Completed);
+    assert_eq!(
+        h.fake.calls(),
+        [
+            format!("reserve {id}:reserve"),
+            format!("charge {id}:charge"),
+            format!("charge (without lines) {id}:charge"),
+            format!("complete {id}:complete")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_charge_refused_as_a_reused_key_twice_is_undone() {
+    let h = Harness::new().await;
+    h.fake
+        .reserve
+        .then([done(reservation(ReservationStatus::Reserved))]);
+    h.fake
+        .charge
+        .then([refused(422, ProblemCode::IdempotencyKeyReused)]);
+    h.fake
+        .refund
+        .then([done(Refunded::Payment(payment(PaymentStatus::Refunded)))]);
+    h.fake.release.then([done(Released::Reservation(reservation(
+        ReservationStatus::Canceled,
+    )))]);
+    let order = h.open().await;
+    let id = order.id;
+    let finished = h.drive(order).await;
+    assert_eq!(finished.status, OrderStatus::Failed);
+    let calls = h.fake.calls();
+    assert_eq!(
+        calls[..3],
+        [
+            format!("reserve {id}:reserve"),
+            format!("charge {id}:charge"),
+            format!("charge (without lines) {id}:charge"),
+        ]
+    );
+    assert!(
+        calls.iter().filter(|c| c.starts_with("charge")).count() == 2,
+        "sent again once, not more: {calls:?}"
+    );
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ use crate::storage::{orders, StorageError, Writes};
 use prometheus::IntGauge;
 use shared::client::{CallContext, Reply};
 use shared::contract::order::{FailureCode, OrderEvent, OrderStatus, Step};
+use shared::contract::payment::ChargeRequest;
 use sqlx::PgPool;
 use std::future::Future;
 use std::sync::Arc;
@@ -251,10 +252,16 @@ impl<P: Participants> Saga<P> {
             return self.apply(order, policy::charge_impossible()).await;
         };
         let started = Instant::now();
-        let call = self
-            .participants
-            .charge(&request, &order.key(Step::Charge), context)
-            .await;
+        let key = order.key(Step::Charge);
+        let mut call = self.participants.charge(&request, &key, context).await;
+        if request.lines.is_some() && policy::resend_charge_without_lines(&call) {
+            tracing::info!(order_id = %order.id, "the charge's key holds a charge without lines (sent before an upgrade); sending it again as it was");
+            let legacy = ChargeRequest {
+                lines: None,
+                ..request
+            };
+            call = self.participants.charge(&legacy, &key, context).await;
+        }
         self.observe(Step::Charge, started);
         log_answer(order, Step::Charge, &call);
         self.apply(order, policy::after_charge(fresh, &call)).await

@@ -219,6 +219,20 @@ pub fn after_reserve(fresh: bool, call: &Call<Reservation>) -> Transition {
     }
 }
 
+/// Whether a charge sent with its lines must be sent once more without them. A charge that a build
+/// from before the lines existed sent for this order is stored at payment under the same key with
+/// the fingerprint of a body without lines, so the same charge replayed with them (a recovery or a
+/// retry after an upgrade) is answered 422 `idempotency_key_reused`. Sent again as it was then, it
+/// is answered as the payment it made; a charge that really differs is refused again, and
+/// [`after_charge`] takes that answer.
+pub fn resend_charge_without_lines(call: &Call<Payment>) -> bool {
+    matches!(
+        call,
+        Ok(Reply { answer: Answer::Refused(problem), .. })
+            if problem.code == ProblemCode::IdempotencyKeyReused
+    )
+}
+
 /// After `/charge`. `fresh` as for [`after_reserve`].
 pub fn after_charge(fresh: bool, call: &Call<Payment>) -> Transition {
     let mut events = retried(Step::Charge, attempts(call));
@@ -459,6 +473,22 @@ mod tests {
             })),
             attempts: 1,
         })
+    }
+
+    #[test]
+    fn a_charge_refused_as_a_reused_key_is_sent_again_without_lines_and_nothing_else_is() {
+        assert!(resend_charge_without_lines(&refused(
+            422,
+            ProblemCode::IdempotencyKeyReused
+        )));
+        for other in [
+            refused(400, ProblemCode::ValidationError),
+            refused(409, ProblemCode::RequestInProgress),
+            unexpected(),
+            unanswered(true),
+        ] {
+            assert!(!resend_charge_without_lines(&other));
+        }
     }
 
     fn unexpected<T>() -> Call<T> {
