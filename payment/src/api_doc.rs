@@ -7,6 +7,7 @@ use crate::routes::payments::{self, PaymentError};
 use crate::routes::recipients;
 use crate::routes::refunds::{self, RefundError};
 use crate::routes::split_rules;
+use crate::routes::transfers;
 use shared::http::problem::{Answers, ProblemCode};
 use shared::openapi::{Access, Link, Operation};
 use utoipa::OpenApi;
@@ -32,7 +33,11 @@ use utoipa::OpenApi;
         recipients::balances,
         split_rules::create,
         split_rules::get,
-        split_rules::list
+        split_rules::list,
+        transfers::create,
+        transfers::cancel,
+        transfers::get,
+        transfers::list
     )
 )]
 struct ApiDoc;
@@ -107,6 +112,34 @@ const NEW_RULE: &[(u16, ProblemCode)] = &[
     (422, ProblemCode::IdempotencyKeyReused),
 ];
 
+/// A new transfer can be read and canceled.
+const TRANSFER_LINKS: &[Link] = &[
+    Link {
+        status: 202,
+        operation_id: "getTransfer",
+        parameters: &[("transferId", "$response.body#/transferId")],
+        body: None,
+    },
+    Link {
+        status: 202,
+        operation_id: "cancelTransfer",
+        parameters: &[("transferId", "$response.body#/transferId")],
+        body: None,
+    },
+];
+const NEW_TRANSFER: &[(u16, ProblemCode)] = &[
+    (409, ProblemCode::InsufficientFunds),
+    (422, ProblemCode::SameRecipient),
+    (422, ProblemCode::RecipientNotFound),
+    (422, ProblemCode::IdempotencyKeyReused),
+];
+const CANCEL_TRANSFER: &[(u16, ProblemCode)] = &[
+    (404, ProblemCode::TransferNotFound),
+    (409, ProblemCode::TransferNotCancelable),
+    (422, ProblemCode::IdempotencyKeyReused),
+];
+const TRANSFER_NOT_FOUND: &[(u16, ProblemCode)] = &[(404, ProblemCode::TransferNotFound)];
+
 /// Every operation of the service and the layers it sits behind (fault injection answers 503
 /// `service_unavailable`, which every operation documents).
 pub const OPERATIONS: &[Operation] = &[
@@ -163,6 +196,23 @@ pub const OPERATIONS: &[Operation] = &[
         .params()
         .answers(RULE_NOT_FOUND),
     Operation::new("get", "/split-rules", Access::ServiceOrAdmin).params(),
+    Operation::new("post", "/transfers", Access::ServiceOrAdmin)
+        .idempotent()
+        .body()
+        .answers(NEW_TRANSFER)
+        .links(TRANSFER_LINKS),
+    Operation::new(
+        "post",
+        "/transfers/{transferId}/cancel",
+        Access::ServiceOrAdmin,
+    )
+    .idempotent()
+    .params()
+    .answers(CANCEL_TRANSFER),
+    Operation::new("get", "/transfers/{transferId}", Access::ServiceOrAdmin)
+        .params()
+        .answers(TRANSFER_NOT_FOUND),
+    Operation::new("get", "/transfers", Access::ServiceOrAdmin).params(),
 ];
 
 /// The complete document, published under `prefix`.

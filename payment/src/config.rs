@@ -29,6 +29,8 @@ pub struct Settings {
     /// `SPLIT_RELEASE_INTERVAL_MS` (1000): how often the release worker looks for due
     /// allocations, folds pending credits and settles refunds the processor has not confirmed.
     pub release_interval: Duration,
+    /// `TRANSFER_INTERVAL_MS` (500): how often the transfer worker looks for pending transfers.
+    pub transfer_interval: Duration,
     /// `PUBLIC_PATH_PREFIX` (`/payment`): where nginx publishes this service, for the OpenAPI
     /// document's server.
     pub public_prefix: String,
@@ -59,6 +61,9 @@ impl Settings {
             hold: Duration::from_secs(var_or("SPLIT_HOLD_SECS", 86_400)?),
             release_interval: Duration::from_millis(
                 var_or("SPLIT_RELEASE_INTERVAL_MS", 1000u64)?.max(1),
+            ),
+            transfer_interval: Duration::from_millis(
+                var_or("TRANSFER_INTERVAL_MS", 500u64)?.max(1),
             ),
             public_prefix: string_or("PUBLIC_PATH_PREFIX", "/payment"),
         })

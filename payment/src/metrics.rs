@@ -14,6 +14,8 @@ pub struct PaymentMetrics {
     pub ledger_entries: IntCounterVec,
     /// `refunds_total{kind}`: refunds made, `full` (`/refund`) or `partial`.
     pub refunds: IntCounterVec,
+    /// `transfers_total{status}`: transfers accepted (`pending`), `posted` and `canceled`.
+    pub transfers: IntCounterVec,
 }
 
 impl PaymentMetrics {
@@ -41,17 +43,26 @@ impl PaymentMetrics {
             Opts::new("refunds_total", "Refunds made, full or partial"),
             &["kind"],
         )?;
+        let transfers = IntCounterVec::new(
+            Opts::new(
+                "transfers_total",
+                "Transfers accepted (pending), posted and canceled",
+            ),
+            &["status"],
+        )?;
         registry.register(Box::new(payments.clone()))?;
         registry.register(Box::new(split_allocations.clone()))?;
         registry.register(Box::new(split_anomalies.clone()))?;
         registry.register(Box::new(ledger_entries.clone()))?;
         registry.register(Box::new(refunds.clone()))?;
+        registry.register(Box::new(transfers.clone()))?;
         Ok(PaymentMetrics {
             payments,
             split_allocations,
             split_anomalies,
             ledger_entries,
             refunds,
+            transfers,
         })
     }
 }

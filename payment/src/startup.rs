@@ -1,7 +1,7 @@
 //! Builds and runs the payment service: connections, the application state and the HTTP server.
 
 use crate::application::processor::PaymentProcessor;
-use crate::application::{release, Payments};
+use crate::application::{release, transfers, Payments};
 use crate::config::{self, Settings};
 use crate::metrics::PaymentMetrics;
 use crate::state::AppState;
@@ -54,6 +54,7 @@ impl Application {
             settings.hold,
         );
         let releasing = (payments.clone(), settings.release_interval);
+        let transferring = (payments.clone(), settings.transfer_interval);
         let state = web::Data::new(AppState { payments, settings });
         let server = base.serve(listener, &common, move |cfg| {
             cfg.app_data(state.clone())
@@ -63,7 +64,11 @@ impl Application {
         })?;
         Ok(Running::new(port, server, |stop| {
             let (payments, every) = releasing;
-            vec![tokio::spawn(release::run(payments, every, stop))]
+            let (transfer_payments, transfer_every) = transferring;
+            vec![
+                tokio::spawn(release::run(payments, every, stop.clone())),
+                tokio::spawn(transfers::run(transfer_payments, transfer_every, stop)),
+            ]
         }))
     }
 }

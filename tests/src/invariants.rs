@@ -331,7 +331,42 @@ const MONEY_QUERIES: &[(&str, &str)] = &[
                 AND NOT (l.debit_account IN ('pending', 'available') AND l.credit_account = 'processor'))
             OR (e.kind = 'release'
                 AND NOT (l.debit_account = 'pending' AND l.credit_account = 'available'
-                         AND l.debit_recipient = l.credit_recipient))",
+                         AND l.debit_recipient = l.credit_recipient))
+            OR (e.kind = 'transfer'
+                AND NOT (l.debit_account = 'available' AND l.credit_account = 'available'))",
+    ),
+    (
+        // A posted transfer has exactly one entry, of one leg moving its amount from its source's
+        // available to its destination's; a pending or canceled one has none.
+        "transfers_posted_once_as_they_say",
+        "SELECT format('transfer %s (%s): %s entries, legs %s', t.id, t.status, count(DISTINCT e.id),
+                       string_agg(format('%s %s -> %s %s: %s', l.debit_account, l.debit_recipient,
+                                         l.credit_account, l.credit_recipient, l.amount), '; '))
+         FROM transfers t
+         LEFT JOIN ledger_entries e ON e.transfer_id = t.id
+         LEFT JOIN ledger_legs l ON l.entry_id = e.id
+         GROUP BY t.id, t.status, t.amount, t.currency, t.from_recipient_id, t.to_recipient_id
+         HAVING (t.status = 'posted') <> (count(DISTINCT e.id) = 1)
+             OR count(DISTINCT e.id) > 1
+             OR (t.status = 'posted'
+                 AND (count(l.*) <> 1
+                      OR bool_or(l.amount <> t.amount OR l.debit_recipient <> t.from_recipient_id
+                                 OR l.credit_recipient <> t.to_recipient_id)
+                      OR bool_or(e.currency <> t.currency)))",
+    ),
+    (
+        // A recipient's held money in a currency is what its pending transfers hold.
+        "held_is_what_pending_transfers_hold",
+        "WITH holds AS (
+             SELECT from_recipient_id AS recipient_id, currency, sum(amount)::bigint AS amount
+             FROM transfers WHERE status = 'pending' GROUP BY 1, 2
+         )
+         SELECT format('recipient %s, %s: held %s, pending transfers hold %s',
+                       coalesce(b.recipient_id, h.recipient_id), coalesce(b.currency, h.currency),
+                       coalesce(b.held, 0), coalesce(h.amount, 0))
+         FROM balances b
+         FULL JOIN holds h ON h.recipient_id = b.recipient_id AND h.currency = b.currency
+         WHERE coalesce(b.held, 0) <> coalesce(h.amount, 0)",
     ),
     (
         // Every leg debits and credits the same amount; per currency, the balances of all the

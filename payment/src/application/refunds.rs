@@ -172,6 +172,7 @@ impl Payments {
                 currency: payment.currency,
                 payment_id: Some(payment_id),
                 refund_id: Some(refund.refund_id),
+                transfer_id: None,
                 legs: &reversal.legs,
             }],
         )

@@ -79,6 +79,7 @@ pub async fn release_due(payments: &Payments) -> Result<usize, StorageError> {
             currency: *currency,
             payment_id: Some(*id),
             refund_id: None,
+            transfer_id: None,
             legs,
         })
         .collect();

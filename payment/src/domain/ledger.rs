@@ -270,6 +270,21 @@ pub fn release(allocations: &[Held]) -> Vec<Leg> {
     legs
 }
 
+/// The legs of a posted transfer: `amount` from the source's `available` to the destination's.
+pub fn transfer(from: Uuid, to: Uuid, amount: i64) -> Vec<Leg> {
+    vec![Leg {
+        debit: AccountRef {
+            account: Account::Available,
+            recipient_id: Some(from),
+        },
+        credit: AccountRef {
+            account: Account::Available,
+            recipient_id: Some(to),
+        },
+        amount,
+    }]
+}
+
 /// What legs do to recipients' balances: `(recipient, pending change, available change)`, one per
 /// recipient, sorted by recipient (the order balance rows are locked in, so that writers never
 /// deadlock).

@@ -2,7 +2,7 @@
 //! application, and answer. Every endpoint needs a token — a service token for the checkout's
 //! calls (a payment's splits and partial refunds included), an admin token for setting up the
 //! marketplace (recipients, split rules) and its trial balance, either for the reads of
-//! recipients, balances, rules and the journal; the state-changing ones sit behind the
+//! recipients, balances, rules and the journal, and for transfers; the state-changing ones sit behind the
 //! Idempotency-Key layer; all pass through fault injection first. A method a path does not serve
 //! answers 405 with `Allow`.
 
@@ -11,6 +11,7 @@ pub mod payments;
 pub mod recipients;
 pub mod refunds;
 pub mod split_rules;
+pub mod transfers;
 
 use crate::application::faults;
 use actix_web::middleware::from_fn;
@@ -102,5 +103,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         only(web::resource("/ledger/trial-balance"), &["GET"])
             .route(read(get().to(ledger::trial_balance), By::Admin)),
+    )
+    .service(
+        only(web::resource("/transfers"), &["GET", "POST"])
+            .route(change(post().to(transfers::create), By::Either))
+            .route(read(get().to(transfers::list), By::Either)),
+    )
+    .service(
+        only(web::resource("/transfers/{id}/cancel"), &["POST"])
+            .route(change(post().to(transfers::cancel), By::Either)),
+    )
+    .service(
+        only(web::resource("/transfers/{id}"), &["GET"])
+            .route(read(get().to(transfers::get), By::Either)),
     );
 }

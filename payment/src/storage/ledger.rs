@@ -19,6 +19,7 @@ pub struct NewEntry<'a> {
     pub currency: Currency,
     pub payment_id: Option<Uuid>,
     pub refund_id: Option<Uuid>,
+    pub transfer_id: Option<Uuid>,
     pub legs: &'a [Leg],
 }
 
@@ -69,7 +70,7 @@ impl CaptureRows {
     }
 }
 
-/// Writes entries with their legs (refunds, releases), in one statement.
+/// Writes entries with their legs (refunds, releases, transfers), in one statement.
 pub async fn record_entries(
     conn: &mut PgConnection,
     entries: &[NewEntry<'_>],
@@ -82,6 +83,7 @@ pub async fn record_entries(
     let mut currencies = Vec::new();
     let mut payments = Vec::new();
     let mut refunds = Vec::new();
+    let mut transfers = Vec::new();
     let mut l_entries = Vec::new();
     let mut l_positions = Vec::new();
     let mut debit_accounts = Vec::new();
@@ -96,6 +98,7 @@ pub async fn record_entries(
         currencies.push(entry.currency);
         payments.push(entry.payment_id);
         refunds.push(entry.refund_id);
+        transfers.push(entry.transfer_id);
         for (position, leg) in (0i32..).zip(entry.legs) {
             l_entries.push(id);
             l_positions.push(position);
@@ -108,8 +111,9 @@ pub async fn record_entries(
     }
     sqlx::query!(
         r#"WITH entries AS (
-               INSERT INTO ledger_entries (id, kind, currency, payment_id, refund_id)
-               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::uuid[])
+               INSERT INTO ledger_entries (id, kind, currency, payment_id, refund_id, transfer_id)
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::uuid[],
+                                    $13::uuid[])
            )
            INSERT INTO ledger_legs (entry_id, position, debit_account, debit_recipient,
                                     credit_account, credit_recipient, amount)
@@ -127,6 +131,7 @@ pub async fn record_entries(
         &credit_accounts as _,
         &credit_recipients as _,
         &amounts,
+        &transfers as _,
     )
     .execute(conn)
     .await?;

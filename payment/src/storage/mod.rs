@@ -1,6 +1,6 @@
 //! PostgreSQL access for payments: a module per aggregate — payments (with their retry attempts
-//! and the tombstones of canceled orders), refunds, recipients, split rules, and the ledger
-//! (allocations, entries and legs, balances).
+//! and the tombstones of canceled orders), refunds, recipients, split rules, the ledger
+//! (allocations, entries and legs, balances), and transfers.
 //!
 //! Every statement is checked at compile time against the migrated schema (`sqlx::query!`, with
 //! the descriptions in `.sqlx/`).
@@ -10,6 +10,7 @@ pub mod payments;
 pub mod recipients;
 pub mod refunds;
 pub mod split_rules;
+pub mod transfers;
 
 pub use shared::StorageError;
 

@@ -14,6 +14,7 @@ pub mod payment;
 pub mod problem;
 pub mod splits;
 pub mod stock;
+pub mod transfers;
 pub mod values;
 
 use serde::{Deserialize, Serialize};
@@ -129,6 +130,13 @@ pub fn schemas() -> Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>
         add::<EntryList>(&mut all);
         add::<CurrencyTotals>(&mut all);
         add::<TrialBalance>(&mut all);
+    }
+    {
+        use transfers::*;
+        add::<TransferStatus>(&mut all);
+        add::<NewTransfer>(&mut all);
+        add::<Transfer>(&mut all);
+        add::<TransferList>(&mut all);
     }
     {
         use order::*;

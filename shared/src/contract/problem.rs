@@ -4,6 +4,7 @@
 
 use super::order::OrderStatus;
 use super::payment::PaymentStatus;
+use super::transfers::TransferStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
 use utoipa::openapi::{RefOr, Schema};
@@ -59,6 +60,12 @@ crate::text_enum! {
         SplitRuleOverlap = "split_rule_overlap",
         PaymentNotRefundable = "payment_not_refundable",
         RefundExceedsPayment = "refund_exceeds_payment",
+        /// The source's `available − held` is less than the amount asked for.
+        InsufficientFunds = "insufficient_funds",
+        SameRecipient = "same_recipient",
+        TransferNotFound = "transfer_not_found",
+        /// The transfer was posted already.
+        TransferNotCancelable = "transfer_not_cancelable",
     }
 }
 
@@ -90,6 +97,10 @@ pub struct ProblemContext {
     pub split_rule_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_status: Option<TransferStatus>,
 }
 
 /// An error answer's body.
@@ -153,6 +164,8 @@ fn members(status: RefOr<Schema>, code: RefOr<Schema>) -> RefOr<Schema> {
         .property("recipientId", uuid())
         .property("splitRuleId", uuid())
         .property("productId", integer())
+        .property("transferId", uuid())
+        .property("transferStatus", TransferStatus::schema())
         .required("type")
         .required("title")
         .required("status")

@@ -7,7 +7,7 @@
 //! sees `internal_error` and nothing more.
 
 pub use crate::contract::problem::{ProblemBody, ProblemCode, ProblemContext, CONTENT_TYPE};
-use crate::contract::{order::OrderStatus, payment::PaymentStatus};
+use crate::contract::{order::OrderStatus, payment::PaymentStatus, transfers::TransferStatus};
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use std::fmt;
@@ -84,6 +84,16 @@ impl Problem {
 
     pub fn product_id(mut self, id: i64) -> Self {
         self.context.product_id = Some(id);
+        self
+    }
+
+    pub fn transfer_id(mut self, id: Uuid) -> Self {
+        self.context.transfer_id = Some(id);
+        self
+    }
+
+    pub fn transfer_status(mut self, status: TransferStatus) -> Self {
+        self.context.transfer_status = Some(status);
         self
     }
 

@@ -15,3 +15,4 @@ mod splits;
 mod stock;
 mod storage;
 mod tracing;
+mod transfers;

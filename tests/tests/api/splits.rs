@@ -25,7 +25,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 // ----- building requests -----
 
-fn pct(recipient: &str, basis_points: i64) -> Value {
+pub(crate) fn pct(recipient: &str, basis_points: i64) -> Value {
     json!({"recipientId": recipient, "type": "percentage", "basisPoints": basis_points})
 }
 
@@ -52,19 +52,19 @@ fn instant(v: &Value) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn id(v: &Value) -> String {
+pub(crate) fn id(v: &Value) -> String {
     v.as_str()
         .unwrap_or_else(|| panic!("{v} is no id"))
         .to_string()
 }
 
-fn detail(a: &Answer) -> &str {
+pub(crate) fn detail(a: &Answer) -> &str {
     a.json["detail"].as_str().unwrap_or("")
 }
 
 /// A 400 `validation_error` whose `detail` names `field`.
 #[track_caller]
-fn refused_naming(a: &Answer, field: &str) {
+pub(crate) fn refused_naming(a: &Answer, field: &str) {
     a.expect(400, Some("validation_error"));
     assert!(
         detail(a).contains(field),
@@ -75,7 +75,7 @@ fn refused_naming(a: &Answer, field: &str) {
 
 // ----- the API -----
 
-async fn recipient(s: &Stack, name: &str) -> String {
+pub(crate) async fn recipient(s: &Stack, name: &str) -> String {
     let a = s.admin("/payment/recipients", &json!({"name": name})).await;
     a.expect(201, None);
     id(&a.json["recipientId"])
@@ -86,7 +86,7 @@ async fn new_rule(s: &Stack, body: &Value) -> Answer {
 }
 
 /// A rule for `product` in force from now; returns its id.
-async fn rule(s: &Stack, product: i64, shares: Value) -> String {
+pub(crate) async fn rule(s: &Stack, product: i64, shares: Value) -> String {
     let a = new_rule(s, &json!({"productId": product, "shares": shares})).await;
     a.expect(201, None);
     id(&a.json["splitRuleId"])
@@ -163,7 +163,7 @@ fn alloc(product: i64, recipient: &str, rule: &str, amount: i64) -> Alloc {
     )
 }
 
-async fn refund_part(s: &Stack, payment: &str, amount: i64) -> Answer {
+pub(crate) async fn refund_part(s: &Stack, payment: &str, amount: i64) -> Answer {
     s.call(
         &format!("/payment/payments/{payment}/refunds"),
         &json!({"amount": amount}),
@@ -172,7 +172,7 @@ async fn refund_part(s: &Stack, payment: &str, amount: i64) -> Answer {
 }
 
 /// `(pending, available, held)` of a recipient in a currency; zeros when it has no balance in it.
-async fn balance(s: &Stack, recipient: &str, currency: &str) -> (i64, i64, i64) {
+pub(crate) async fn balance(s: &Stack, recipient: &str, currency: &str) -> (i64, i64, i64) {
     let a = s
         .get(
             &format!("/payment/recipients/{recipient}/balances"),
@@ -196,7 +196,7 @@ async fn balance(s: &Stack, recipient: &str, currency: &str) -> (i64, i64, i64) 
         .unwrap_or((0, 0, 0))
 }
 
-async fn entries(s: &Stack, query: &str) -> Value {
+pub(crate) async fn entries(s: &Stack, query: &str) -> Value {
     let a = s
         .get(
             &format!("/payment/ledger/entries?{query}"),
@@ -208,9 +208,9 @@ async fn entries(s: &Stack, query: &str) -> Value {
 }
 
 /// A leg as `(debit account, its recipient, credit account, its recipient, amount)`.
-type LegOf = (String, Option<String>, String, Option<String>, i64);
+pub(crate) type LegOf = (String, Option<String>, String, Option<String>, i64);
 
-fn legs(entry: &Value) -> Vec<LegOf> {
+pub(crate) fn legs(entry: &Value) -> Vec<LegOf> {
     entry["legs"]
         .as_array()
         .unwrap()
@@ -227,7 +227,7 @@ fn legs(entry: &Value) -> Vec<LegOf> {
         .collect()
 }
 
-fn leg(debit: (&str, Option<&str>), credit: (&str, Option<&str>), amount: i64) -> LegOf {
+pub(crate) fn leg(debit: (&str, Option<&str>), credit: (&str, Option<&str>), amount: i64) -> LegOf {
     (
         debit.0.to_string(),
         debit.1.map(str::to_string),
@@ -275,7 +275,7 @@ async fn captures_of(db: &PgPool, payment: &str) -> i64 {
 /// one capture entry and allocations summing to its amount (anything else neither), Σ reversed =
 /// Σ refunds = `refundedAmount`, each refund's entry moves its amount, at most one release per
 /// payment, and `held` is never negative.
-async fn assert_ledger_sound(s: &Stack) {
+pub(crate) async fn assert_ledger_sound(s: &Stack) {
     let tb = trial_balance(s).await;
     assert_eq!(tb["consistent"], true, "trial balance: {tb}");
     for c in tb["currencies"].as_array().unwrap() {
@@ -359,7 +359,7 @@ async fn assert_ledger_sound(s: &Stack) {
 }
 
 /// Polls `check` until it is true, or panics with `what` after [`DEADLINE`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -374,7 +374,7 @@ where
     }
 }
 
-async fn scrape(s: &Stack) -> String {
+pub(crate) async fn scrape(s: &Stack) -> String {
     s.client
         .get(format!("{}/metrics", s.service_url(Part::Payment)))
         .send()
@@ -386,7 +386,7 @@ async fn scrape(s: &Stack) -> String {
 }
 
 /// The value of `series` (labels in any order) in an exposition.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     let key = |s: &str| -> (String, Vec<String>) {
         match s.split_once('{') {
             Some((name, labels)) => {

@@ -1,0 +1,257 @@
+//! Transfers between recipients: accepted with a hold on the source's balance row, posted by the
+//! worker or canceled, each at most once (migration `0005`).
+
+use super::recipients::{self, Created};
+use super::StorageError;
+use shared::contract::transfers::{NewTransfer, Transfer, TransferStatus};
+use shared::contract::values::{Currency, Limit, Offset};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+/// Why a transfer was not accepted.
+pub enum Refused {
+    /// The recipient does not exist.
+    UnknownRecipient(Uuid),
+    /// The source's `available − held` in the currency, when it did not cover the amount.
+    InsufficientFunds { spendable: i64 },
+}
+
+/// Accepts a transfer in one transaction: written under its key, and its amount held on the
+/// source's balance row only if `available − held` covers it — the conditional update locks the
+/// row, so concurrent acceptances take turns and each sees what the others held. Refused, it
+/// writes nothing.
+pub async fn accept(
+    pool: &PgPool,
+    new: &NewTransfer,
+    key: &str,
+    fingerprint: &str,
+) -> Result<Result<Created<Transfer>, Refused>, StorageError> {
+    let mut tx = pool.begin().await?;
+    let ids = [new.from_recipient_id, new.to_recipient_id];
+    if let Some(unknown) = recipients::unknown(&mut tx, &ids).await?.first() {
+        return Ok(Err(Refused::UnknownRecipient(*unknown)));
+    }
+    let inserted = sqlx::query_as!(
+        Transfer,
+        r#"INSERT INTO transfers (id, from_recipient_id, to_recipient_id, amount, currency,
+                                  reference, idempotency_key, request_hash)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (idempotency_key) DO NOTHING
+           RETURNING id AS transfer_id, from_recipient_id, to_recipient_id, amount,
+                     currency AS "currency: Currency", reference,
+                     status AS "status: TransferStatus", created_at, updated_at"#,
+        Uuid::now_v7(),
+        new.from_recipient_id,
+        new.to_recipient_id,
+        new.amount.get(),
+        new.currency as _,
+        new.reference.as_ref().map(|r| r.as_str()),
+        key,
+        fingerprint,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(transfer) = inserted else {
+        return by_key(&mut tx, key, fingerprint).await.map(Ok);
+    };
+    let held = sqlx::query_scalar!(
+        r#"UPDATE balances SET held = held + $3
+           WHERE recipient_id = $1 AND currency = $2 AND available - held >= $3
+           RETURNING held"#,
+        new.from_recipient_id,
+        new.currency as _,
+        new.amount.get(),
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if held.is_none() {
+        let spendable = sqlx::query_scalar!(
+            r#"SELECT available - held AS "spendable!" FROM balances
+               WHERE recipient_id = $1 AND currency = $2"#,
+            new.from_recipient_id,
+            new.currency as _,
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .unwrap_or(0);
+        // Dropping the transaction rolls the transfer back.
+        return Ok(Err(Refused::InsufficientFunds { spendable }));
+    }
+    tx.commit().await?;
+    Ok(Ok(Created::New(transfer)))
+}
+
+/// The transfer written before under `key`: the same one if the request is the same.
+async fn by_key(
+    conn: &mut PgConnection,
+    key: &str,
+    fingerprint: &str,
+) -> Result<Created<Transfer>, StorageError> {
+    let before = sqlx::query!(
+        r#"SELECT id, request_hash AS "request_hash!" FROM transfers WHERE idempotency_key = $1"#,
+        key
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StorageError::LostRace("the transfer's key"))?;
+    if before.request_hash != fingerprint {
+        return Ok(Created::KeyReused);
+    }
+    match get_with(conn, before.id).await? {
+        Some(t) => Ok(Created::Existing(t)),
+        None => Err(StorageError::LostRace("the transfer's key")),
+    }
+}
+
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Transfer>, StorageError> {
+    let mut conn = pool.acquire().await?;
+    get_with(&mut conn, id).await
+}
+
+async fn get_with(conn: &mut PgConnection, id: Uuid) -> Result<Option<Transfer>, StorageError> {
+    Ok(sqlx::query_as!(
+        Transfer,
+        r#"SELECT id AS transfer_id, from_recipient_id, to_recipient_id, amount,
+                  currency AS "currency: Currency", reference,
+                  status AS "status: TransferStatus", created_at, updated_at
+           FROM transfers WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Transfers from or to `recipient` (all when `None`), of `status`, newest first; and how many
+/// there are in all.
+pub async fn list(
+    pool: &PgPool,
+    recipient: Option<Uuid>,
+    status: Option<TransferStatus>,
+    limit: Limit,
+    offset: Offset,
+) -> Result<(Vec<Transfer>, i64), StorageError> {
+    let status = status.map(TransferStatus::as_str);
+    let transfers = sqlx::query_as!(
+        Transfer,
+        r#"SELECT id AS transfer_id, from_recipient_id, to_recipient_id, amount,
+                  currency AS "currency: Currency", reference,
+                  status AS "status: TransferStatus", created_at, updated_at
+           FROM transfers
+           WHERE ($1::uuid IS NULL OR from_recipient_id = $1 OR to_recipient_id = $1)
+             AND ($2::text IS NULL OR status = $2)
+           ORDER BY id DESC LIMIT $3 OFFSET $4"#,
+        recipient,
+        status,
+        limit.get(),
+        offset.get(),
+    )
+    .fetch_all(pool)
+    .await?;
+    let total = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "total!" FROM transfers
+           WHERE ($1::uuid IS NULL OR from_recipient_id = $1 OR to_recipient_id = $1)
+             AND ($2::text IS NULL OR status = $2)"#,
+        recipient,
+        status,
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((transfers, total))
+}
+
+/// What a cancel found.
+pub enum Canceled {
+    /// Canceled by this call.
+    Now(Transfer),
+    /// Canceled before.
+    Before(Transfer),
+    /// Posted already: the money moved.
+    Posted(Transfer),
+    NotFound,
+}
+
+/// Cancels a pending transfer and releases its hold, in one transaction. A transfer the worker is
+/// posting is locked by it: the cancel waits, then finds it posted.
+pub async fn cancel(pool: &PgPool, id: Uuid) -> Result<Canceled, StorageError> {
+    let mut tx = pool.begin().await?;
+    let canceled = sqlx::query_as!(
+        Transfer,
+        r#"UPDATE transfers SET status = 'canceled', updated_at = now()
+           WHERE id = $1 AND status = 'pending'
+           RETURNING id AS transfer_id, from_recipient_id, to_recipient_id, amount,
+                     currency AS "currency: Currency", reference,
+                     status AS "status: TransferStatus", created_at, updated_at"#,
+        id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(transfer) = canceled else {
+        return Ok(match get_with(&mut tx, id).await? {
+            Some(t) if t.status == TransferStatus::Posted => Canceled::Posted(t),
+            Some(t) => Canceled::Before(t),
+            None => Canceled::NotFound,
+        });
+    };
+    sqlx::query!(
+        "UPDATE balances SET held = held - $3 WHERE recipient_id = $1 AND currency = $2",
+        transfer.from_recipient_id,
+        transfer.currency as _,
+        transfer.amount,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Canceled::Now(transfer))
+}
+
+/// Up to `limit` pending transfers, oldest first, locked until the caller's transaction ends;
+/// those another worker (or a cancel) holds are skipped.
+pub async fn claim_pending(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> Result<Vec<Transfer>, StorageError> {
+    Ok(sqlx::query_as!(
+        Transfer,
+        r#"SELECT id AS transfer_id, from_recipient_id, to_recipient_id, amount,
+                  currency AS "currency: Currency", reference,
+                  status AS "status: TransferStatus", created_at, updated_at
+           FROM transfers WHERE status = 'pending'
+           ORDER BY created_at LIMIT $1
+           FOR UPDATE SKIP LOCKED"#,
+        limit
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Marks claimed transfers posted and lowers their sources' holds (the balance rows are locked
+/// by the caller already, in order).
+pub async fn mark_posted(
+    conn: &mut PgConnection,
+    transfers: &[Transfer],
+) -> Result<(), StorageError> {
+    let ids: Vec<Uuid> = transfers.iter().map(|t| t.transfer_id).collect();
+    let sources: Vec<Uuid> = transfers.iter().map(|t| t.from_recipient_id).collect();
+    let currencies: Vec<Currency> = transfers.iter().map(|t| t.currency).collect();
+    let amounts: Vec<i64> = transfers.iter().map(|t| t.amount).collect();
+    sqlx::query!(
+        r#"WITH posted AS (
+               UPDATE transfers SET status = 'posted', updated_at = now()
+               WHERE id = ANY($1) AND status = 'pending'
+           ), released AS (
+               SELECT recipient_id, currency, sum(amount)::bigint AS amount
+               FROM unnest($2::uuid[], $3::text[], $4::bigint[]) AS h(recipient_id, currency, amount)
+               GROUP BY recipient_id, currency
+           )
+           UPDATE balances b SET held = b.held - r.amount
+           FROM released r
+           WHERE b.recipient_id = r.recipient_id AND b.currency = r.currency"#,
+        &ids,
+        &sources,
+        &currencies as _,
+        &amounts,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,399 @@
+//! Transfers between recipients (docs/api.md, docs/design/ledger.md), through nginx: accepted with
+//! a hold on the source's available money — under any concurrency, never beyond it — posted once
+//! by the worker with one `transfer` entry, canceled while pending (a cancel racing the worker ends
+//! in exactly one of the two), refused with the problem that says why and nothing written. Every
+//! test ends with the ledger's invariants checked on the stored rows (held = what pending transfers
+//! hold, one entry per posted transfer, the trial balance).
+
+use crate::splits::{
+    assert_ledger_sound, balance, detail, entries, eventually, id, leg, legs, pct, recipient,
+    refund_part, refused_naming, rule, sample, scrape,
+};
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tests::{new_key, Answer, Options, Part, Stack, ADMIN_TOKEN, SERVICE_TOKEN};
+
+/// A stack whose captures are released at once, with the transfer worker every `every_ms`.
+async fn stack(every_ms: u64) -> Stack {
+    Stack::start_with(
+        Options::default()
+            .env("SPLIT_HOLD_SECS", 0)
+            .env("SPLIT_RELEASE_INTERVAL_MS", 100)
+            .env("TRANSFER_INTERVAL_MS", every_ms),
+    )
+    .await
+}
+
+/// A new recipient with `amount` USD available (a sale wholly theirs, released); returns it with
+/// the sale's payment.
+async fn funded(s: &Stack, name: &str, amount: i64) -> (String, String) {
+    let who = recipient(s, name).await;
+    let item = s.create_item(amount, "USD", 1).await;
+    rule(s, item, json!([pct(&who, 10_000)])).await;
+    let order = s.checkout(json!({"itemId": item, "quantity": 1})).await;
+    order.expect(201, None);
+    eventually("the sale released", || {
+        let (s, who) = (s, &who);
+        async move { balance(s, who, "USD").await == (0, amount, 0) }
+    })
+    .await;
+    (who, id(&order.json["paymentId"]))
+}
+
+async fn transfer(s: &Stack, from: &str, to: &str, amount: i64) -> Answer {
+    s.call(
+        "/payment/transfers",
+        &json!({"fromRecipientId": from, "toRecipientId": to, "amount": amount, "currency": "USD"}),
+    )
+    .await
+}
+
+async fn cancel(s: &Stack, transfer: &str) -> Answer {
+    s.call(&format!("/payment/transfers/{transfer}/cancel"), &json!({}))
+        .await
+}
+
+async fn get(s: &Stack, transfer: &str) -> Value {
+    let a = s
+        .get(
+            &format!("/payment/transfers/{transfer}"),
+            Some(SERVICE_TOKEN),
+        )
+        .await;
+    a.expect(200, None);
+    a.json
+}
+
+async fn status(s: &Stack, transfer: &str) -> String {
+    id(&get(s, transfer).await["status"])
+}
+
+/// The stored rows hold every invariant, the transfers' included.
+async fn assert_sound(s: &Stack) {
+    assert_ledger_sound(s).await;
+    let violations = s.quiet_and_check(Duration::from_secs(30)).await;
+    assert!(violations.is_empty(), "{violations:#?}");
+}
+
+#[tokio::test]
+async fn a_transfer_holds_its_amount_then_is_posted_once_moving_available_money() {
+    let s = stack(300).await;
+    let (a, _) = funded(&s, "seller", 1000).await;
+    let b = recipient(&s, "partner").await;
+
+    let t = transfer(&s, &a, &b, 300).await;
+    t.expect(202, None);
+    let tid = id(&t.json["transferId"]);
+    assert_eq!(
+        t.header("location"),
+        Some(format!("/payment/transfers/{tid}").as_str())
+    );
+    assert_eq!(
+        (
+            &t.json["fromRecipientId"],
+            &t.json["toRecipientId"],
+            &t.json["amount"],
+            &t.json["currency"],
+            &t.json["status"],
+            &t.json["reference"]
+        ),
+        (
+            &json!(a),
+            &json!(b),
+            &json!(300),
+            &json!("USD"),
+            &json!("pending"),
+            &Value::Null
+        )
+    );
+    eventually("the transfer posted", || {
+        let (s, tid) = (&s, &tid);
+        async move { status(s, tid).await == "posted" }
+    })
+    .await;
+    assert_eq!(balance(&s, &a, "USD").await, (0, 700, 0));
+    assert_eq!(balance(&s, &b, "USD").await, (0, 300, 0));
+    let journal = entries(&s, "kind=transfer").await;
+    assert_eq!(journal["total"], 1);
+    let entry = &journal["entries"][0];
+    assert_eq!(entry["transferId"], json!(tid));
+    assert_eq!(
+        legs(entry),
+        [leg(("available", Some(&a)), ("available", Some(&b)), 300)]
+    );
+    // Posted: it cannot be canceled, and the money stays moved.
+    let c = cancel(&s, &tid).await;
+    c.expect(409, Some("transfer_not_cancelable"));
+    assert_eq!(c.json["transferId"], json!(tid));
+    assert_eq!(c.json["transferStatus"], "posted");
+    assert_eq!(balance(&s, &b, "USD").await, (0, 300, 0));
+    // Listed for either side, filtered by status.
+    for who in [&a, &b] {
+        let list = s
+            .get(
+                &format!("/payment/transfers?recipientId={who}&status=posted"),
+                Some(ADMIN_TOKEN),
+            )
+            .await;
+        list.expect(200, None);
+        assert_eq!(list.json["total"], 1);
+        assert_eq!(list.json["transfers"][0]["transferId"], json!(tid));
+    }
+    let none = s
+        .get(
+            &format!("/payment/transfers?recipientId={a}&status=pending"),
+            Some(SERVICE_TOKEN),
+        )
+        .await;
+    none.expect(200, None);
+    assert_eq!(none.json["total"], 0);
+    let metrics = scrape(&s).await;
+    for series in [
+        r#"transfers_total{status="pending",service="payment"}"#,
+        r#"transfers_total{status="posted",service="payment"}"#,
+        r#"ledger_entries_total{kind="transfer",service="payment"}"#,
+    ] {
+        assert_eq!(sample(&metrics, series), Some(1.0), "{series}");
+    }
+    assert_sound(&s).await;
+}
+
+#[tokio::test]
+async fn fifty_parallel_transfers_of_a_third_of_a_balance_accept_exactly_three() {
+    // The worker waits an hour: every accepted transfer stays pending, holding its amount.
+    let s = stack(3_600_000).await;
+    let (a, _) = funded(&s, "seller", 900).await;
+    let b = recipient(&s, "partner").await;
+    let answers = join_all((0..50).map(|_| transfer(&s, &a, &b, 300))).await;
+    let accepted = answers.iter().filter(|a| a.status == 202).count();
+    assert_eq!(accepted, 3, "exactly ⌊900 / 300⌋ accepted");
+    for refused in answers.iter().filter(|a| a.status != 202) {
+        refused.expect(409, Some("insufficient_funds"));
+        assert_eq!(refused.json["recipientId"], json!(a));
+        assert_eq!(refused.json["requested"], 300);
+        assert_eq!(refused.json["available"], 0);
+    }
+    assert_eq!(balance(&s, &a, "USD").await, (0, 900, 900));
+    let pending = s
+        .get(
+            &format!("/payment/transfers?recipientId={a}&status=pending"),
+            Some(SERVICE_TOKEN),
+        )
+        .await;
+    assert_eq!(pending.json["total"], 3, "nothing refused was written");
+    assert_sound(&s).await;
+}
+
+#[tokio::test]
+async fn a_cancel_releases_the_hold_once_and_a_canceled_transfer_stays_canceled() {
+    let s = stack(3_600_000).await;
+    let (a, _) = funded(&s, "seller", 1000).await;
+    let b = recipient(&s, "partner").await;
+    let t = transfer(&s, &a, &b, 400).await;
+    t.expect(202, None);
+    let tid = id(&t.json["transferId"]);
+    assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 400));
+    // What is held cannot be transferred again.
+    let more = transfer(&s, &a, &b, 601).await;
+    more.expect(409, Some("insufficient_funds"));
+    assert_eq!(more.json["available"], 600);
+
+    let c = cancel(&s, &tid).await;
+    c.expect(200, None);
+    assert_eq!(c.json["status"], "canceled");
+    assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 0));
+    // Again, under a new key: as it is, the hold not released twice.
+    cancel(&s, &tid).await.expect(200, None);
+    assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 0));
+    assert_eq!(balance(&s, &b, "USD").await, (0, 0, 0));
+    assert_eq!(status(&s, &tid).await, "canceled");
+    let unknown = uuid::Uuid::now_v7();
+    let c = cancel(&s, &unknown.to_string()).await;
+    c.expect(404, Some("transfer_not_found"));
+    assert_eq!(c.json["transferId"], json!(unknown));
+    s.get(
+        &format!("/payment/transfers/{unknown}"),
+        Some(SERVICE_TOKEN),
+    )
+    .await
+    .expect(404, Some("transfer_not_found"));
+    assert_eq!(
+        sample(
+            &scrape(&s).await,
+            r#"transfers_total{status="canceled",service="payment"}"#
+        ),
+        Some(1.0),
+        "counted once"
+    );
+    assert_sound(&s).await;
+}
+
+#[tokio::test]
+async fn cancels_racing_the_worker_end_each_transfer_once_canceled_or_posted() {
+    let s = stack(20).await;
+    let (a, _) = funded(&s, "seller", 1000).await;
+    let b = recipient(&s, "partner").await;
+    let mut ids = Vec::new();
+    for _ in 0..30 {
+        let t = transfer(&s, &a, &b, 10).await;
+        t.expect(202, None);
+        ids.push(id(&t.json["transferId"]));
+    }
+    let answers = join_all(ids.iter().map(|t| cancel(&s, t))).await;
+    let mut canceled = 0;
+    for (t, answer) in ids.iter().zip(&answers) {
+        let now = status(&s, t).await;
+        match answer.status {
+            200 => {
+                assert_eq!(now, "canceled", "{t}");
+                canceled += 1;
+            }
+            409 => {
+                answer.expect(409, Some("transfer_not_cancelable"));
+                assert_eq!(now, "posted", "{t}");
+            }
+            other => panic!("cancel of {t} answered {other}: {}", answer.text),
+        }
+    }
+    let posted = 30 - canceled;
+    assert_eq!(balance(&s, &a, "USD").await, (0, 1000 - 10 * posted, 0));
+    assert_eq!(balance(&s, &b, "USD").await, (0, 10 * posted, 0));
+    assert_eq!(
+        entries(&s, "kind=transfer").await["total"],
+        json!(posted),
+        "one entry per posted transfer"
+    );
+    assert_sound(&s).await;
+}
+
+#[tokio::test]
+async fn a_refund_after_the_release_can_leave_available_negative_which_refuses_transfers() {
+    let s = stack(100).await;
+    let (a, p) = funded(&s, "seller", 1000).await;
+    let b = recipient(&s, "partner").await;
+    let t = transfer(&s, &a, &b, 800).await;
+    t.expect(202, None);
+    let tid = id(&t.json["transferId"]);
+    eventually("the transfer posted", || {
+        let (s, tid) = (&s, &tid);
+        async move { status(s, tid).await == "posted" }
+    })
+    .await;
+    // The whole sale refunded: taken back from the seller's available, 800 of it already moved.
+    refund_part(&s, &p, 1000).await.expect(201, None);
+    assert_eq!(balance(&s, &a, "USD").await, (0, -800, 0));
+    let refused = transfer(&s, &a, &b, 1).await;
+    refused.expect(409, Some("insufficient_funds"));
+    assert_eq!(refused.json["available"], -800);
+    assert_sound(&s).await;
+}
+
+#[tokio::test]
+async fn transfers_that_cannot_be_are_refused_naming_why_and_write_nothing() {
+    let s = stack(3_600_000).await;
+    let (a, _) = funded(&s, "seller", 1000).await;
+    let b = recipient(&s, "partner").await;
+    let body = |amount: Value, currency: Value| json!({"fromRecipientId": a, "toRecipientId": b, "amount": amount, "currency": currency});
+    for (bad, field) in [
+        (body(json!(0), json!("USD")), "amount"),
+        (body(json!(-5), json!("USD")), "amount"),
+        (body(json!(1.5), json!("USD")), "amount"),
+        (body(json!("5"), json!("USD")), "amount"),
+        (body(json!(i64::MAX as f64 * 4.0), json!("USD")), "amount"),
+        (body(json!(5), json!("usd")), "currency"),
+        (
+            json!({"fromRecipientId": "nobody", "toRecipientId": b, "amount": 5, "currency": "USD"}),
+            "fromRecipientId",
+        ),
+        (
+            json!({"toRecipientId": b, "amount": 5, "currency": "USD"}),
+            "fromRecipientId",
+        ),
+        (
+            json!({"fromRecipientId": a, "toRecipientId": b, "amount": 5, "currency": "USD", "memo": 1}),
+            "memo",
+        ),
+    ] {
+        refused_naming(&s.call("/payment/transfers", &bad).await, field);
+    }
+    let same = transfer(&s, &a, &a, 5).await;
+    same.expect(422, Some("same_recipient"));
+    assert_eq!(same.json["recipientId"], json!(a));
+    let nobody = uuid::Uuid::now_v7();
+    let unknown = transfer(&s, &a, &nobody.to_string(), 5).await;
+    unknown.expect(422, Some("recipient_not_found"));
+    assert_eq!(unknown.json["recipientId"], json!(nobody));
+    assert!(detail(&unknown).contains(&nobody.to_string()));
+    // No balance in the currency at all.
+    let euros = s
+        .call(
+            "/payment/transfers",
+            &json!({"fromRecipientId": a, "toRecipientId": b, "amount": 5, "currency": "EUR"}),
+        )
+        .await;
+    euros.expect(409, Some("insufficient_funds"));
+    assert_eq!(euros.json["available"], 0);
+    // Cancels and reads of what is not a transfer id.
+    s.call("/payment/transfers/nope/cancel", &json!({}))
+        .await
+        .expect(400, Some("validation_error"));
+    // A key is one request.
+    let key = new_key();
+    let first = json!({"fromRecipientId": a, "toRecipientId": b, "amount": 5, "currency": "USD"});
+    let sent = s
+        .post(
+            "/payment/transfers",
+            Some(SERVICE_TOKEN),
+            Some(&key),
+            &first,
+        )
+        .await;
+    sent.expect(202, None);
+    let again = s
+        .post(
+            "/payment/transfers",
+            Some(SERVICE_TOKEN),
+            Some(&key),
+            &first,
+        )
+        .await;
+    again.expect(202, None);
+    assert_eq!(again.json["transferId"], sent.json["transferId"]);
+    let other = s
+        .post(
+            "/payment/transfers",
+            Some(SERVICE_TOKEN),
+            Some(&key),
+            &json!({"fromRecipientId": a, "toRecipientId": b, "amount": 6, "currency": "USD"}),
+        )
+        .await;
+    other.expect(422, Some("idempotency_key_reused"));
+    let all = s.get("/payment/transfers", Some(ADMIN_TOKEN)).await;
+    all.expect(200, None);
+    assert_eq!(
+        all.json["total"], 1,
+        "only the one accepted transfer was written"
+    );
+    assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 5));
+    // Tokens: service or admin; none is refused.
+    s.post("/payment/transfers", None, Some(&new_key()), &first)
+        .await
+        .expect(401, Some("unauthorized"));
+    // The database refuses a transfer to oneself and a second entry, whatever the code does.
+    let db = s.db(Part::Payment).await;
+    let e = sqlx::query(
+        "INSERT INTO transfers (id, from_recipient_id, to_recipient_id, amount, currency)
+         VALUES (gen_random_uuid(), $1::uuid, $1::uuid, 5, 'USD')",
+    )
+    .bind(&a)
+    .execute(&db)
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("a_transfer_moves_between_two_recipients"),
+        "{e}"
+    );
+    assert_sound(&s).await;
+}
