@@ -4,6 +4,7 @@
 
 use crate::routes::ledger::{self, LedgerError};
 use crate::routes::payments::{self, PaymentError};
+use crate::routes::payouts;
 use crate::routes::recipients;
 use crate::routes::refunds::{self, RefundError};
 use crate::routes::split_rules;
@@ -37,7 +38,10 @@ use utoipa::OpenApi;
         transfers::create,
         transfers::cancel,
         transfers::get,
-        transfers::list
+        transfers::list,
+        payouts::create,
+        payouts::get,
+        payouts::list
     )
 )]
 struct ApiDoc;
@@ -140,6 +144,20 @@ const CANCEL_TRANSFER: &[(u16, ProblemCode)] = &[
 ];
 const TRANSFER_NOT_FOUND: &[(u16, ProblemCode)] = &[(404, ProblemCode::TransferNotFound)];
 
+/// A new payout can be read.
+const PAYOUT_LINKS: &[Link] = &[Link {
+    status: 202,
+    operation_id: "getPayout",
+    parameters: &[("payoutId", "$response.body#/payoutId")],
+    body: None,
+}];
+const NEW_PAYOUT: &[(u16, ProblemCode)] = &[
+    (409, ProblemCode::InsufficientFunds),
+    (422, ProblemCode::RecipientNotFound),
+    (422, ProblemCode::IdempotencyKeyReused),
+];
+const PAYOUT_NOT_FOUND: &[(u16, ProblemCode)] = &[(404, ProblemCode::PayoutNotFound)];
+
 /// Every operation of the service and the layers it sits behind (fault injection answers 503
 /// `service_unavailable`, which every operation documents).
 pub const OPERATIONS: &[Operation] = &[
@@ -213,6 +231,15 @@ pub const OPERATIONS: &[Operation] = &[
         .params()
         .answers(TRANSFER_NOT_FOUND),
     Operation::new("get", "/transfers", Access::ServiceOrAdmin).params(),
+    Operation::new("post", "/payouts", Access::ServiceOrAdmin)
+        .idempotent()
+        .body()
+        .answers(NEW_PAYOUT)
+        .links(PAYOUT_LINKS),
+    Operation::new("get", "/payouts/{payoutId}", Access::ServiceOrAdmin)
+        .params()
+        .answers(PAYOUT_NOT_FOUND),
+    Operation::new("get", "/payouts", Access::ServiceOrAdmin).params(),
 ];
 
 /// The complete document, published under `prefix`.

@@ -29,8 +29,13 @@ pub struct Settings {
     /// `SPLIT_RELEASE_INTERVAL_MS` (1000): how often the release worker looks for due
     /// allocations, folds pending credits and settles refunds the processor has not confirmed.
     pub release_interval: Duration,
-    /// `TRANSFER_INTERVAL_MS` (500): how often the transfer worker looks for pending transfers.
+    /// `TRANSFER_INTERVAL_MS` (500): how often the transfer and payout workers look for pending
+    /// transfers and payouts.
     pub transfer_interval: Duration,
+    /// `PAYOUT_FAILURE_RATE` (0): the share of payouts the simulated payout provider refuses
+    /// (fixed per payout); `PAYOUT_LATENCY_MS` (0): how long its answer takes, after it acted.
+    pub payout_failure_rate: f64,
+    pub payout_latency: Duration,
     /// `PUBLIC_PATH_PREFIX` (`/payment`): where nginx publishes this service, for the OpenAPI
     /// document's server.
     pub public_prefix: String,
@@ -65,6 +70,8 @@ impl Settings {
             transfer_interval: Duration::from_millis(
                 var_or("TRANSFER_INTERVAL_MS", 500u64)?.max(1),
             ),
+            payout_failure_rate: probability_or("PAYOUT_FAILURE_RATE", 0.0)?,
+            payout_latency: Duration::from_millis(var_or("PAYOUT_LATENCY_MS", 0)?),
             public_prefix: string_or("PUBLIC_PATH_PREFIX", "/payment"),
         })
     }

@@ -16,6 +16,8 @@ pub struct PaymentMetrics {
     pub refunds: IntCounterVec,
     /// `transfers_total{status}`: transfers accepted (`pending`), `posted` and `canceled`.
     pub transfers: IntCounterVec,
+    /// `payouts_total{status}`: payouts accepted (`pending`), `paid` and `failed`.
+    pub payouts: IntCounterVec,
 }
 
 impl PaymentMetrics {
@@ -50,12 +52,20 @@ impl PaymentMetrics {
             ),
             &["status"],
         )?;
+        let payouts = IntCounterVec::new(
+            Opts::new(
+                "payouts_total",
+                "Payouts accepted (pending), paid and failed",
+            ),
+            &["status"],
+        )?;
         registry.register(Box::new(payments.clone()))?;
         registry.register(Box::new(split_allocations.clone()))?;
         registry.register(Box::new(split_anomalies.clone()))?;
         registry.register(Box::new(ledger_entries.clone()))?;
         registry.register(Box::new(refunds.clone()))?;
         registry.register(Box::new(transfers.clone()))?;
+        registry.register(Box::new(payouts.clone()))?;
         Ok(PaymentMetrics {
             payments,
             split_allocations,
@@ -63,6 +73,7 @@ impl PaymentMetrics {
             ledger_entries,
             refunds,
             transfers,
+            payouts,
         })
     }
 }

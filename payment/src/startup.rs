@@ -1,5 +1,6 @@
 //! Builds and runs the payment service: connections, the application state and the HTTP server.
 
+use crate::application::payouts::{self, PayoutProvider, SimulatedPayouts};
 use crate::application::processor::PaymentProcessor;
 use crate::application::{release, transfers, Payments};
 use crate::config::{self, Settings};
@@ -25,16 +26,18 @@ impl shared::startup::Service for Application {
 }
 
 impl Application {
-    /// Builds the service with the simulated processor from the settings.
+    /// Builds the service with the simulated processor and payout provider from the settings.
     pub async fn build(settings: Settings) -> Result<Running, StartupError> {
         let processor: Arc<dyn PaymentProcessor> = Arc::new(settings.processor.clone());
-        Self::build_with(settings, processor).await
+        Self::build_with(settings, processor, None).await
     }
 
-    /// Builds the service with any processor: where a real provider plugs in.
+    /// Builds the service with any processor and payout provider (the simulated one when `None`):
+    /// where real providers plug in.
     pub async fn build_with(
         settings: Settings,
         processor: Arc<dyn PaymentProcessor>,
+        payout_provider: Option<Arc<dyn PayoutProvider>>,
     ) -> Result<Running, StartupError> {
         let document =
             api_doc::document(&settings.public_prefix).map_err(StartupError::Document)?;
@@ -55,6 +58,18 @@ impl Application {
         );
         let releasing = (payments.clone(), settings.release_interval);
         let transferring = (payments.clone(), settings.transfer_interval);
+        let payout_provider = payout_provider.unwrap_or_else(|| {
+            Arc::new(SimulatedPayouts {
+                pool: base.pool.clone(),
+                failure_rate: settings.payout_failure_rate,
+                latency: settings.payout_latency,
+            })
+        });
+        let paying = (
+            payments.clone(),
+            payout_provider,
+            settings.transfer_interval,
+        );
         let state = web::Data::new(AppState { payments, settings });
         let server = base.serve(listener, &common, move |cfg| {
             cfg.app_data(state.clone())
@@ -67,7 +82,12 @@ impl Application {
             let (transfer_payments, transfer_every) = transferring;
             vec![
                 tokio::spawn(release::run(payments, every, stop.clone())),
-                tokio::spawn(transfers::run(transfer_payments, transfer_every, stop)),
+                tokio::spawn(transfers::run(
+                    transfer_payments,
+                    transfer_every,
+                    stop.clone(),
+                )),
+                tokio::spawn(payouts::run(paying.0, paying.1, paying.2, stop)),
             ]
         }))
     }

@@ -333,7 +333,9 @@ const MONEY_QUERIES: &[(&str, &str)] = &[
                 AND NOT (l.debit_account = 'pending' AND l.credit_account = 'available'
                          AND l.debit_recipient = l.credit_recipient))
             OR (e.kind = 'transfer'
-                AND NOT (l.debit_account = 'available' AND l.credit_account = 'available'))",
+                AND NOT (l.debit_account = 'available' AND l.credit_account = 'available'))
+            OR (e.kind = 'payout'
+                AND NOT (l.debit_account = 'available' AND l.credit_account = 'payouts'))",
     ),
     (
         // A posted transfer has exactly one entry, of one leg moving its amount from its source's
@@ -355,13 +357,41 @@ const MONEY_QUERIES: &[(&str, &str)] = &[
                       OR bool_or(e.currency <> t.currency)))",
     ),
     (
-        // A recipient's held money in a currency is what its pending transfers hold.
-        "held_is_what_pending_transfers_hold",
+        // A paid payout has exactly one entry, of one leg moving its amount from its recipient's
+        // available out to `payouts`; a pending or failed one has none. What the provider says
+        // it did agrees: it paid exactly the payouts recorded paid (those it was asked for and
+        // that are still pending wait for their worker).
+        "payouts_paid_once_as_the_provider_says",
+        "SELECT format('payout %s (%s): %s entries, legs %s, provider paid %s', p.id, p.status,
+                       count(DISTINCT e.id),
+                       string_agg(format('%s %s -> %s: %s', l.debit_account, l.debit_recipient,
+                                         l.credit_account, l.amount), '; '),
+                       s.paid)
+         FROM payouts p
+         LEFT JOIN simulated_payouts s ON s.payout_id = p.id
+         LEFT JOIN ledger_entries e ON e.payout_id = p.id
+         LEFT JOIN ledger_legs l ON l.entry_id = e.id
+         GROUP BY p.id, p.status, p.amount, p.currency, p.recipient_id, s.paid
+         HAVING (p.status = 'paid') <> (count(DISTINCT e.id) = 1)
+             OR count(DISTINCT e.id) > 1
+             OR (p.status = 'paid'
+                 AND (count(l.*) <> 1
+                      OR bool_or(l.amount <> p.amount OR l.debit_recipient <> p.recipient_id)
+                      OR bool_or(e.currency <> p.currency)))
+             OR (p.status <> 'pending' AND s.paid IS DISTINCT FROM (p.status = 'paid'))",
+    ),
+    (
+        // A recipient's held money in a currency is what its pending transfers and payouts hold.
+        "held_is_what_pending_transfers_and_payouts_hold",
         "WITH holds AS (
-             SELECT from_recipient_id AS recipient_id, currency, sum(amount)::bigint AS amount
-             FROM transfers WHERE status = 'pending' GROUP BY 1, 2
+             SELECT recipient_id, currency, sum(amount)::bigint AS amount
+             FROM (SELECT from_recipient_id AS recipient_id, currency, amount
+                   FROM transfers WHERE status = 'pending'
+                   UNION ALL
+                   SELECT recipient_id, currency, amount FROM payouts WHERE status = 'pending') h
+             GROUP BY 1, 2
          )
-         SELECT format('recipient %s, %s: held %s, pending transfers hold %s',
+         SELECT format('recipient %s, %s: held %s, pending transfers and payouts hold %s',
                        coalesce(b.recipient_id, h.recipient_id), coalesce(b.currency, h.currency),
                        coalesce(b.held, 0), coalesce(h.amount, 0))
          FROM balances b

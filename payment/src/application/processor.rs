@@ -76,8 +76,8 @@ impl SimulatedProcessor {
     }
 }
 
-/// A uniform number in `[0, 1)` fixed by the payment and attempt.
-fn draw(payment_id: Uuid, attempt: i32) -> f64 {
+/// A uniform number in `[0, 1)` fixed by an id (a payment's, a payout's) and an attempt.
+pub(crate) fn draw(payment_id: Uuid, attempt: i32) -> f64 {
     let mut hasher = Sha256::new();
     hasher.update(payment_id.as_bytes());
     hasher.update(attempt.to_be_bytes());

@@ -173,6 +173,7 @@ impl Payments {
                 payment_id: Some(payment_id),
                 refund_id: Some(refund.refund_id),
                 transfer_id: None,
+                payout_id: None,
                 legs: &reversal.legs,
             }],
         )

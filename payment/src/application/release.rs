@@ -80,6 +80,7 @@ pub async fn release_due(payments: &Payments) -> Result<usize, StorageError> {
             payment_id: Some(*id),
             refund_id: None,
             transfer_id: None,
+            payout_id: None,
             legs,
         })
         .collect();

@@ -96,6 +96,7 @@ pub async fn post_pending(payments: &Payments) -> Result<usize, StorageError> {
             payment_id: None,
             refund_id: None,
             transfer_id: Some(t.transfer_id),
+            payout_id: None,
             legs,
         })
         .collect();
@@ -112,7 +113,13 @@ pub async fn post_pending(payments: &Payments) -> Result<usize, StorageError> {
             .collect();
         ledger::change_balances(&mut tx, currency, &split::balance_changes(&of_currency)).await?;
     }
-    store::mark_posted(&mut tx, &claimed).await?;
+    let holds: Vec<_> = claimed
+        .iter()
+        .map(|t| (t.from_recipient_id, t.currency, t.amount))
+        .collect();
+    ledger::release_holds(&mut tx, &holds).await?;
+    let ids: Vec<_> = claimed.iter().map(|t| t.transfer_id).collect();
+    store::mark_posted(&mut tx, &ids).await?;
     tx.commit().await?;
     count(payments, TransferStatus::Posted, claimed.len() as u64);
     payments

@@ -285,6 +285,21 @@ pub fn transfer(from: Uuid, to: Uuid, amount: i64) -> Vec<Leg> {
     }]
 }
 
+/// The legs of a paid payout: `amount` from the recipient's `available` out to `payouts`.
+pub fn payout(recipient: Uuid, amount: i64) -> Vec<Leg> {
+    vec![Leg {
+        debit: AccountRef {
+            account: Account::Available,
+            recipient_id: Some(recipient),
+        },
+        credit: AccountRef {
+            account: Account::Payouts,
+            recipient_id: None,
+        },
+        amount,
+    }]
+}
+
 /// What legs do to recipients' balances: `(recipient, pending change, available change)`, one per
 /// recipient, sorted by recipient (the order balance rows are locked in, so that writers never
 /// deadlock).

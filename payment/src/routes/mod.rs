@@ -2,12 +2,13 @@
 //! application, and answer. Every endpoint needs a token — a service token for the checkout's
 //! calls (a payment's splits and partial refunds included), an admin token for setting up the
 //! marketplace (recipients, split rules) and its trial balance, either for the reads of
-//! recipients, balances, rules and the journal, and for transfers; the state-changing ones sit behind the
+//! recipients, balances, rules and the journal, and for transfers and payouts; the state-changing ones sit behind the
 //! Idempotency-Key layer; all pass through fault injection first. A method a path does not serve
 //! answers 405 with `Allow`.
 
 pub mod ledger;
 pub mod payments;
+pub mod payouts;
 pub mod recipients;
 pub mod refunds;
 pub mod split_rules;
@@ -116,5 +117,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         only(web::resource("/transfers/{id}"), &["GET"])
             .route(read(get().to(transfers::get), By::Either)),
+    )
+    .service(
+        only(web::resource("/payouts"), &["GET", "POST"])
+            .route(change(post().to(payouts::create), By::Either))
+            .route(read(get().to(payouts::list), By::Either)),
+    )
+    .service(
+        only(web::resource("/payouts/{id}"), &["GET"])
+            .route(read(get().to(payouts::get), By::Either)),
     );
 }

@@ -20,6 +20,7 @@ pub struct NewEntry<'a> {
     pub payment_id: Option<Uuid>,
     pub refund_id: Option<Uuid>,
     pub transfer_id: Option<Uuid>,
+    pub payout_id: Option<Uuid>,
     pub legs: &'a [Leg],
 }
 
@@ -70,7 +71,7 @@ impl CaptureRows {
     }
 }
 
-/// Writes entries with their legs (refunds, releases, transfers), in one statement.
+/// Writes entries with their legs (refunds, releases, transfers, payouts), in one statement.
 pub async fn record_entries(
     conn: &mut PgConnection,
     entries: &[NewEntry<'_>],
@@ -84,6 +85,7 @@ pub async fn record_entries(
     let mut payments = Vec::new();
     let mut refunds = Vec::new();
     let mut transfers = Vec::new();
+    let mut payouts = Vec::new();
     let mut l_entries = Vec::new();
     let mut l_positions = Vec::new();
     let mut debit_accounts = Vec::new();
@@ -99,6 +101,7 @@ pub async fn record_entries(
         payments.push(entry.payment_id);
         refunds.push(entry.refund_id);
         transfers.push(entry.transfer_id);
+        payouts.push(entry.payout_id);
         for (position, leg) in (0i32..).zip(entry.legs) {
             l_entries.push(id);
             l_positions.push(position);
@@ -111,9 +114,10 @@ pub async fn record_entries(
     }
     sqlx::query!(
         r#"WITH entries AS (
-               INSERT INTO ledger_entries (id, kind, currency, payment_id, refund_id, transfer_id)
+               INSERT INTO ledger_entries (id, kind, currency, payment_id, refund_id, transfer_id,
+                                           payout_id)
                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::uuid[],
-                                    $13::uuid[])
+                                    $13::uuid[], $14::uuid[])
            )
            INSERT INTO ledger_legs (entry_id, position, debit_account, debit_recipient,
                                     credit_account, credit_recipient, amount)
@@ -132,6 +136,7 @@ pub async fn record_entries(
         &credit_recipients as _,
         &amounts,
         &transfers as _,
+        &payouts as _,
     )
     .execute(conn)
     .await?;
@@ -166,6 +171,75 @@ pub async fn change_balances(
         &recipients,
         &pending,
         &available,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Holds `amount` of a recipient's available money in `currency` if `available − held` covers it:
+/// one conditional update, which locks the balance row, so that concurrent holds take turns and
+/// each sees what the others held. False when it did not (no row, or not enough).
+pub async fn hold(
+    conn: &mut PgConnection,
+    recipient: Uuid,
+    currency: Currency,
+    amount: i64,
+) -> Result<bool, StorageError> {
+    let held = sqlx::query_scalar!(
+        r#"UPDATE balances SET held = held + $3
+           WHERE recipient_id = $1 AND currency = $2 AND available - held >= $3
+           RETURNING held"#,
+        recipient,
+        currency as _,
+        amount,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(held.is_some())
+}
+
+/// What a recipient could hold now in `currency`: `available − held` (0 without a balance).
+pub async fn spendable(
+    conn: &mut PgConnection,
+    recipient: Uuid,
+    currency: Currency,
+) -> Result<i64, StorageError> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT available - held AS "spendable!" FROM balances
+           WHERE recipient_id = $1 AND currency = $2"#,
+        recipient,
+        currency as _,
+    )
+    .fetch_optional(conn)
+    .await?
+    .unwrap_or(0))
+}
+
+/// Lowers holds: `(recipient, currency, amount)` each, summed per row. The caller has the rows
+/// locked already (it changed their balances first, in order), or holds no other balance row.
+pub async fn release_holds(
+    conn: &mut PgConnection,
+    holds: &[(Uuid, Currency, i64)],
+) -> Result<(), StorageError> {
+    if holds.is_empty() {
+        return Ok(());
+    }
+    let recipients: Vec<Uuid> = holds.iter().map(|h| h.0).collect();
+    let currencies: Vec<Currency> = holds.iter().map(|h| h.1).collect();
+    let amounts: Vec<i64> = holds.iter().map(|h| h.2).collect();
+    sqlx::query!(
+        r#"WITH released AS (
+               SELECT recipient_id, currency, sum(amount)::bigint AS amount
+               FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS h(recipient_id, currency, amount)
+               GROUP BY recipient_id, currency
+           )
+           UPDATE balances b SET held = b.held - r.amount
+           FROM released r
+           WHERE b.recipient_id = r.recipient_id AND b.currency = r.currency"#,
+        &recipients,
+        &currencies as _,
+        &amounts,
     )
     .execute(conn)
     .await?;

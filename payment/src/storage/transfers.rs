@@ -1,6 +1,7 @@
 //! Transfers between recipients: accepted with a hold on the source's balance row, posted by the
 //! worker or canceled, each at most once (migration `0005`).
 
+use super::ledger;
 use super::recipients::{self, Created};
 use super::StorageError;
 use shared::contract::transfers::{NewTransfer, Transfer, TransferStatus};
@@ -54,26 +55,15 @@ pub async fn accept(
     let Some(transfer) = inserted else {
         return by_key(&mut tx, key, fingerprint).await.map(Ok);
     };
-    let held = sqlx::query_scalar!(
-        r#"UPDATE balances SET held = held + $3
-           WHERE recipient_id = $1 AND currency = $2 AND available - held >= $3
-           RETURNING held"#,
+    if !ledger::hold(
+        &mut tx,
         new.from_recipient_id,
-        new.currency as _,
+        new.currency,
         new.amount.get(),
     )
-    .fetch_optional(&mut *tx)
-    .await?;
-    if held.is_none() {
-        let spendable = sqlx::query_scalar!(
-            r#"SELECT available - held AS "spendable!" FROM balances
-               WHERE recipient_id = $1 AND currency = $2"#,
-            new.from_recipient_id,
-            new.currency as _,
-        )
-        .fetch_optional(&mut *tx)
-        .await?
-        .unwrap_or(0);
+    .await?
+    {
+        let spendable = ledger::spendable(&mut tx, new.from_recipient_id, new.currency).await?;
         // Dropping the transaction rolls the transfer back.
         return Ok(Err(Refused::InsufficientFunds { spendable }));
     }
@@ -224,32 +214,12 @@ pub async fn claim_pending(
     .await?)
 }
 
-/// Marks claimed transfers posted and lowers their sources' holds (the balance rows are locked
-/// by the caller already, in order).
-pub async fn mark_posted(
-    conn: &mut PgConnection,
-    transfers: &[Transfer],
-) -> Result<(), StorageError> {
-    let ids: Vec<Uuid> = transfers.iter().map(|t| t.transfer_id).collect();
-    let sources: Vec<Uuid> = transfers.iter().map(|t| t.from_recipient_id).collect();
-    let currencies: Vec<Currency> = transfers.iter().map(|t| t.currency).collect();
-    let amounts: Vec<i64> = transfers.iter().map(|t| t.amount).collect();
+/// Marks claimed transfers posted (their sources' holds are lowered by the caller).
+pub async fn mark_posted(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), StorageError> {
     sqlx::query!(
-        r#"WITH posted AS (
-               UPDATE transfers SET status = 'posted', updated_at = now()
-               WHERE id = ANY($1) AND status = 'pending'
-           ), released AS (
-               SELECT recipient_id, currency, sum(amount)::bigint AS amount
-               FROM unnest($2::uuid[], $3::text[], $4::bigint[]) AS h(recipient_id, currency, amount)
-               GROUP BY recipient_id, currency
-           )
-           UPDATE balances b SET held = b.held - r.amount
-           FROM released r
-           WHERE b.recipient_id = r.recipient_id AND b.currency = r.currency"#,
-        &ids,
-        &sources,
-        &currencies as _,
-        &amounts,
+        "UPDATE transfers SET status = 'posted', updated_at = now()
+         WHERE id = ANY($1) AND status = 'pending'",
+        ids
     )
     .execute(conn)
     .await?;

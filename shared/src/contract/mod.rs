@@ -137,6 +137,10 @@ pub fn schemas() -> Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>
         add::<NewTransfer>(&mut all);
         add::<Transfer>(&mut all);
         add::<TransferList>(&mut all);
+        add::<PayoutStatus>(&mut all);
+        add::<NewPayout>(&mut all);
+        add::<Payout>(&mut all);
+        add::<PayoutList>(&mut all);
     }
     {
         use order::*;

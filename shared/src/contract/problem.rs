@@ -66,6 +66,7 @@ crate::text_enum! {
         TransferNotFound = "transfer_not_found",
         /// The transfer was posted already.
         TransferNotCancelable = "transfer_not_cancelable",
+        PayoutNotFound = "payout_not_found",
     }
 }
 
@@ -101,6 +102,8 @@ pub struct ProblemContext {
     pub transfer_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer_status: Option<TransferStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payout_id: Option<Uuid>,
 }
 
 /// An error answer's body.
@@ -166,6 +169,7 @@ fn members(status: RefOr<Schema>, code: RefOr<Schema>) -> RefOr<Schema> {
         .property("productId", integer())
         .property("transferId", uuid())
         .property("transferStatus", TransferStatus::schema())
+        .property("payoutId", uuid())
         .required("type")
         .required("title")
         .required("status")

@@ -1,6 +1,6 @@
-//! payment's money movements out of available balances: transfers between recipients. Both are
-//! two-phase — the money is held when the request is accepted (202), and a worker settles it
-//! later.
+//! payment's money movements out of available balances: transfers between recipients, and
+//! payouts out of the platform. Both are two-phase — the money is held when the request is
+//! accepted (202), and a worker settles it later.
 
 use super::values::{Amount, Currency, Limit, Offset, Reference};
 use chrono::{DateTime, Utc};
@@ -63,6 +63,61 @@ pub struct TransfersQuery {
     #[param(rename = "recipientId")]
     pub recipient_id: Option<Uuid>,
     pub status: Option<TransferStatus>,
+    pub limit: Option<Limit>,
+    pub offset: Option<Offset>,
+}
+
+crate::text_enum! {
+    /// A payout's state: `pending` (its amount held) until the worker has the payout provider send
+    /// it — `paid` — or the provider refuses it — `failed`, the hold released.
+    pub enum PayoutStatus {
+        Pending = "pending",
+        Paid = "paid",
+        Failed = "failed",
+    }
+}
+
+/// `POST /payouts`: sends a recipient's available money out of the platform.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NewPayout {
+    pub recipient_id: Uuid,
+    pub amount: Amount,
+    pub currency: Currency,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Payout {
+    pub payout_id: Uuid,
+    pub recipient_id: Uuid,
+    pub amount: i64,
+    pub currency: Currency,
+    pub status: PayoutStatus,
+    /// Why the provider refused it, for a `failed` payout (the provider's own code).
+    pub failure_code: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `GET /payouts`: a page, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PayoutList {
+    pub payouts: Vec<Payout>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// `GET /payouts?recipientId=&status=&limit=&offset=`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct PayoutsQuery {
+    #[param(rename = "recipientId")]
+    pub recipient_id: Option<Uuid>,
+    pub status: Option<PayoutStatus>,
     pub limit: Option<Limit>,
     pub offset: Option<Offset>,
 }

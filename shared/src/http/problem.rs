@@ -97,6 +97,11 @@ impl Problem {
         self
     }
 
+    pub fn payout_id(mut self, id: Uuid) -> Self {
+        self.context.payout_id = Some(id);
+        self
+    }
+
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after_secs = Some(secs);
         self

@@ -1,9 +1,13 @@
-//! Transfers between recipients (docs/api.md, docs/design/ledger.md), through nginx: accepted with
-//! a hold on the source's available money — under any concurrency, never beyond it — posted once
-//! by the worker with one `transfer` entry, canceled while pending (a cancel racing the worker ends
-//! in exactly one of the two), refused with the problem that says why and nothing written. Every
-//! test ends with the ledger's invariants checked on the stored rows (held = what pending transfers
-//! hold, one entry per posted transfer, the trial balance).
+//! Transfers between recipients and payouts out of the platform (docs/api.md,
+//! docs/design/ledger.md), through nginx: accepted with a hold on the available money — under any
+//! concurrency, transfers and payouts together, never beyond it — then a transfer posted once by
+//! its worker with one `transfer` entry, or canceled while pending (a cancel racing the worker ends
+//! in exactly one of the two); a payout paid once through the provider with one `payout` entry, or
+//! failed with its hold released, and paid once even when payment dies between the provider's
+//! answer and its recording; refusals answered with the problem that says why, nothing written.
+//! Every test ends with the ledger's invariants checked on the stored rows (held = what pending
+//! transfers and payouts hold, one entry per posted transfer and paid payout, the provider's
+//! records, the trial balance).
 
 use crate::splits::{
     assert_ledger_sound, balance, detail, entries, eventually, id, leg, legs, pct, recipient,
@@ -14,15 +18,21 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use tests::{new_key, Answer, Options, Part, Stack, ADMIN_TOKEN, SERVICE_TOKEN};
 
-/// A stack whose captures are released at once, with the transfer worker every `every_ms`.
+/// A stack whose captures are released at once, with the transfer and payout workers every
+/// `every_ms`.
 async fn stack(every_ms: u64) -> Stack {
-    Stack::start_with(
-        Options::default()
-            .env("SPLIT_HOLD_SECS", 0)
-            .env("SPLIT_RELEASE_INTERVAL_MS", 100)
-            .env("TRANSFER_INTERVAL_MS", every_ms),
-    )
-    .await
+    stack_with(every_ms, &[]).await
+}
+
+async fn stack_with(every_ms: u64, env: &[(&str, &str)]) -> Stack {
+    let mut options = Options::default()
+        .env("SPLIT_HOLD_SECS", 0)
+        .env("SPLIT_RELEASE_INTERVAL_MS", 100)
+        .env("TRANSFER_INTERVAL_MS", every_ms);
+    for (name, value) in env {
+        options = options.env(name, value);
+    }
+    Stack::start_with(options).await
 }
 
 /// A new recipient with `amount` USD available (a sale wholly theirs, released); returns it with
@@ -67,6 +77,30 @@ async fn get(s: &Stack, transfer: &str) -> Value {
 
 async fn status(s: &Stack, transfer: &str) -> String {
     id(&get(s, transfer).await["status"])
+}
+
+async fn payout(s: &Stack, who: &str, amount: i64) -> Answer {
+    s.call(
+        "/payment/payouts",
+        &json!({"recipientId": who, "amount": amount, "currency": "USD"}),
+    )
+    .await
+}
+
+async fn payout_status(s: &Stack, payout: &str) -> Value {
+    let a = s
+        .get(&format!("/payment/payouts/{payout}"), Some(SERVICE_TOKEN))
+        .await;
+    a.expect(200, None);
+    a.json
+}
+
+async fn until_payout_settled(s: &Stack, payout: &str) -> Value {
+    eventually("the payout settled", || async move {
+        payout_status(s, payout).await["status"] != "pending"
+    })
+    .await;
+    payout_status(s, payout).await
 }
 
 /// The stored rows hold every invariant, the transfers' included.
@@ -395,5 +429,207 @@ async fn transfers_that_cannot_be_are_refused_naming_why_and_write_nothing() {
             .contains("a_transfer_moves_between_two_recipients"),
         "{e}"
     );
+    assert_sound(&s).await;
+}
+
+#[tokio::test]
+async fn a_payout_holds_its_amount_then_is_paid_once_out_of_the_platform() {
+    let s = stack(100).await;
+    let (a, _) = funded(&s, "seller", 1000).await;
+    let p = payout(&s, &a, 400).await;
+    p.expect(202, None);
+    let pid = id(&p.json["payoutId"]);
+    assert_eq!(
+        p.header("location"),
+        Some(format!("/payment/payouts/{pid}").as_str())
+    );
+    assert_eq!(
+        (
+            &p.json["recipientId"],
+            &p.json["amount"],
+            &p.json["status"],
+            &p.json["failureCode"]
+        ),
+        (&json!(a), &json!(400), &json!("pending"), &Value::Null)
+    );
+    let paid = until_payout_settled(&s, &pid).await;
+    assert_eq!(paid["status"], "paid");
+    assert_eq!(balance(&s, &a, "USD").await, (0, 600, 0));
+    let journal = entries(&s, "kind=payout").await;
+    assert_eq!(journal["total"], 1);
+    assert_eq!(journal["entries"][0]["payoutId"], json!(pid));
+    assert_eq!(
+        legs(&journal["entries"][0]),
+        [leg(("available", Some(&a)), ("payouts", None), 400)]
+    );
+    let tb = s
+        .get("/payment/ledger/trial-balance", Some(ADMIN_TOKEN))
+        .await;
+    let usd = tb.json["currencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["currency"] == "USD")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (&usd["payouts"], &usd["recipientsAvailable"]),
+        (&json!(400), &json!(600))
+    );
+    let list = s
+        .get(
+            &format!("/payment/payouts?recipientId={a}&status=paid"),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    list.expect(200, None);
+    assert_eq!(list.json["total"], 1);
+    assert_eq!(list.json["payouts"][0]["payoutId"], json!(pid));
+    let metrics = scrape(&s).await;
+    for series in [
+        r#"payouts_total{status="pending",service="payment"}"#,
+        r#"payouts_total{status="paid",service="payment"}"#,
+        r#"ledger_entries_total{kind="payout",service="payment"}"#,
+    ] {
+        assert_eq!(sample(&metrics, series), Some(1.0), "{series}");
+    }
+    let unknown = uuid::Uuid::now_v7();
+    let missing = s
+        .get(&format!("/payment/payouts/{unknown}"), Some(SERVICE_TOKEN))
+        .await;
+    missing.expect(404, Some("payout_not_found"));
+    assert_eq!(missing.json["payoutId"], json!(unknown));
+    assert_sound(&s).await;
+}
+
+#[tokio::test]
+async fn a_payout_the_provider_refuses_fails_and_releases_its_hold() {
+    let s = stack_with(100, &[("PAYOUT_FAILURE_RATE", "1")]).await;
+    let (a, _) = funded(&s, "seller", 1000).await;
+    let p = payout(&s, &a, 400).await;
+    p.expect(202, None);
+    let failed = until_payout_settled(&s, &id(&p.json["payoutId"])).await;
+    assert_eq!(
+        (&failed["status"], &failed["failureCode"]),
+        (&json!("failed"), &json!("payout_refused"))
+    );
+    assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 0));
+    assert_eq!(entries(&s, "kind=payout").await["total"], 0);
+    assert_eq!(
+        sample(
+            &scrape(&s).await,
+            r#"payouts_total{status="failed",service="payment"}"#
+        ),
+        Some(1.0)
+    );
+    assert_sound(&s).await;
+}
+
+#[tokio::test]
+async fn payment_killed_between_the_providers_answer_and_its_recording_pays_out_once() {
+    // The provider acts at once and answers 3 s later: payment is killed in between.
+    let s = stack_with(100, &[("PAYOUT_LATENCY_MS", "3000")]).await;
+    let (a, _) = funded(&s, "seller", 1000).await;
+    let p = payout(&s, &a, 400).await;
+    p.expect(202, None);
+    let pid = id(&p.json["payoutId"]);
+    let db = s.db(Part::Payment).await;
+    let sent = "SELECT count(*) FROM simulated_payouts WHERE payout_id = $1::uuid";
+    eventually("the provider sent it", || {
+        let (db, pid) = (&db, &pid);
+        async move {
+            sqlx::query_scalar::<_, i64>(sent)
+                .bind(pid)
+                .fetch_one(db)
+                .await
+                .unwrap()
+                == 1
+        }
+    })
+    .await;
+    s.kill(Part::Payment).await;
+    s.start_part(Part::Payment, &[("PAYOUT_LATENCY_MS", "0")])
+        .await;
+    assert_eq!(
+        payout_status(&s, &pid).await["status"],
+        "pending",
+        "not recorded"
+    );
+    // Once the dead worker's lease runs out, a worker asks again, with the same id.
+    let paid = until_payout_settled(&s, &pid).await;
+    assert_eq!(paid["status"], "paid");
+    let (rows, asked): (i64, i64) =
+        sqlx::query_as("SELECT count(*), coalesce(sum(asked), 0)::bigint FROM simulated_payouts")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(rows, 1, "one payout sent");
+    assert!(asked >= 2, "asked again after the crash: {asked}");
+    assert_eq!(entries(&s, "kind=payout").await["total"], 1);
+    assert_eq!(balance(&s, &a, "USD").await, (0, 600, 0));
+    assert_sound(&s).await;
+}
+
+#[tokio::test]
+async fn transfers_and_payouts_racing_for_one_balance_never_hold_more_than_it() {
+    let s = stack(3_600_000).await;
+    let (a, _) = funded(&s, "seller", 1000).await;
+    let b = recipient(&s, "partner").await;
+    let (transfers, payouts) = futures_util::join!(
+        join_all((0..30).map(|_| transfer(&s, &a, &b, 100))),
+        join_all((0..30).map(|_| payout(&s, &a, 100))),
+    );
+    let accepted = transfers
+        .iter()
+        .chain(&payouts)
+        .filter(|a| a.status == 202)
+        .count();
+    assert_eq!(accepted, 10, "exactly ⌊1000 / 100⌋ accepted");
+    for refused in transfers.iter().chain(&payouts).filter(|a| a.status != 202) {
+        refused.expect(409, Some("insufficient_funds"));
+    }
+    assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 1000));
+    assert_sound(&s).await;
+}
+
+#[tokio::test]
+async fn payouts_that_cannot_be_are_refused_naming_why_and_write_nothing() {
+    let s = stack(3_600_000).await;
+    let (a, _) = funded(&s, "seller", 1000).await;
+    for (bad, field) in [
+        (
+            json!({"recipientId": a, "amount": 0, "currency": "USD"}),
+            "amount",
+        ),
+        (
+            json!({"recipientId": a, "amount": 5, "currency": "US"}),
+            "currency",
+        ),
+        (
+            json!({"recipientId": 7, "amount": 5, "currency": "USD"}),
+            "recipientId",
+        ),
+        (json!({"amount": 5, "currency": "USD"}), "recipientId"),
+        (
+            json!({"recipientId": a, "amount": 5, "currency": "USD", "destination": {}}),
+            "destination",
+        ),
+    ] {
+        refused_naming(&s.call("/payment/payouts", &bad).await, field);
+    }
+    let nobody = uuid::Uuid::now_v7();
+    let unknown = payout(&s, &nobody.to_string(), 5).await;
+    unknown.expect(422, Some("recipient_not_found"));
+    assert_eq!(unknown.json["recipientId"], json!(nobody));
+    let more = payout(&s, &a, 1001).await;
+    more.expect(409, Some("insufficient_funds"));
+    assert_eq!(
+        (&more.json["requested"], &more.json["available"]),
+        (&json!(1001), &json!(1000))
+    );
+    let all = s.get("/payment/payouts", Some(ADMIN_TOKEN)).await;
+    all.expect(200, None);
+    assert_eq!(all.json["total"], 0, "nothing written");
+    assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 0));
     assert_sound(&s).await;
 }
