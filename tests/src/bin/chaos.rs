@@ -17,7 +17,12 @@
 //! then asking for one unit more than is left (which must be refused), retrying with the same key
 //! like the clients.
 //!
-//! When the faults end it waits until every order is terminal and every refund settled, checks
+//! Meanwhile a mover moves the recipients' available money: transfers between them (some canceled
+//! at once, racing the transfer worker) and payouts, with the simulated payout provider refusing a
+//! fifth of them — each request retried with its key like the clients'.
+//!
+//! When the faults end it waits until every order is terminal, every refund settled and every
+//! transfer and payout settled, checks
 //! the invariants (shared with the saga tests: [`tests::invariants`] — the checkout's and the
 //! ledger's), the trial balance payment answers, and that every client saw the truth (a 201 means
 //! a completed order, a final refusal a failed one; a refund answered 201 is stored, of its
@@ -170,6 +175,10 @@ struct Report {
     refunds: RefundReport,
     /// Seconds from every order being terminal to every refund settled.
     refunds_settled_after_s: f64,
+    /// What the money mover did and was told: transfers, cancels and payouts.
+    moves: MovesReport,
+    /// Seconds from every refund settled to every transfer and payout settled.
+    moves_settled_after_s: f64,
     /// What the ledger holds at the end: entries by kind, allocations, payments by status, refunds.
     ledger: BTreeMap<String, i64>,
     /// `GET /payment/ledger/trial-balance` at the end.
@@ -363,9 +372,8 @@ fn deadline_passed(give_up_at: &Mutex<Option<Instant>>) -> bool {
     deadline.is_some_and(|d| Instant::now() >= d)
 }
 
-/// `POST /payment/payments/{id}/refunds` under one key, retried with it (on 5xx — 503
-/// `processor_unavailable` included —, 408, 429, 409 `request_in_progress`, timeouts and
-/// connection errors) until a final answer or the give-up deadline.
+/// `POST /payment/payments/{id}/refunds` under one key, retried with it until a final answer or
+/// the give-up deadline (see [`post_until_final`]).
 async fn refund_once(
     stack: &Stack,
     http: &reqwest::Client,
@@ -375,12 +383,57 @@ async fn refund_once(
     give_up_at: &Mutex<Option<Instant>>,
     tally: &mut RefundReport,
 ) -> RefundOutcome {
-    let body = json!({ "amount": amount }).to_string();
+    let path = format!("/payment/payments/{payment_id}/refunds");
+    let body = json!({ "amount": amount });
+    let mut tries = Tries {
+        attempts: &mut tally.attempts,
+        answers: &mut tally.answers,
+    };
+    match post_until_final(stack, http, &path, &body, key, give_up_at, &mut tries).await {
+        Final::Done(201, answer) => RefundOutcome::Created(answer),
+        Final::Done(status, _) => RefundOutcome::Refused(status.to_string()),
+        Final::Refused(label) => RefundOutcome::Refused(label),
+        Final::Abandoned => {
+            tally.abandoned += 1;
+            RefundOutcome::Abandoned
+        }
+    }
+}
+
+/// How a `POST` under one key ended.
+enum Final {
+    /// A 2xx answer: its status and body.
+    Done(u16, Value),
+    /// A final refusal: its label (status and code).
+    Refused(String),
+    /// The give-up deadline came first.
+    Abandoned,
+}
+
+/// Where a `POST` counts its tries and the answers it got (by label).
+struct Tries<'a> {
+    attempts: &'a mut u64,
+    answers: &'a mut BTreeMap<String, u64>,
+}
+
+/// `POST path` (service token) under one key, retried with it — on 5xx (503
+/// `processor_unavailable` included), 408, 429, 409 `request_in_progress`, timeouts and connection
+/// errors — until a final answer or the give-up deadline.
+async fn post_until_final(
+    stack: &Stack,
+    http: &reqwest::Client,
+    path: &str,
+    body: &Value,
+    key: &str,
+    give_up_at: &Mutex<Option<Instant>>,
+    tries: &mut Tries<'_>,
+) -> Final {
+    let body = body.to_string();
     let mut backoff = Duration::from_millis(50);
     loop {
-        tally.attempts += 1;
+        *tries.attempts += 1;
         let result = http
-            .post(stack.url(&format!("/payment/payments/{payment_id}/refunds")))
+            .post(stack.url(path))
             .bearer_auth(SERVICE_TOKEN)
             .header("Idempotency-Key", key)
             .header("content-type", "application/json")
@@ -407,23 +460,165 @@ async fn refund_once(
             Some(s) => format!("{s} {code}"),
             None => code.to_string(),
         };
-        *tally.answers.entry(label.clone()).or_default() += 1;
+        *tries.answers.entry(label.clone()).or_default() += 1;
         let retry = match status {
-            Some(201) => return RefundOutcome::Created(answer),
+            Some(s) if (200..300).contains(&s) => return Final::Done(s, answer),
             Some(409) => code == "request_in_progress",
             Some(s) => s >= 500 || s == 408 || s == 429,
             None => true,
         };
         if !retry {
-            return RefundOutcome::Refused(label);
+            return Final::Refused(label);
         }
         if deadline_passed(give_up_at) {
-            tally.abandoned += 1;
-            return RefundOutcome::Abandoned;
+            return Final::Abandoned;
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
+}
+
+/// What the money mover did and was told.
+#[derive(Serialize, Default)]
+struct MovesReport {
+    transfers_accepted: u64,
+    /// Refused 409 `insufficient_funds`, as they may be.
+    transfers_refused: u64,
+    transfers_canceled: u64,
+    /// Cancels answered 409 `transfer_not_cancelable`: the worker posted the transfer first.
+    cancels_too_late: u64,
+    payouts_accepted: u64,
+    payouts_refused: u64,
+    /// Requests given up on (their outcome unknown to the mover).
+    abandoned: u64,
+    attempts: u64,
+    answers: BTreeMap<String, u64>,
+    /// Answers a transfer, payout or cancel must not get.
+    #[serde(skip)]
+    surprises: Vec<String>,
+}
+
+/// Moves the recipients' available money while the faults go on: transfers between them (a third
+/// canceled at once, racing the worker) and payouts out of the platform, at random amounts —
+/// many refused for want of money, as they must be. Each request is retried with its key like the
+/// clients'.
+async fn mover(
+    stack: Arc<Stack>,
+    http: reqwest::Client,
+    recipients: Vec<String>,
+    mut rng: Rng,
+    stop: Arc<AtomicBool>,
+    give_up_at: Arc<Mutex<Option<Instant>>>,
+) -> MovesReport {
+    let mut out = MovesReport::default();
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_secs_f64(rng.between(0.02, 0.15))).await;
+        let from = recipients[rng.below(recipients.len())].clone();
+        let amount = 1 + rng.below(3_000) as i64;
+        let key = tests::new_key();
+        let mut tries = Tries {
+            attempts: &mut out.attempts,
+            answers: &mut out.answers,
+        };
+        if rng.unit() < 0.3 {
+            let body = json!({"recipientId": from, "amount": amount, "currency": "EUR"});
+            match post_until_final(
+                &stack,
+                &http,
+                "/payment/payouts",
+                &body,
+                &key,
+                &give_up_at,
+                &mut tries,
+            )
+            .await
+            {
+                Final::Done(202, _) => out.payouts_accepted += 1,
+                Final::Refused(label) if label == "409 insufficient_funds" => {
+                    out.payouts_refused += 1
+                }
+                Final::Abandoned => out.abandoned += 1,
+                Final::Done(status, answer) => out
+                    .surprises
+                    .push(format!("payout {body}: {status} {answer}")),
+                Final::Refused(label) => out.surprises.push(format!("payout {body}: {label}")),
+            }
+            continue;
+        }
+        let mut to = recipients[rng.below(recipients.len())].clone();
+        if to == from {
+            to = recipients
+                [(recipients.iter().position(|r| *r == from).unwrap_or(0) + 1) % recipients.len()]
+            .clone();
+        }
+        let body = json!({"fromRecipientId": from, "toRecipientId": to, "amount": amount, "currency": "EUR"});
+        let transfer_id = match post_until_final(
+            &stack,
+            &http,
+            "/payment/transfers",
+            &body,
+            &key,
+            &give_up_at,
+            &mut tries,
+        )
+        .await
+        {
+            Final::Done(202, answer) => {
+                out.transfers_accepted += 1;
+                answer["transferId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            }
+            Final::Refused(label) if label == "409 insufficient_funds" => {
+                out.transfers_refused += 1;
+                continue;
+            }
+            Final::Abandoned => {
+                out.abandoned += 1;
+                continue;
+            }
+            Final::Done(status, answer) => {
+                out.surprises
+                    .push(format!("transfer {body}: {status} {answer}"));
+                continue;
+            }
+            Final::Refused(label) => {
+                out.surprises.push(format!("transfer {body}: {label}"));
+                continue;
+            }
+        };
+        if rng.unit() >= 0.3 {
+            continue;
+        }
+        let path = format!("/payment/transfers/{transfer_id}/cancel");
+        match post_until_final(
+            &stack,
+            &http,
+            &path,
+            &json!({}),
+            &tests::new_key(),
+            &give_up_at,
+            &mut tries,
+        )
+        .await
+        {
+            Final::Done(200, answer) if answer["status"] == "canceled" => {
+                out.transfers_canceled += 1
+            }
+            Final::Refused(label) if label == "409 transfer_not_cancelable" => {
+                out.cancels_too_late += 1
+            }
+            Final::Abandoned => out.abandoned += 1,
+            Final::Done(status, answer) => out
+                .surprises
+                .push(format!("cancel of {transfer_id}: {status} {answer}")),
+            Final::Refused(label) => out
+                .surprises
+                .push(format!("cancel of {transfer_id}: {label}")),
+        }
+    }
+    out
 }
 
 /// `GET /order/orders/{id}`, retried on 5xx, timeouts and connection errors; `None` on another
@@ -857,6 +1052,9 @@ async fn run(args: Args) -> Report {
     // refunds take back money both pending and available.
     .env("SPLIT_HOLD_SECS", 2)
     .env("SPLIT_RELEASE_INTERVAL_MS", 500)
+    // Transfers and payouts are settled during the run; the payout provider refuses a fifth.
+    .env("TRANSFER_INTERVAL_MS", 200)
+    .env("PAYOUT_FAILURE_RATE", 0.2)
     .env("RUST_LOG", "warn");
     let stack = Arc::new(Stack::start_with(options).await);
     println!("chaos: stack in {}", stack.dir().display());
@@ -910,6 +1108,14 @@ async fn run(args: Args) -> Report {
             give_up_at.clone(),
         )));
     }
+    let moves = tokio::spawn(mover(
+        stack.clone(),
+        http.clone(),
+        market.recipients.keys().cloned().collect(),
+        Rng(seed.rotate_left(41) ^ 0x9E37_79B9_7F4A_7C15),
+        stop.clone(),
+        give_up_at.clone(),
+    ));
     let restocks = tokio::spawn(restocker(
         stack.clone(),
         http.clone(),
@@ -979,6 +1185,7 @@ async fn run(args: Args) -> Report {
         }
     }
     let restocks = restocks.await.unwrap_or(0);
+    let moves = moves.await.unwrap_or_default();
     let mut refunds = Refunds::default();
     for r in refunders {
         if let Ok(r) = r.await {
@@ -1030,6 +1237,25 @@ async fn run(args: Args) -> Report {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let refunds_settled_after_s = settle_started.elapsed().as_secs_f64();
+    // Transfers are posted every 200 ms; a payout whose worker was killed waits for its lease
+    // (10 s) to run out before it is asked for again.
+    println!("chaos: waiting for every transfer and payout to be settled");
+    let moves_started = Instant::now();
+    let mut unmoved = 0;
+    while moves_started.elapsed() < Duration::from_secs(45) {
+        unmoved = sqlx::query_scalar::<_, i64>(
+            "SELECT (SELECT count(*) FROM transfers WHERE status = 'pending')
+                    + (SELECT count(*) FROM payouts WHERE status = 'pending')",
+        )
+        .fetch_one(&payment_db)
+        .await
+        .unwrap_or(1);
+        if unmoved == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let moves_settled_after_s = moves_started.elapsed().as_secs_f64();
 
     let findings = invariants::check_all(&Databases {
         order: &order_db,
@@ -1054,6 +1280,18 @@ async fn run(args: Args) -> Report {
             )]
         },
     );
+
+    record(
+        "transfers_and_payouts_settled_once_quiet",
+        if unmoved == 0 {
+            Vec::new()
+        } else {
+            vec![format!(
+                "{unmoved} transfers and payouts are still pending {moves_settled_after_s:.0} s after the refunds settled"
+            )]
+        },
+    );
+    record("money_move_answers_as_expected", moves.surprises.clone());
 
     // What the clients were told agrees with what happened.
     let orders = orders_by_key(&stack).await;
@@ -1157,7 +1395,10 @@ async fn run(args: Args) -> Report {
                    WHERE released_at IS NOT NULL
          UNION ALL SELECT 'allocations_reversed', count(*) FROM allocations WHERE reversed > 0
          UNION ALL SELECT 'pending_credits_queued', count(*) FROM pending_credits
-         UNION ALL SELECT 'split_rules', count(*) FROM split_rules",
+         UNION ALL SELECT 'split_rules', count(*) FROM split_rules
+         UNION ALL SELECT 'transfers_' || status, count(*) FROM transfers GROUP BY status
+         UNION ALL SELECT 'payouts_' || status, count(*) FROM payouts GROUP BY status
+         UNION ALL SELECT 'payouts_asked_again', count(*) FROM simulated_payouts WHERE asked > 1",
     )
     .fetch_all(&payment_db)
     .await
@@ -1193,6 +1434,8 @@ async fn run(args: Args) -> Report {
         marketplace: market,
         refunds: refunds.report,
         refunds_settled_after_s,
+        moves,
+        moves_settled_after_s,
         ledger,
         trial_balance,
         checked,
@@ -1266,6 +1509,18 @@ fn print(report: &Report) {
     );
     let answers: Vec<String> = r.answers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     println!("refund answers: {}", answers.join(", "));
+    let m = &report.moves;
+    println!(
+        "moves: transfers {} accepted, {} refused, {} canceled ({} cancels too late); payouts {} accepted, {} refused; {} abandoned; settled {:.1} s after",
+        m.transfers_accepted,
+        m.transfers_refused,
+        m.transfers_canceled,
+        m.cancels_too_late,
+        m.payouts_accepted,
+        m.payouts_refused,
+        m.abandoned,
+        report.moves_settled_after_s
+    );
     let ledger: Vec<String> = report
         .ledger
         .iter()

@@ -633,3 +633,35 @@ async fn payouts_that_cannot_be_are_refused_naming_why_and_write_nothing() {
     assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 0));
     assert_sound(&s).await;
 }
+
+#[tokio::test]
+async fn payment_killed_while_the_worker_posts_a_backlog_posts_each_transfer_once() {
+    // The worker waits an hour while the backlog builds up.
+    let s = stack(3_600_000).await;
+    let (a, _) = funded(&s, "seller", 100_000).await;
+    let b = recipient(&s, "partner").await;
+    let sent = join_all((0..600).map(|_| transfer(&s, &a, &b, 10))).await;
+    assert!(sent.iter().all(|t| t.status == 202));
+    // Started with a short interval, the worker posts the backlog in batches of 200 at once;
+    // killed as soon as it is ready, it dies with a batch written or not, never half of one.
+    s.stop(Part::Payment).await;
+    s.start_part(Part::Payment, &[("TRANSFER_INTERVAL_MS", "10")])
+        .await;
+    s.kill(Part::Payment).await;
+    s.start_part(Part::Payment, &[("TRANSFER_INTERVAL_MS", "10")])
+        .await;
+    eventually("the backlog posted", || async {
+        s.get(
+            &format!("/payment/transfers?recipientId={a}&status=pending"),
+            Some(SERVICE_TOKEN),
+        )
+        .await
+        .json["total"]
+            == 0
+    })
+    .await;
+    assert_eq!(entries(&s, "kind=transfer&limit=1").await["total"], 600);
+    assert_eq!(balance(&s, &a, "USD").await, (0, 94_000, 0));
+    assert_eq!(balance(&s, &b, "USD").await, (0, 6_000, 0));
+    assert_sound(&s).await;
+}
