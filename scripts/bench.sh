@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: a release build, its own stack (state in .stack/bench/stack, ports apart from `make up`),
 # a bench item with plenty of stock and a second one whose sales payment splits among three
-# recipients, a warm-up, then health, replay, checkout and checkout_split (64 clients, 30 s each),
-# measured in one run. Figures go to .stack/bench/result.json (with the core count), the latency
+# recipients, a warm-up, then health, replay, checkout and checkout_split, and transfer (64 clients,
+# 30 s each), measured in one run. Figures go to .stack/bench/result.json (with the core count), the latency
 # histograms to .stack/bench/*-latency.svg, and the table to the terminal.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -93,6 +93,35 @@ split=$(psql "$DATABASE_URL/payment" -qAt -c "
                    THEN 'split 50/30/20 as its rule says' ELSE 'NOT split as its rule says' END
     FROM allocations WHERE product_id = $split_item" 2>&1) || true
 echo "split item: $split" >&2
+# transfer, last: recipients moving available money between them. payment is restarted without a
+# hold, and two recipients are funded by a sale each (1000 units of an item wholly theirs, released
+# within a second); then transfers of one unit between them, in either direction, for $DURATION,
+# while the transfer worker posts them (every 500 ms): accepted per second, the worker's backlog
+# sampled during the run, and how long it takes to post what is left.
+"$ROOT/scripts/stack.sh" stop payment >/dev/null
+SPLIT_HOLD_SECS=0 "$ROOT/scripts/stack.sh" start payment >/dev/null
+movers=""
+for name in mover-a mover-b; do
+    mover=$(admin /payment/recipients "recipient-$name" "{\"name\":\"bench $name\"}" |
+        sed -E 's/.*"recipientId":"([^"]+)".*/\1/')
+    fund=$(admin /stock/items "fund-$name" '{"name":"bench fund","price":100,"currency":"USD","stock":1000}' |
+        sed -E 's/^\{"id":([0-9]+).*/\1/')
+    admin /payment/split-rules "rule-$name" \
+        "{\"productId\":$fund,\"shares\":[{\"recipientId\":\"$mover\",\"type\":\"percentage\",\"basisPoints\":10000}]}" \
+        >/dev/null
+    curl -fsS "$URL/order/checkout" -H "Idempotency-Key: $RUN-sale-$name" -H 'Content-Type: application/json' \
+        -d "{\"items\":[{\"itemId\":$fund,\"quantity\":1000}]}" >/dev/null
+    for _ in $(seq 100); do
+        curl -fsS "$URL/payment/recipients/$mover/balances" -H "Authorization: Bearer ${SERVICE_TOKENS%%,*}" |
+            grep -q '"available":100000' && break
+        sleep 0.2
+    done
+    movers="$movers${movers:+,}$mover"
+done
+echo "transfers between $movers" >&2
+"$LOADGEN" run --scenario transfer --url "$URL" --clients "$CLIENTS" --duration "$DURATION" \
+    --recipients "$movers" --token "${SERVICE_TOKENS%%,*}" \
+    --json "$OUT/result.json" --plot "$OUT/transfer-latency.svg" >/dev/null
 "$LOADGEN" table "$OUT/result.json"
 echo "figures: $OUT/result.json; histograms: $OUT/checkout-latency.svg, $OUT/checkout_split-latency.svg," \
-    "$OUT/replay-latency.svg" >&2
+    "$OUT/replay-latency.svg, $OUT/transfer-latency.svg" >&2

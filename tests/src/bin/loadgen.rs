@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,10 @@ enum Scenario {
     Replay,
     /// GET /stock/health/live through nginx: the HTTP ceiling.
     Health,
+    /// POST /payment/transfers of one unit between `--recipients` (with `--token`), a new key each:
+    /// what accepting a transfer costs; the worker's backlog is sampled during the run, and how
+    /// long it takes to post what is left afterwards is measured.
+    Transfer,
 }
 
 impl Scenario {
@@ -55,6 +59,7 @@ impl Scenario {
             Scenario::CheckoutSplit => "checkout_split",
             Scenario::Replay => "replay",
             Scenario::Health => "health",
+            Scenario::Transfer => "transfer",
         }
     }
 }
@@ -97,6 +102,12 @@ struct RunArgs {
     /// operation compared at the same rate, where batching is alike, instead of at saturation.
     #[arg(long)]
     rate: Option<f64>,
+    /// Recipients the transfers move money between (at least two, with available USD).
+    #[arg(long, value_delimiter = ',')]
+    recipients: Vec<String>,
+    /// The service (or admin) token transfers are sent with.
+    #[arg(long)]
+    token: Option<String>,
     /// Lines per cart (one unit each, distinct items).
     #[arg(long, default_value_t = 1)]
     lines: usize,
@@ -127,6 +138,8 @@ struct Tally {
     by_status: BTreeMap<String, u64>,
     by_code: BTreeMap<String, u64>,
     finished: Vec<(String, Value)>,
+    /// `transfer`: the most transfers seen pending at once during the run.
+    pending_max: Option<i64>,
 }
 
 impl Tally {
@@ -136,6 +149,7 @@ impl Tally {
             by_status: BTreeMap::new(),
             by_code: BTreeMap::new(),
             finished: Vec::new(),
+            pending_max: None,
         }
     }
 
@@ -147,6 +161,7 @@ impl Tally {
         for (k, v) in other.by_code {
             *self.by_code.entry(k).or_default() += v;
         }
+        self.pending_max = self.pending_max.max(other.pending_max);
         // The keys of finished checkouts are each client's to replay; nothing needs them merged.
     }
 }
@@ -166,6 +181,14 @@ struct Report {
     max_ms: f64,
     by_status: BTreeMap<String, u64>,
     by_code: BTreeMap<String, u64>,
+    /// `transfer`: the most transfers pending at once during the run (sampled every 0.5 s), how
+    /// many were pending when it ended, and how long the worker then took to post them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_max: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_at_end: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    drained_after_s: Option<f64>,
 }
 
 fn cart(items: &[i64], lines: usize, n: u64) -> Value {
@@ -177,10 +200,12 @@ fn cart(items: &[i64], lines: usize, n: u64) -> Value {
     json!({ "items": chosen })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn send(
     client: &reqwest::Client,
     scenario: Scenario,
     url: &str,
+    token: &str,
     key: &str,
     body: &Value,
     tally: &mut Tally,
@@ -188,6 +213,12 @@ async fn send(
     let started = Instant::now();
     let request = match scenario {
         Scenario::Health => client.get(format!("{url}/stock/health/live")),
+        Scenario::Transfer => client
+            .post(format!("{url}/payment/transfers"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .header("content-type", "application/json")
+            .body(body.to_string()),
         _ => client
             .post(format!("{url}/order/checkout"))
             .header("Idempotency-Key", key)
@@ -260,6 +291,7 @@ async fn prepare_replays(args: &RunArgs) -> Vec<(String, Value)> {
                         &http,
                         Scenario::Checkout,
                         &args.url,
+                        "",
                         &key,
                         &body,
                         &mut tally,
@@ -277,6 +309,36 @@ async fn prepare_replays(args: &RunArgs) -> Vec<(String, Value)> {
         all.extend(t.await.unwrap_or_default());
     }
     all
+}
+
+/// How many transfers are pending (`GET /payment/transfers?status=pending`); `None` when it cannot
+/// tell.
+async fn pending_transfers(http: &reqwest::Client, args: &RunArgs) -> Option<i64> {
+    let r = http
+        .get(format!(
+            "{}/payment/transfers?status=pending&limit=1",
+            args.url
+        ))
+        .bearer_auth(args.token.as_deref().unwrap_or_default())
+        .send()
+        .await
+        .ok()?;
+    let body: Value = r.json().await.ok()?;
+    body["total"].as_i64()
+}
+
+/// After a `transfer` run: how many transfers were left pending, and how long the worker took to
+/// post them (up to a minute).
+async fn drain(http: &reqwest::Client, args: &RunArgs) -> (Option<i64>, Option<f64>) {
+    let started = Instant::now();
+    let at_end = pending_transfers(http, args).await;
+    while started.elapsed() < Duration::from_secs(60) {
+        if pending_transfers(http, args).await == Some(0) {
+            return (at_end, Some(started.elapsed().as_secs_f64()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (at_end, None)
 }
 
 /// Runs the scenarios (in turns, when there are several or more than one round) and reports each.
@@ -327,6 +389,11 @@ async fn run(args: RunArgs) -> Vec<(Scenario, Report)> {
             totals[i].1 += elapsed;
         }
     }
+    let drained = if args.scenario.contains(&Scenario::Transfer) {
+        Some(drain(&http, &args).await)
+    } else {
+        None
+    };
     args.scenario
         .iter()
         .zip(totals)
@@ -338,7 +405,12 @@ async fn run(args: RunArgs) -> Vec<(Scenario, Report)> {
                     eprintln!("could not draw {}: {e}", path.display());
                 }
             }
-            (scenario, report(scenario, args.clients, total, elapsed))
+            let mut report = report(scenario, args.clients, total, elapsed);
+            if let (Scenario::Transfer, Some((at_end, after))) = (scenario, drained) {
+                report.pending_at_end = at_end;
+                report.drained_after_s = after;
+            }
+            (scenario, report)
         })
         .collect()
 }
@@ -410,6 +482,7 @@ async fn run_part(
             );
             tokio::spawn(async move {
                 let url = args.url.as_str();
+                let token = args.token.as_deref().unwrap_or_default();
                 let mut tally = Tally::new();
                 let mut rng_state = uuid::Uuid::new_v4().as_u128() as u64 | 1;
                 let mut random = move || {
@@ -432,12 +505,26 @@ async fn run_part(
                     }
                     match scenario {
                         Scenario::Health => {
-                            send(&http, scenario, url, "", &Value::Null, &mut tally).await;
+                            send(&http, scenario, url, token, "", &Value::Null, &mut tally).await;
+                        }
+                        Scenario::Transfer => {
+                            let n = args.recipients.len();
+                            let from = (random() * n as f64) as usize % n;
+                            let to =
+                                (from + 1 + (random() * (n - 1) as f64) as usize % (n - 1)) % n;
+                            let body = json!({
+                                "fromRecipientId": args.recipients[from],
+                                "toRecipientId": args.recipients[to],
+                                "amount": 1,
+                                "currency": "USD",
+                            });
+                            let key = uuid::Uuid::new_v4().to_string();
+                            send(&http, scenario, url, token, &key, &body, &mut tally).await;
                         }
                         Scenario::Replay => {
                             let (key, body) = &replays
                                 [(random() * replays.len() as f64) as usize % replays.len()];
-                            send(&http, scenario, url, key, body, &mut tally).await;
+                            send(&http, scenario, url, token, key, body, &mut tally).await;
                         }
                         Scenario::Checkout | Scenario::CheckoutSplit => {
                             let earlier = (!tally.finished.is_empty()
@@ -454,12 +541,13 @@ async fn run_part(
                                     cart(&items, args.lines, n),
                                 )
                             });
-                            let status = send(&http, scenario, url, &key, &body, &mut tally).await;
+                            let status =
+                                send(&http, scenario, url, token, &key, &body, &mut tally).await;
                             if status == Some(201) && tally.finished.len() < 10_000 {
                                 tally.finished.push((key.clone(), body.clone()));
                             }
                             if random() < args.retry_share {
-                                send(&http, scenario, url, &key, &body, &mut tally).await;
+                                send(&http, scenario, url, token, &key, &body, &mut tally).await;
                             }
                         }
                     }
@@ -467,6 +555,18 @@ async fn run_part(
             })
         })
         .collect();
+    let most_pending = Arc::new(AtomicI64::new(-1));
+    let sampler = (scenario == Scenario::Transfer).then(|| {
+        let (http, args, most) = (http.clone(), args.clone(), most_pending.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Some(n) = pending_transfers(&http, &args).await {
+                    most.fetch_max(n, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    });
     let mut total = Tally::new();
     for t in tasks {
         if let Ok(tally) = t.await {
@@ -474,6 +574,11 @@ async fn run_part(
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    if let Some(sampler) = sampler {
+        sampler.abort();
+        let most = most_pending.load(Ordering::Relaxed);
+        total.pending_max = (most >= 0).then_some(most);
+    }
     ticker.abort();
     bar.finish_and_clear();
     (total, elapsed)
@@ -506,6 +611,9 @@ fn report(scenario: Scenario, clients: usize, total: Tally, elapsed: f64) -> Rep
         max_ms: total.latency_us.max() as f64 / 1000.0,
         by_status: total.by_status,
         by_code: total.by_code,
+        pending_max: total.pending_max,
+        pending_at_end: None,
+        drained_after_s: None,
     }
 }
 
@@ -557,7 +665,7 @@ fn table(results: &Value) {
         "{:<14} {:>8} {:>10} {:>12} {:>9} {:>9} {:>9} {:>9}  statuses / codes",
         "scenario", "clients", "requests", "ok/s", "p50 ms", "p95 ms", "p99 ms", "max ms"
     );
-    for name in ["health", "checkout", "checkout_split", "replay"] {
+    for name in ["health", "checkout", "checkout_split", "replay", "transfer"] {
         let Some(r) = report(name) else { continue };
         let statuses: Vec<String> = r
             .by_status
@@ -577,6 +685,18 @@ fn table(results: &Value) {
             r.max_ms,
             statuses.join(" "),
             codes.join(" ")
+        );
+    }
+    if let Some(t) = report("transfer") {
+        let or_unknown = |v: Option<i64>| v.map_or("?".to_string(), |v| v.to_string());
+        println!(
+            "transfer worker: at most {} pending during the run, {} at its end, all posted {}",
+            or_unknown(t.pending_max),
+            or_unknown(t.pending_at_end),
+            t.drained_after_s
+                .map_or("not within a minute".to_string(), |s| format!(
+                    "{s:.2} s after"
+                ))
         );
     }
     if let Some(split) = report("checkout_split") {
@@ -620,6 +740,11 @@ fn check(args: &RunArgs) -> Result<(), String> {
             .is_some_and(|p| !p.contains("{scenario}"))
     {
         return Err("with several scenarios, --plot needs {scenario} in its path".into());
+    }
+    if args.scenario.contains(&Scenario::Transfer)
+        && (args.recipients.len() < 2 || args.token.is_none())
+    {
+        return Err("--scenario transfer needs --recipients (two at least) and --token".into());
     }
     Ok(())
 }

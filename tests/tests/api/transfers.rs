@@ -636,18 +636,35 @@ async fn payouts_that_cannot_be_are_refused_naming_why_and_write_nothing() {
 
 #[tokio::test]
 async fn payment_killed_while_the_worker_posts_a_backlog_posts_each_transfer_once() {
-    // The worker waits an hour while the backlog builds up.
+    // The worker waits an hour while a backlog of 3000 builds up.
     let s = stack(3_600_000).await;
     let (a, _) = funded(&s, "seller", 100_000).await;
     let b = recipient(&s, "partner").await;
-    let sent = join_all((0..600).map(|_| transfer(&s, &a, &b, 10))).await;
-    assert!(sent.iter().all(|t| t.status == 202));
-    // Started with a short interval, the worker posts the backlog in batches of 200 at once;
-    // killed as soon as it is ready, it dies with a batch written or not, never half of one.
+    for _ in 0..30 {
+        let sent = join_all((0..100).map(|_| transfer(&s, &a, &b, 10))).await;
+        assert!(sent.iter().all(|t| t.status == 202));
+    }
+    // Started with a short interval, the worker posts the backlog, 200 a transaction, one after
+    // the other; killed as soon as the first batch is in, it dies in the middle of the backlog —
+    // most likely within a batch, which is then written whole or not at all.
     s.stop(Part::Payment).await;
     s.start_part(Part::Payment, &[("TRANSFER_INTERVAL_MS", "10")])
         .await;
+    let db = s.db(Part::Payment).await;
+    let posted = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM transfers WHERE status = 'posted'")
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+    while posted().await == 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     s.kill(Part::Payment).await;
+    let posted = posted().await;
+    eprintln!("posted when payment was killed: {posted} of 3000");
+    assert!(posted < 3000, "killed while the backlog was being posted");
+    assert_eq!(posted % 200, 0, "whole batches: {posted}");
     s.start_part(Part::Payment, &[("TRANSFER_INTERVAL_MS", "10")])
         .await;
     eventually("the backlog posted", || async {
@@ -660,8 +677,8 @@ async fn payment_killed_while_the_worker_posts_a_backlog_posts_each_transfer_onc
             == 0
     })
     .await;
-    assert_eq!(entries(&s, "kind=transfer&limit=1").await["total"], 600);
-    assert_eq!(balance(&s, &a, "USD").await, (0, 94_000, 0));
-    assert_eq!(balance(&s, &b, "USD").await, (0, 6_000, 0));
+    assert_eq!(entries(&s, "kind=transfer&limit=1").await["total"], 3000);
+    assert_eq!(balance(&s, &a, "USD").await, (0, 70_000, 0));
+    assert_eq!(balance(&s, &b, "USD").await, (0, 30_000, 0));
     assert_sound(&s).await;
 }
