@@ -682,3 +682,58 @@ async fn payment_killed_while_the_worker_posts_a_backlog_posts_each_transfer_onc
     assert_eq!(balance(&s, &b, "USD").await, (0, 30_000, 0));
     assert_sound(&s).await;
 }
+
+#[tokio::test]
+async fn two_payment_instances_share_the_backlogs_and_settle_each_transfer_and_payout_once() {
+    let s = stack(3_600_000).await;
+    let (a, _) = funded(&s, "seller", 100_000).await;
+    let b = recipient(&s, "partner").await;
+    let (s_, a_, b_) = (&s, &a, &b);
+    for _ in 0..10 {
+        let sent = join_all((0..100).map(|i| async move {
+            if i % 4 == 0 {
+                payout(s_, a_, 10).await
+            } else {
+                transfer(s_, a_, b_, 10).await
+            }
+        }))
+        .await;
+        assert!(sent.iter().all(|t| t.status == 202));
+    }
+    // Both instances run the workers every 10 ms, claiming with SKIP LOCKED.
+    s.stop(Part::Payment).await;
+    s.start_part(Part::Payment, &[("TRANSFER_INTERVAL_MS", "10")])
+        .await;
+    let _other = s
+        .start_instance(Part::Payment, &[("TRANSFER_INTERVAL_MS", "10")])
+        .await;
+    eventually("both backlogs settled", || async {
+        let pending = |path: &'static str| {
+            let s = &s;
+            async move {
+                s.get(path, Some(SERVICE_TOKEN)).await.json["total"]
+                    .as_i64()
+                    .unwrap_or(-1)
+            }
+        };
+        pending("/payment/transfers?status=pending").await == 0
+            && pending("/payment/payouts?status=pending").await == 0
+    })
+    .await;
+    assert_eq!(entries(&s, "kind=transfer&limit=1").await["total"], 750);
+    assert_eq!(entries(&s, "kind=payout&limit=1").await["total"], 250);
+    assert_eq!(balance(&s, &a, "USD").await, (0, 90_000, 0));
+    assert_eq!(balance(&s, &b, "USD").await, (0, 7_500, 0));
+    let db = s.db(Part::Payment).await;
+    let (sent, asked): (i64, i64) =
+        sqlx::query_as("SELECT count(*), coalesce(sum(asked), 0)::bigint FROM simulated_payouts")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        (sent, asked),
+        (250, 250),
+        "each payout sent once, asked once"
+    );
+    assert_sound(&s).await;
+}
