@@ -10,8 +10,9 @@
 
 use super::flows::Payments;
 use crate::domain::ledger as split;
+use crate::storage::ledger::Refused;
 use crate::storage::ledger::{self, NewEntry};
-use crate::storage::payouts::{self as store, Refused};
+use crate::storage::payouts as store;
 use crate::storage::recipients::Created;
 use crate::storage::StorageError;
 use futures_util::future::{join_all, BoxFuture};

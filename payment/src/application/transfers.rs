@@ -6,9 +6,10 @@
 
 use super::flows::Payments;
 use crate::domain::ledger as split;
+use crate::storage::ledger::Refused;
 use crate::storage::ledger::{self, NewEntry};
 use crate::storage::recipients::Created;
-use crate::storage::transfers::{self as store, Canceled, Refused};
+use crate::storage::transfers::{self as store, Canceled};
 use crate::storage::StorageError;
 use shared::contract::ledger::{EntryKind, Leg};
 use shared::contract::transfers::{NewTransfer, Transfer, TransferStatus};

@@ -3,7 +3,8 @@
 
 use crate::application::payouts;
 use crate::state::AppState;
-use crate::storage::payouts::{self as store, Refused};
+use crate::storage::ledger::Refused;
+use crate::storage::payouts as store;
 use crate::storage::recipients::Created;
 use crate::storage::StorageError;
 use actix_web::http::{header, StatusCode};

@@ -3,8 +3,9 @@
 
 use crate::application::transfers;
 use crate::state::AppState;
+use crate::storage::ledger::Refused;
 use crate::storage::recipients::Created;
-use crate::storage::transfers::{self as store, Canceled, Refused};
+use crate::storage::transfers::{self as store, Canceled};
 use crate::storage::StorageError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};

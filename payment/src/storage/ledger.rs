@@ -177,15 +177,23 @@ pub async fn change_balances(
     Ok(())
 }
 
+/// Why a transfer or a payout was not accepted.
+pub enum Refused {
+    /// The recipient does not exist.
+    UnknownRecipient(Uuid),
+    /// The source's `available − held` in the currency, when it did not cover the amount.
+    InsufficientFunds { spendable: i64 },
+}
+
 /// Holds `amount` of a recipient's available money in `currency` if `available − held` covers it:
 /// one conditional update, which locks the balance row, so that concurrent holds take turns and
-/// each sees what the others held. False when it did not (no row, or not enough).
+/// each sees what the others held. Refused (no row, or not enough), with what it could hold.
 pub async fn hold(
     conn: &mut PgConnection,
     recipient: Uuid,
     currency: Currency,
     amount: i64,
-) -> Result<bool, StorageError> {
+) -> Result<Result<(), Refused>, StorageError> {
     let held = sqlx::query_scalar!(
         r#"UPDATE balances SET held = held + $3
            WHERE recipient_id = $1 AND currency = $2 AND available - held >= $3
@@ -194,18 +202,12 @@ pub async fn hold(
         currency as _,
         amount,
     )
-    .fetch_optional(conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    Ok(held.is_some())
-}
-
-/// What a recipient could hold now in `currency`: `available − held` (0 without a balance).
-pub async fn spendable(
-    conn: &mut PgConnection,
-    recipient: Uuid,
-    currency: Currency,
-) -> Result<i64, StorageError> {
-    Ok(sqlx::query_scalar!(
+    if held.is_some() {
+        return Ok(Ok(()));
+    }
+    let spendable = sqlx::query_scalar!(
         r#"SELECT available - held AS "spendable!" FROM balances
            WHERE recipient_id = $1 AND currency = $2"#,
         recipient,
@@ -213,7 +215,8 @@ pub async fn spendable(
     )
     .fetch_optional(conn)
     .await?
-    .unwrap_or(0))
+    .unwrap_or(0);
+    Ok(Err(Refused::InsufficientFunds { spendable }))
 }
 
 /// Lowers holds: `(recipient, currency, amount)` each, summed per row. The caller has the rows

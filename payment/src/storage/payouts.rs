@@ -2,7 +2,7 @@
 //! payout provider under a lease, recorded `paid` or `failed` once (migration `0006`); and the
 //! simulated provider's own records.
 
-use super::ledger;
+use super::ledger::{self, Refused};
 use super::recipients::{self, Created};
 use super::StorageError;
 use shared::contract::transfers::{NewPayout, Payout, PayoutStatus};
@@ -10,15 +10,6 @@ use shared::contract::values::{Currency, Limit, Offset};
 use sqlx::{PgConnection, PgPool};
 use std::time::Duration;
 use uuid::Uuid;
-
-/// Why a payout was not accepted.
-pub enum Refused {
-    UnknownRecipient(Uuid),
-    /// The recipient's `available − held` in the currency, when it did not cover the amount.
-    InsufficientFunds {
-        spendable: i64,
-    },
-}
 
 /// Accepts a payout in one transaction: written under its key, its amount held if `available −
 /// held` covers it ([`ledger::hold`]); refused, it writes nothing.
@@ -54,9 +45,10 @@ pub async fn accept(
     let Some(payout) = inserted else {
         return by_key(&mut tx, key, fingerprint).await.map(Ok);
     };
-    if !ledger::hold(&mut tx, new.recipient_id, new.currency, new.amount.get()).await? {
-        let spendable = ledger::spendable(&mut tx, new.recipient_id, new.currency).await?;
-        return Ok(Err(Refused::InsufficientFunds { spendable }));
+    let held = ledger::hold(&mut tx, new.recipient_id, new.currency, new.amount.get()).await?;
+    if let Err(refused) = held {
+        // Dropping the transaction rolls the payout back.
+        return Ok(Err(refused));
     }
     tx.commit().await?;
     Ok(Ok(Created::New(payout)))

@@ -1,21 +1,13 @@
 //! Transfers between recipients: accepted with a hold on the source's balance row, posted by the
 //! worker or canceled, each at most once (migration `0005`).
 
-use super::ledger;
+use super::ledger::{self, Refused};
 use super::recipients::{self, Created};
 use super::StorageError;
 use shared::contract::transfers::{NewTransfer, Transfer, TransferStatus};
 use shared::contract::values::{Currency, Limit, Offset};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
-
-/// Why a transfer was not accepted.
-pub enum Refused {
-    /// The recipient does not exist.
-    UnknownRecipient(Uuid),
-    /// The source's `available − held` in the currency, when it did not cover the amount.
-    InsufficientFunds { spendable: i64 },
-}
 
 /// Accepts a transfer in one transaction: written under its key, and its amount held on the
 /// source's balance row only if `available − held` covers it — the conditional update locks the
@@ -55,17 +47,16 @@ pub async fn accept(
     let Some(transfer) = inserted else {
         return by_key(&mut tx, key, fingerprint).await.map(Ok);
     };
-    if !ledger::hold(
+    let held = ledger::hold(
         &mut tx,
         new.from_recipient_id,
         new.currency,
         new.amount.get(),
     )
-    .await?
-    {
-        let spendable = ledger::spendable(&mut tx, new.from_recipient_id, new.currency).await?;
+    .await?;
+    if let Err(refused) = held {
         // Dropping the transaction rolls the transfer back.
-        return Ok(Err(Refused::InsufficientFunds { spendable }));
+        return Ok(Err(refused));
     }
     tx.commit().await?;
     Ok(Ok(Created::New(transfer)))
