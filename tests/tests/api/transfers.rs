@@ -631,6 +631,32 @@ async fn payouts_that_cannot_be_are_refused_naming_why_and_write_nothing() {
     all.expect(200, None);
     assert_eq!(all.json["total"], 0, "nothing written");
     assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 0));
+    // A key is one request: sent again, the same payout; another body under it, refused.
+    let key = new_key();
+    let body = json!({"recipientId": a, "amount": 5, "currency": "USD"});
+    let sent = s
+        .post("/payment/payouts", Some(SERVICE_TOKEN), Some(&key), &body)
+        .await;
+    sent.expect(202, None);
+    let again = s
+        .post("/payment/payouts", Some(SERVICE_TOKEN), Some(&key), &body)
+        .await;
+    again.expect(202, None);
+    assert_eq!(again.json["payoutId"], sent.json["payoutId"]);
+    s.post(
+        "/payment/payouts",
+        Some(SERVICE_TOKEN),
+        Some(&key),
+        &json!({"recipientId": a, "amount": 6, "currency": "USD"}),
+    )
+    .await
+    .expect(422, Some("idempotency_key_reused"));
+    s.post("/payment/payouts", None, Some(&new_key()), &body)
+        .await
+        .expect(401, Some("unauthorized"));
+    let all = s.get("/payment/payouts", Some(ADMIN_TOKEN)).await;
+    assert_eq!(all.json["total"], 1, "one payout for the key");
+    assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 5));
     assert_sound(&s).await;
 }
 
