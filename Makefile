@@ -4,20 +4,20 @@ STACK := scripts/stack.sh
 PROFILE ?= release
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: run up down stop start build deps test-deps test lint fmt clean bench chaos sqlx-prepare
+.PHONY: run up down stop start build deps test-deps test lint fmt clean bench chaos sqlx-prepare validate-kubernetes
 
 ## run: install what is missing, build, and run the whole stack in the foreground (Ctrl-C stops it)
 run: deps build
 	PROFILE=$(PROFILE) $(STACK) run
 
-## up / down: the same stack in the background
+## up / down: the same stack in the background (INSTANCES=n: n instances of each service behind nginx)
 up: deps build
 	PROFILE=$(PROFILE) $(STACK) up
 
 down:
 	$(STACK) down
 
-## stop / start SERVICE=order|payment|stock|redis|postgres|nginx
+## stop / start SERVICE=order|payment|stock|redis|postgres|nginx (INSTANCE=i: one instance of a service)
 stop:
 	$(STACK) stop $(SERVICE)
 
@@ -37,6 +37,7 @@ build:
 ## test: everything the tests need, unit and integration tests against the real stack (schemathesis
 ## against every service's OpenAPI document included), then a short chaos run (20 s of faults, seed 5)
 test: test-deps
+	bash scripts/validate-kubernetes.sh
 	cargo build --bins
 	TEST_DATABASE_URL=$$($(STACK) test-postgres) cargo test --workspace --no-fail-fast -- --test-threads=$${TEST_THREADS:-4}; \
 	status=$$?; $(STACK) test-postgres-stop; [ $$status = 0 ] || exit $$status
@@ -59,6 +60,11 @@ bench: deps
 ## descriptions (<service>/.sqlx) that builds check the SQL against (SERVICES="stock" for one)
 sqlx-prepare: deps
 	scripts/sqlx-prepare.sh
+
+## validate-kubernetes: the manifests in deploy/kubernetes/ against the Kubernetes API's schemas, offline,
+## and against the code and docs/configuration.md (docs/kubernetes.md)
+validate-kubernetes:
+	bash scripts/validate-kubernetes.sh
 
 lint:
 	cargo fmt --all -- --check
