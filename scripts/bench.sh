@@ -2,7 +2,8 @@
 # `make bench`: a release build, its own stack (state in .stack/bench/stack, ports apart from `make up`),
 # a bench item with plenty of stock and a second one whose sales payment splits among three
 # recipients, a warm-up, then health, replay, checkout and checkout_split, and transfer (64 clients,
-# 30 s each), measured in one run. Figures go to .stack/bench/result.json (with the core count), the latency
+# 30 s each), measured in one run; INSTANCES=n runs n instances of each service. Figures go to
+# .stack/bench/result.json (with the core count and the instances), the latency
 # histograms to .stack/bench/*-latency.svg, and the table to the terminal.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,6 +14,8 @@ export PAYMENT_PORT="${BENCH_PAYMENT_PORT:-13132}" STOCK_PORT="${BENCH_STOCK_POR
 CLIENTS="${BENCH_CLIENTS:-64}"
 DURATION="${BENCH_DURATION:-30}"
 URL="http://127.0.0.1:$NGINX_PORT"
+INSTANCES="${INSTANCES:-1}"
+export INSTANCES
 LOADGEN="$ROOT/target/release/loadgen"
 
 cargo build --release --bins
@@ -66,7 +69,8 @@ echo "bench item $item, split item $split_item; warming up" >&2
 for db in order payment stock; do
     psql "$DATABASE_URL/$db" -qc "ANALYZE" >/dev/null
 done
-"$LOADGEN" run --scenario health --url "$URL" --clients "$CLIENTS" --duration 10 --json "$OUT/result.json" >/dev/null
+"$LOADGEN" run --scenario health --url "$URL" --clients "$CLIENTS" --duration 10 --json "$OUT/result.json" \
+    --instances "$INSTANCES" >/dev/null
 # Replay right after health, before the long checkout run: the two are compared, so both are measured
 # on the same quiet stack (the checkout run leaves PostgreSQL with minutes of vacuum and checkpoint
 # work to do, which replay — Redis only — would otherwise be measured against).

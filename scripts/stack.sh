@@ -76,9 +76,74 @@ free_port() {
     echo "$port"
 }
 
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+# Whether a process runs. A process killed a moment ago may not be reaped yet: `kill -0` still
+# succeeds on it, but it is a zombie (state Z) and gone for every purpose here.
+alive() {
+    local pid=${1:-} state
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    if [ -r "/proc/$pid/stat" ]; then
+        state="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)"
+    else
+        state="$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)"
+    fi
+    [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
 
 pid_of() { cat "$STACK_DIR/run/$1.pid" 2>/dev/null || true; }
+
+# Instances (`make up INSTANCES=n`): instance 1 of a service is named after it (order.pid,
+# order.log, ORDER_PORT); instance i > 1 is order-i, on a port of its own chosen at `make up`.
+instances() {
+    local n="${INSTANCES:-$(cat "$STACK_DIR/run/instances" 2>/dev/null || echo 1)}"
+    [[ "$n" =~ ^[1-9][0-9]?$ ]] || die "INSTANCES must be a number from 1 to 99, not '$n'"
+    echo "$n"
+}
+
+instance_name() { if [ "$2" = 1 ]; then echo "$1"; else echo "$1-$2"; fi; }
+
+instance_port() {
+    local name=$1 i=$2
+    if [ "$i" = 1 ]; then service_port "$name"; return; fi
+    cat "$STACK_DIR/run/$name-$i.port" 2>/dev/null || die "$name instance $i has no port (make up INSTANCES=n)"
+}
+
+# Chooses every instance's port at `make up` (instance 1 keeps its service's port).
+choose_ports() {
+    local n=$1 name i port next
+    for name in "${SERVICES[@]}"; do
+        next=$(( $(service_port "$name") + 100 ))
+        for i in $(seq 2 "$n"); do
+            port="$(cat "$STACK_DIR/run/$name-$i.port" 2>/dev/null || true)"
+            if [ -z "$port" ]; then
+                port="$(free_port "$next")"
+                echo "$port" >"$STACK_DIR/run/$name-$i.port"
+            fi
+            next=$((port + 1))
+        done
+    done
+}
+
+# Every instance's URL, comma-separated: how order reaches all of stock and payment.
+instance_urls() {
+    local name=$1 i urls=""
+    for i in $(seq 1 "$(instances)"); do
+        urls="${urls:+$urls,}http://127.0.0.1:$(instance_port "$name" "$i")"
+    done
+    echo "$urls"
+}
+
+# nginx's `server` lines for a service's upstream. No instance is ever taken out (max_fails=0):
+# a request that finds one refusing connections moves on to the next at once (a refused connection
+# on this machine costs microseconds), and one restarted is used again from its first request.
+# nginx's default would take an instance out for 10 s after one failure, and with each of two
+# instances restarted in turn, both could be out at once.
+server_lines() {
+    local name=$1 i lines=""
+    for i in $(seq 1 "$(instances)"); do
+        lines="${lines}server 127.0.0.1:$(instance_port "$name" "$i") max_fails=0; "
+    done
+    echo "$lines"
+}
 
 # PostgreSQL refuses to run as root: as root it runs as the `postgres` user, in a directory that
 # user can reach.
@@ -144,9 +209,9 @@ render_nginx() {
     mkdir -p "$STACK_DIR/nginx"
     sed -e "s|\${NGINX_STATE_DIR}|$STACK_DIR/nginx|g" \
         -e "s|\${NGINX_PORT}|$NGINX_PORT|g" \
-        -e "s|\${ORDER_UPSTREAM}|127.0.0.1:$ORDER_PORT|g" \
-        -e "s|\${PAYMENT_UPSTREAM}|127.0.0.1:$PAYMENT_PORT|g" \
-        -e "s|\${STOCK_UPSTREAM}|127.0.0.1:$STOCK_PORT|g" \
+        -e "s|\${ORDER_SERVERS}|$(server_lines order)|g" \
+        -e "s|\${PAYMENT_SERVERS}|$(server_lines payment)|g" \
+        -e "s|\${STOCK_SERVERS}|$(server_lines stock)|g" \
         "$ROOT/nginx.conf" >"$STACK_DIR/nginx/nginx.conf"
 }
 
@@ -161,19 +226,28 @@ start_nginx() {
     log "nginx on http://127.0.0.1:$NGINX_PORT"
 }
 
-tokens() {
-    if [ -z "${SERVICE_TOKENS:-}" ] || [ -z "${ADMIN_TOKENS:-}" ]; then
-        if [ ! -f "$STACK_DIR/tokens.env" ]; then
-            local s a
-            s="svc-$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-            a="adm-$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-            printf 'SERVICE_TOKENS=%s\nADMIN_TOKENS=%s\n' "$s" "$a" >"$STACK_DIR/tokens.env"
-            chmod 600 "$STACK_DIR/tokens.env"
-        fi
-        # shellcheck disable=SC1091
-        . "$STACK_DIR/tokens.env"
+# The stack's tokens live in $STACK_DIR/tokens.env: `make up` writes there the ones it is given
+# (SERVICE_TOKENS, ADMIN_TOKENS) or generates them, and every later `make start` uses them unless
+# that start is given its own. A service started with other tokens than the others would refuse
+# their calls (401), and a refused compensation is retried until someone notices.
+save_tokens() {
+    local s="${SERVICE_TOKENS:-}" a="${ADMIN_TOKENS:-}" kept_s="" kept_a=""
+    if [ -f "$STACK_DIR/tokens.env" ]; then
+        kept_s="$(sed -n 's/^SERVICE_TOKENS=//p' "$STACK_DIR/tokens.env")"
+        kept_a="$(sed -n 's/^ADMIN_TOKENS=//p' "$STACK_DIR/tokens.env")"
     fi
-    export SERVICE_TOKENS ADMIN_TOKENS
+    [ -n "$s" ] || s="${kept_s:-svc-$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
+    [ -n "$a" ] || a="${kept_a:-adm-$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
+    (umask 077 && printf 'SERVICE_TOKENS=%s\nADMIN_TOKENS=%s\n' "$s" "$a" >"$STACK_DIR/tokens.env.tmp")
+    mv "$STACK_DIR/tokens.env.tmp" "$STACK_DIR/tokens.env"
+}
+
+tokens() {
+    [ -f "$STACK_DIR/tokens.env" ] || save_tokens
+    local s a
+    s="${SERVICE_TOKENS:-$(sed -n 's/^SERVICE_TOKENS=//p' "$STACK_DIR/tokens.env")}"
+    a="${ADMIN_TOKENS:-$(sed -n 's/^ADMIN_TOKENS=//p' "$STACK_DIR/tokens.env")}"
+    export SERVICE_TOKENS="$s" ADMIN_TOKENS="$a"
 }
 
 service_port() {
@@ -181,9 +255,12 @@ service_port() {
 }
 
 start_service() {
-    local name=$1 port bin overrides
-    alive "$(pid_of "$name")" && return 0
-    port="$(service_port "$name")"
+    local name=$1 i=${2:-1} id port bin overrides stock_urls payment_urls
+    id="$(instance_name "$name" "$i")"
+    alive "$(pid_of "$id")" && return 0
+    port="$(instance_port "$name" "$i")"
+    stock_urls="$(instance_urls stock)"
+    payment_urls="$(instance_urls payment)"
     bin="$ROOT/target/$PROFILE/$name"
     [ -x "$bin" ] || die "$bin is not built (make build)"
     tokens
@@ -199,25 +276,39 @@ start_service() {
         # sockets, which cost the kernel less per round trip than TCP over loopback.
         DATABASE_URL="postgres://postgres@localhost:$(cat "$STACK_DIR/run/postgres.port")/$name?host=$(pg_dir)"
         REDIS_URL="redis+unix://$STACK_DIR/redis/redis.sock"
-        STOCK_URL="http://127.0.0.1:$STOCK_PORT"
-        PAYMENT_URL="http://127.0.0.1:$PAYMENT_PORT"
+        STOCK_URL="$stock_urls"
+        PAYMENT_URL="$payment_urls"
         SERVICE_TOKEN="${SERVICE_TOKENS%%,*}"
         set +a
-        exec setsid "$bin" >>"$STACK_DIR/logs/$name.log" 2>&1 </dev/null
+        exec setsid "$bin" >>"$STACK_DIR/logs/$id.log" 2>&1 </dev/null
     ) &
-    echo $! >"$STACK_DIR/run/$name.pid"
+    echo $! >"$STACK_DIR/run/$id.pid"
 }
 
 wait_ready() {
-    local name=$1 port
-    port="$(service_port "$name")"
+    local name=$1 i=${2:-1} id port
+    id="$(instance_name "$name" "$i")"
+    port="$(instance_port "$name" "$i")"
     for _ in $(seq 300); do
         curl -fsS -o /dev/null "http://127.0.0.1:$port/health/ready" 2>/dev/null && return 0
-        alive "$(pid_of "$name")" || { tail -20 "$STACK_DIR/logs/$name.log" >&2; die "$name exited"; }
+        alive "$(pid_of "$id")" || { tail -20 "$STACK_DIR/logs/$id.log" >&2; die "$id exited"; }
         sleep 0.1
     done
-    tail -20 "$STACK_DIR/logs/$name.log" >&2
-    die "$name is not ready after 30 s"
+    tail -20 "$STACK_DIR/logs/$id.log" >&2
+    die "$id is not ready after 30 s"
+}
+
+# The instances a command acts on: INSTANCE=i, or all of them.
+selected_instances() {
+    local n
+    n="$(instances)"
+    if [ -n "${INSTANCE:-}" ]; then
+        [[ "$INSTANCE" =~ ^[0-9]+$ ]] && [ "$INSTANCE" -ge 1 ] && [ "$INSTANCE" -le "$n" ] \
+            || die "INSTANCE must be a number from 1 to $n"
+        echo "$INSTANCE"
+    else
+        seq 1 "$n"
+    fi
 }
 
 stop_pid() {
@@ -240,10 +331,22 @@ write_env() {
         echo "STOCK_URL=http://127.0.0.1:$STOCK_PORT"
         echo "REDIS_URL=redis://127.0.0.1:$(cat "$STACK_DIR/run/redis.port" 2>/dev/null)"
         echo "DATABASE_URL=postgres://postgres@127.0.0.1:$(cat "$STACK_DIR/run/postgres.port" 2>/dev/null)"
-        local p
+        local p i pids n
+        n="$(instances)"
         for p in order payment stock redis postgres nginx; do
             echo "$(echo "$p" | tr '[:lower:]' '[:upper:]')_PID=$(pid_of "$p")"
         done
+        # Every instance, instance 1 first (a stopped one has an empty place).
+        for p in order payment stock; do
+            pids=""
+            for i in $(seq 1 "$n"); do
+                [ "$i" = 1 ] || pids="$pids,"
+                pids="$pids$(pid_of "$(instance_name "$p" "$i")")"
+            done
+            echo "$(echo "$p" | tr '[:lower:]' '[:upper:]')_PIDS=$pids"
+            echo "$(echo "$p" | tr '[:lower:]' '[:upper:]')_URLS=$(instance_urls "$p")"
+        done
+        echo "INSTANCES=$n"
     } >"$f.tmp"
     mv "$f.tmp" "$f"
 }
@@ -254,12 +357,27 @@ prepare() {
 
 cmd_up() {
     prepare
+    local n s i
+    n="$(instances)"
+    if alive "$(pid_of nginx)" && [ "$n" != "$(cat "$STACK_DIR/run/instances" 2>/dev/null || echo 1)" ]; then
+        die "the stack runs with another number of instances: make down first"
+    fi
+    echo "$n" >"$STACK_DIR/run/instances"
+    choose_ports "$n"
     env | grep -E "$SERVICE_VARS" >"$STACK_DIR/service.env" || true
+    save_tokens
     start_postgres
     start_redis
-    local s
-    for s in "${SERVICES[@]}"; do start_service "$s"; done
-    for s in "${SERVICES[@]}"; do wait_ready "$s"; done
+    # Instance 1 of each service first, alone: it runs the migrations, which the others then find
+    # done (they would wait on the migrator's lock anyway).
+    for s in "${SERVICES[@]}"; do start_service "$s" 1; done
+    for s in "${SERVICES[@]}"; do wait_ready "$s" 1; done
+    for i in $(seq 2 "$n"); do
+        for s in "${SERVICES[@]}"; do start_service "$s" "$i"; done
+    done
+    for i in $(seq 2 "$n"); do
+        for s in "${SERVICES[@]}"; do wait_ready "$s" "$i"; done
+    done
     start_nginx
     local url="http://127.0.0.1:$NGINX_PORT"
     for s in order payment stock; do
@@ -276,9 +394,13 @@ cmd_up() {
 
 cmd_down() {
     prepare
-    local s
+    local s f
     stop_pid nginx
-    for s in order payment stock; do stop_pid "$s"; done
+    for s in order payment stock; do
+        for f in "$STACK_DIR/run/$s.pid" "$STACK_DIR/run/$s"-*.pid; do
+            [ -f "$f" ] && stop_pid "$(basename "$f" .pid)"
+        done
+    done
     stop_pid redis
     stop_postgres
     write_env
@@ -290,11 +412,15 @@ cmd_stop() {
     prepare
     case "$name" in
         postgres) stop_postgres ;;
-        order | payment | stock | redis | nginx) stop_pid "$name" ;;
+        redis | nginx) stop_pid "$name" ;;
+        order | payment | stock)
+            local i
+            for i in $(selected_instances); do stop_pid "$(instance_name "$name" "$i")"; done
+            ;;
         *) die "unknown service $name" ;;
     esac
     write_env
-    log "$name stopped"
+    log "$name${INSTANCE:+ instance $INSTANCE} stopped"
 }
 
 cmd_start() {
@@ -304,11 +430,15 @@ cmd_start() {
         postgres) start_postgres ;;
         redis) start_redis ;;
         nginx) start_nginx ;;
-        order | payment | stock) start_service "$name" && wait_ready "$name" ;;
+        order | payment | stock)
+            local i
+            for i in $(selected_instances); do start_service "$name" "$i"; done
+            for i in $(selected_instances); do wait_ready "$name" "$i"; done
+            ;;
         *) die "unknown service $name" ;;
     esac
     write_env
-    log "$name started"
+    log "$name${INSTANCE:+ instance $INSTANCE} started"
 }
 
 cmd_run() {

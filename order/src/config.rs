@@ -1,6 +1,6 @@
 //! Settings of the order service, read once from environment variables.
 
-use shared::client::ClientSettings;
+use shared::client::{BaseUrls, ClientSettings};
 use shared::config::{string_or, var_or, CommonSettings, ConfigError};
 use std::time::Duration;
 
@@ -10,9 +10,10 @@ pub const DEFAULT_PORT: u16 = 3131;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub common: CommonSettings,
-    /// `STOCK_URL` (`http://127.0.0.1:3133`) and `PAYMENT_URL` (`http://127.0.0.1:3132`).
-    pub stock_url: String,
-    pub payment_url: String,
+    /// `STOCK_URL` (`http://127.0.0.1:3133`) and `PAYMENT_URL` (`http://127.0.0.1:3132`): each a
+    /// base URL, or several separated by commas (one per instance, taken in turn).
+    pub stock_url: BaseUrls,
+    pub payment_url: BaseUrls,
     /// Outbound calls: `SERVICE_TOKEN` (required unless `AUTH_DISABLED=true`),
     /// `OUTBOUND_TIMEOUT_MS` (2000) per attempt, `SAGA_STEP_BUDGET_MS` (10000) per step.
     pub client: ClientSettings,
@@ -66,8 +67,8 @@ impl Settings {
         }
         Ok(Settings {
             common: CommonSettings::from_env(NAME, DEFAULT_PORT)?,
-            stock_url: string_or("STOCK_URL", "http://127.0.0.1:3133"),
-            payment_url: string_or("PAYMENT_URL", "http://127.0.0.1:3132"),
+            stock_url: base_urls("STOCK_URL", "http://127.0.0.1:3133")?,
+            payment_url: base_urls("PAYMENT_URL", "http://127.0.0.1:3132")?,
             client,
             checkout_deadline: millis("CHECKOUT_DEADLINE_MS", 5000)?,
             lease,
@@ -77,4 +78,10 @@ impl Settings {
             batch_max: var_or("SAGA_BATCH_MAX", 128usize)?.max(1),
         })
     }
+}
+
+fn base_urls(name: &str, default: &str) -> Result<BaseUrls, ConfigError> {
+    string_or(name, default)
+        .parse()
+        .map_err(|e| ConfigError(format!("{name}: {e}")))
 }

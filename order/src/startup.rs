@@ -7,7 +7,7 @@ use crate::state::AppState;
 use crate::storage::{Lease, Writes};
 use crate::{api_doc, routes};
 use actix_web::web;
-use shared::client::ServiceClient;
+use shared::client::{BaseUrls, ServiceClient};
 use shared::startup::{Foundation, Running, StartupError};
 use std::sync::Arc;
 
@@ -32,7 +32,7 @@ impl Application {
         let (base, listener) =
             Foundation::connect(&settings.common, &crate::storage::MIGRATOR, document).await?;
         let port = listener.local_addr()?.port();
-        let client = |target, url: &str| {
+        let client = |target, url: &BaseUrls| {
             ServiceClient::new(target, url, &settings.client, Some(base.metrics.clone()))
                 .map_err(|e| StartupError::Io(std::io::Error::other(e)))
         };

@@ -9,6 +9,9 @@
 //!   returned as it is and never retried.
 //! - Each attempt has its own timeout; the bearer token, `Idempotency-Key`, `X-Request-ID` and W3C
 //!   `traceparent` go on every attempt, so a retry is the same request.
+//! - A participant may run as several instances: its URL setting is then a comma-separated list
+//!   ([`BaseUrls`]), and each attempt goes to the next instance in turn, so that a retry after an
+//!   instance refused the connection (it died, it is restarting) reaches another one.
 //! - An inner layer counts attempts (metrics `outbound_requests_total`, `outbound_retries_total`)
 //!   and records whether any attempt may have reached the server: a call whose every attempt failed
 //!   to connect certainly did not execute.
@@ -173,6 +176,70 @@ impl Middleware for Counting {
     }
 }
 
+/// Where a participant answers: one base URL per instance, parsed from a comma-separated list
+/// (`http://10.0.0.5:3133,http://10.0.0.6:3133`). One URL is the common case (a single instance, or
+/// a name that balances itself, such as a Kubernetes Service).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaseUrls(Vec<String>);
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("'{0}' is not an http(s) URL (a base URL, or several separated by commas)")]
+pub struct InvalidBaseUrl(pub String);
+
+impl std::str::FromStr for BaseUrls {
+    type Err = InvalidBaseUrl;
+    fn from_str(list: &str) -> Result<Self, Self::Err> {
+        let urls = list
+            .split(',')
+            .map(str::trim)
+            .map(|one| {
+                let url = reqwest::Url::parse(one).map_err(|_| InvalidBaseUrl(one.to_string()))?;
+                let ok = matches!(url.scheme(), "http" | "https")
+                    && url.host().is_some()
+                    && url.query().is_none()
+                    && url.fragment().is_none();
+                ok.then(|| one.trim_end_matches('/').to_string())
+                    .ok_or_else(|| InvalidBaseUrl(one.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(BaseUrls(urls))
+    }
+}
+
+impl BaseUrls {
+    pub fn first(&self) -> &str {
+        &self.0[0]
+    }
+}
+
+/// Sends each attempt to the next instance in turn. Requests are built against the first base
+/// URL; this layer, inside the retry layer, swaps that base for the instance whose turn it is.
+struct Spread {
+    urls: BaseUrls,
+    next: AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl Middleware for Spread {
+    async fn handle(
+        &self,
+        mut req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) as usize % self.urls.0.len();
+        let base = &self.urls.0[turn];
+        if turn != 0 {
+            if let Some(rest) = req.url().as_str().strip_prefix(self.urls.first()) {
+                let url = reqwest::Url::parse(&format!("{base}{rest}"))
+                    .map_err(|e| reqwest_middleware::Error::Middleware(e.into()))?;
+                *req.url_mut() = url;
+            }
+        }
+        next.run(req, extensions).await
+    }
+}
+
 /// A client for one participant service.
 #[derive(Clone)]
 pub struct ServiceClient {
@@ -185,7 +252,7 @@ pub struct ServiceClient {
 impl ServiceClient {
     pub fn new(
         target: &'static str,
-        base_url: &str,
+        base_urls: &BaseUrls,
         settings: &ClientSettings,
         metrics: Option<web::Data<Metrics>>,
     ) -> Result<Self, reqwest::Error> {
@@ -201,16 +268,22 @@ impl ServiceClient {
             .jitter(Jitter::Bounded)
             .base(2)
             .build_with_total_retry_duration(settings.budget);
-        let http = ClientBuilder::new(http)
+        let mut http = ClientBuilder::new(http)
             .with(RetryTransientMiddleware::new_with_policy_and_strategy(
                 policy,
                 TransientOnly,
             ))
-            .with(Counting { target, metrics })
-            .build();
+            .with(Counting { target, metrics });
+        if base_urls.0.len() > 1 {
+            http = http.with(Spread {
+                urls: base_urls.clone(),
+                next: AtomicU32::new(0),
+            });
+        }
+        let http = http.build();
         Ok(ServiceClient {
             target,
-            base_url: base_url.trim_end_matches('/').to_string(),
+            base_url: base_urls.first().to_string(),
             token: settings.token.clone(),
             http,
         })
@@ -273,6 +346,27 @@ impl ServiceClient {
 mod tests {
     use super::*;
     use crate::contract::problem::ProblemCode;
+
+    #[test]
+    fn base_urls_are_one_or_several_http_urls() {
+        let one: BaseUrls = "http://127.0.0.1:3133/".parse().unwrap();
+        assert_eq!(one, BaseUrls(vec!["http://127.0.0.1:3133".into()]));
+        let two: BaseUrls = "http://a:1, https://b:2/stock".parse().unwrap();
+        assert_eq!(
+            two,
+            BaseUrls(vec!["http://a:1".into(), "https://b:2/stock".into()])
+        );
+        for bad in [
+            "",
+            "a:1",
+            "http://a:1,",
+            "ftp://a",
+            "http://a:1?x=1",
+            "http://a,,http://b",
+        ] {
+            assert!(bad.parse::<BaseUrls>().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn answers_are_read_as_the_contract_says() {

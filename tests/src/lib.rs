@@ -232,6 +232,9 @@ pub struct Options {
     pub dir: Option<PathBuf>,
     /// `debug` or `release` binaries (default: `TEST_PROFILE`, else `debug`).
     pub profile: Option<String>,
+    /// Instances of each service behind nginx (default 1), all started at once; order is given
+    /// every instance of stock and payment.
+    pub instances: usize,
 }
 
 impl Options {
@@ -239,16 +242,24 @@ impl Options {
         self.env.push((name.to_string(), value.to_string()));
         self
     }
+
+    pub fn instances(mut self, n: usize) -> Self {
+        self.instances = n;
+        self
+    }
 }
+
+/// A process of the stack: a part and, for a service, which of its instances (1 for the others).
+type Proc = (Part, usize);
 
 pub struct Stack {
     pub id: String,
     pub nginx_url: String,
     pub client: reqwest::Client,
     dir: PathBuf,
-    ports: HashMap<Part, u16>,
+    ports: HashMap<Proc, u16>,
     options: Options,
-    children: Mutex<HashMap<Part, Child>>,
+    children: Mutex<HashMap<Proc, Child>>,
 }
 
 impl Stack {
@@ -264,18 +275,19 @@ impl Stack {
             .unwrap_or_else(|| workspace_root().join(".stack/test/stacks"))
             .join(&id);
         std::fs::create_dir_all(&dir).expect("stack dir");
-        let ports: HashMap<Part, u16> = [
-            Part::Order,
-            Part::Payment,
-            Part::Stock,
-            Part::Redis,
-            Part::Nginx,
-        ]
-        .into_iter()
-        .map(|p| (p, free_port()))
-        .collect();
+        let instances = options.instances.max(1);
+        let ports: HashMap<Proc, u16> = [Part::Redis, Part::Nginx]
+            .into_iter()
+            .map(|p| (p, 1))
+            .chain(
+                Part::SERVICES
+                    .into_iter()
+                    .flat_map(|p| (1..=instances).map(move |i| (p, i))),
+            )
+            .map(|proc| (proc, free_port()))
+            .collect();
         let stack = Stack {
-            nginx_url: format!("http://127.0.0.1:{}", ports[&Part::Nginx]),
+            nginx_url: format!("http://127.0.0.1:{}", ports[&(Part::Nginx, 1)]),
             id,
             client: reqwest::Client::builder()
                 .no_proxy()
@@ -287,32 +299,64 @@ impl Stack {
             options,
             children: Mutex::new(HashMap::new()),
         };
-        stack.spawn(Part::Redis, &[]);
+        stack.spawn((Part::Redis, 1), &[]);
         stack.wait_port(Part::Redis).await;
-        for part in Part::SERVICES {
-            stack.spawn(part, &[]);
+        // Every instance at once, on databases that may not exist yet: instances that start
+        // together must agree on who creates the databases and runs the migrations.
+        for proc in stack.service_procs() {
+            stack.spawn(proc, &[]);
         }
-        for part in Part::SERVICES {
-            stack.wait_ready(part).await;
+        for proc in stack.service_procs() {
+            stack.wait_ready(proc).await;
         }
-        stack.spawn(Part::Nginx, &[]);
+        stack.spawn((Part::Nginx, 1), &[]);
         stack.wait_port(Part::Nginx).await;
         stack
     }
 
     /// The processes; a panic elsewhere never keeps them from being killed.
-    fn children(&self) -> std::sync::MutexGuard<'_, HashMap<Part, Child>> {
+    fn children(&self) -> std::sync::MutexGuard<'_, HashMap<Proc, Child>> {
         self.children
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn port(&self, part: Part) -> u16 {
-        self.ports[&part]
+    /// How many instances of each service run behind nginx.
+    pub fn instances(&self) -> usize {
+        self.options.instances.max(1)
     }
 
+    /// Every instance of every service, instance 1 of each first.
+    fn service_procs(&self) -> Vec<Proc> {
+        (1..=self.instances())
+            .flat_map(|i| Part::SERVICES.into_iter().map(move |p| (p, i)))
+            .collect()
+    }
+
+    /// The port of a part (of a service's instance 1).
+    pub fn port(&self, part: Part) -> u16 {
+        self.instance_port(part, 1)
+    }
+
+    pub fn instance_port(&self, part: Part, instance: usize) -> u16 {
+        self.ports[&(part, instance)]
+    }
+
+    /// A service's URL (its instance 1), without nginx.
     pub fn service_url(&self, part: Part) -> String {
-        format!("http://127.0.0.1:{}", self.port(part))
+        self.instance_url(part, 1)
+    }
+
+    pub fn instance_url(&self, part: Part, instance: usize) -> String {
+        format!("http://127.0.0.1:{}", self.instance_port(part, instance))
+    }
+
+    /// Every instance's URL, comma-separated: how order is told where stock and payment are.
+    fn instance_urls(&self, part: Part) -> String {
+        (1..=self.instances())
+            .map(|i| self.instance_url(part, i))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub fn database_url(&self, service: Part) -> String {
@@ -328,10 +372,17 @@ impl Stack {
     }
 
     pub fn log_path(&self, part: Part) -> PathBuf {
-        self.dir.join(format!("{}.log", part.name()))
+        self.instance_log_path(part, 1)
     }
 
-    fn command(&self, part: Part, extra: &[(String, String)]) -> Command {
+    pub fn instance_log_path(&self, part: Part, instance: usize) -> PathBuf {
+        match instance {
+            1 => self.dir.join(format!("{}.log", part.name())),
+            i => self.dir.join(format!("{}-{i}.log", part.name())),
+        }
+    }
+
+    fn command(&self, (part, instance): Proc, extra: &[(String, String)]) -> Command {
         let mut cmd = match part {
             Part::Redis => {
                 let mut c = Command::new(which("redis-server", &["/usr/bin/redis-server"]));
@@ -354,7 +405,7 @@ impl Stack {
                 c.env_clear()
                     .env("PATH", std::env::var("PATH").unwrap_or_default())
                     .env("HOST", "127.0.0.1")
-                    .env("PORT", self.port(service).to_string())
+                    .env("PORT", self.instance_port(service, instance).to_string())
                     .env("DATABASE_URL", self.database_url(service))
                     .env("DATABASE_MAX_CONNECTIONS", "8")
                     .env(
@@ -367,8 +418,8 @@ impl Stack {
                     )
                     .env("ADMIN_TOKENS", ADMIN_TOKEN)
                     .env("SERVICE_TOKEN", SERVICE_TOKEN)
-                    .env("STOCK_URL", self.service_url(Part::Stock))
-                    .env("PAYMENT_URL", self.service_url(Part::Payment))
+                    .env("STOCK_URL", self.instance_urls(Part::Stock))
+                    .env("PAYMENT_URL", self.instance_urls(Part::Payment))
                     .env("WORKERS", "2")
                     .env("RESERVATION_SWEEP_INTERVAL_MS", "200")
                     .env("RUST_LOG", "info,sqlx=warn");
@@ -395,43 +446,53 @@ impl Stack {
                 "${NGINX_PORT}",
                 &format!("127.0.0.1:{}", self.port(Part::Nginx)),
             )
-            .replace(
-                "${ORDER_UPSTREAM}",
-                &format!("127.0.0.1:{}", self.port(Part::Order)),
-            )
-            .replace(
-                "${PAYMENT_UPSTREAM}",
-                &format!("127.0.0.1:{}", self.port(Part::Payment)),
-            )
-            .replace(
-                "${STOCK_UPSTREAM}",
-                &format!("127.0.0.1:{}", self.port(Part::Stock)),
-            )
+            .replace("${ORDER_SERVERS}", &self.server_lines(Part::Order))
+            .replace("${PAYMENT_SERVERS}", &self.server_lines(Part::Payment))
+            .replace("${STOCK_SERVERS}", &self.server_lines(Part::Stock))
             .replace("worker_processes auto;", "worker_processes 1;");
         let path = state.join("nginx.conf");
         std::fs::write(&path, conf).expect("nginx.conf rendered");
         path
     }
 
-    fn spawn(&self, part: Part, extra: &[(String, String)]) {
+    /// nginx's `server` lines for a service: one per instance, never taken out (as the local
+    /// stack's, `scripts/stack.sh`): a refused connection moves the request to the next.
+    fn server_lines(&self, part: Part) -> String {
+        (1..=self.instances())
+            .map(|i| {
+                format!(
+                    "server 127.0.0.1:{} max_fails=0;",
+                    self.instance_port(part, i)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn spawn(&self, proc: Proc, extra: &[(String, String)]) {
+        let (part, instance) = proc;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.log_path(part))
+            .open(self.instance_log_path(part, instance))
             .expect("log file");
         let err = log.try_clone().expect("log file");
         let child = self
-            .command(part, extra)
+            .command(proc, extra)
             .stdout(log)
             .stderr(err)
             .stdin(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("{} does not start: {e}", part.name()));
-        self.children().insert(part, child);
+            .unwrap_or_else(|e| panic!("{} {instance} does not start: {e}", part.name()));
+        self.children().insert(proc, child);
     }
 
     pub fn pid(&self, part: Part) -> Option<u32> {
-        self.children().get(&part).map(Child::id)
+        self.instance_pid(part, 1)
+    }
+
+    pub fn instance_pid(&self, part: Part, instance: usize) -> Option<u32> {
+        self.children().get(&(part, instance)).map(Child::id)
     }
 
     async fn wait_port(&self, part: Part) {
@@ -447,9 +508,10 @@ impl Stack {
         }
     }
 
-    async fn wait_ready(&self, part: Part) {
+    async fn wait_ready(&self, proc: Proc) {
+        let (part, instance) = proc;
         let started = Instant::now();
-        let url = format!("{}/health/ready", self.service_url(part));
+        let url = format!("{}/health/ready", self.instance_url(part, instance));
         loop {
             if let Ok(r) = self.client.get(&url).send().await {
                 if r.status().is_success() {
@@ -458,30 +520,58 @@ impl Stack {
             }
             let exited = self
                 .children()
-                .get_mut(&part)
+                .get_mut(&proc)
                 .and_then(|c| c.try_wait().ok().flatten());
             if let Some(status) = exited {
-                panic!("{} exited ({status}); log: {}", part.name(), self.log(part));
+                panic!(
+                    "{} {instance} exited ({status}); log: {}",
+                    part.name(),
+                    self.instance_log(part, instance)
+                );
             }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
-                "{} is not ready; log: {}",
+                "{} {instance} is not ready; log: {}",
                 part.name(),
-                self.log(part)
+                self.instance_log(part, instance)
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     pub fn log(&self, part: Part) -> String {
-        let text = std::fs::read_to_string(self.log_path(part)).unwrap_or_default();
+        self.instance_log(part, 1)
+    }
+
+    /// The last 30 lines of an instance's log.
+    pub fn instance_log(&self, part: Part, instance: usize) -> String {
+        let text =
+            std::fs::read_to_string(self.instance_log_path(part, instance)).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(30).collect();
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
-    /// SIGTERM, and waits for the process to exit; returns its exit code.
+    /// SIGTERM, and waits for the process to exit; returns its exit code. (For a service, every
+    /// instance is stopped; the exit code is instance 1's.)
     pub async fn stop(&self, part: Part) -> Option<i32> {
-        let child = self.children().remove(&part);
+        let mut code = None;
+        for i in (1..=self.instances_of(part)).rev() {
+            code = self.stop_instance(part, i).await;
+        }
+        code
+    }
+
+    fn instances_of(&self, part: Part) -> usize {
+        if Part::SERVICES.contains(&part) {
+            self.instances()
+        } else {
+            1
+        }
+    }
+
+    /// SIGTERM to one instance, and waits for it to exit; returns its exit code.
+    pub async fn stop_instance(&self, part: Part, instance: usize) -> Option<i32> {
+        let child = self.children().remove(&(part, instance));
         let mut child = child?;
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -502,28 +592,47 @@ impl Stack {
 
     /// SIGKILL: the process dies mid-flight. (nginx is stopped with SIGTERM, which is immediate
     /// for it, so that its workers do not outlive it.)
+    /// (For a service, every instance is killed.)
     pub async fn kill(&self, part: Part) {
         if part == Part::Nginx {
             self.stop(part).await;
             return;
         }
-        let child = self.children().remove(&part);
+        for i in 1..=self.instances_of(part) {
+            self.kill_instance(part, i).await;
+        }
+    }
+
+    /// SIGKILL to one instance of a service.
+    pub async fn kill_instance(&self, part: Part, instance: usize) {
+        let child = self.children().remove(&(part, instance));
         if let Some(mut child) = child {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    /// Starts a stopped part again on its port, with extra environment for this start.
+    /// Starts a stopped part again on its port (every stopped instance of a service), with extra
+    /// environment for this start.
     pub async fn start_part(&self, part: Part, extra: &[(&str, &str)]) {
+        let stopped: Vec<usize> = (1..=self.instances_of(part))
+            .filter(|i| !self.children().contains_key(&(part, *i)))
+            .collect();
+        for i in stopped {
+            self.start_instance_part(part, i, extra).await;
+        }
+    }
+
+    /// Starts one stopped instance again on its port, with extra environment for this start.
+    pub async fn start_instance_part(&self, part: Part, instance: usize, extra: &[(&str, &str)]) {
         let extra: Vec<(String, String)> = extra
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        self.spawn(part, &extra);
+        self.spawn((part, instance), &extra);
         match part {
             Part::Redis | Part::Nginx => self.wait_port(part).await,
-            _ => self.wait_ready(part).await,
+            _ => self.wait_ready((part, instance)).await,
         }
     }
 
@@ -554,7 +663,7 @@ impl Stack {
             .expect("log file");
         let err = log.try_clone().expect("log file");
         let child = self
-            .command(service, &env)
+            .command((service, 1), &env)
             .stdout(log)
             .stderr(err)
             .stdin(Stdio::null())
@@ -727,7 +836,7 @@ impl Drop for Stack {
             let mut children = self.children();
             for (part, child) in children.iter_mut() {
                 // SIGKILL on nginx's master would orphan its workers: stop it with SIGTERM.
-                if *part == Part::Nginx {
+                if part.0 == Part::Nginx {
                     let _ = Command::new("kill")
                         .args(["-TERM", &child.id().to_string()])
                         .status();

@@ -14,7 +14,7 @@ use crate::domain::policy::{self, Call, Compensation};
 use crate::domain::{Order, Transition};
 use crate::metrics::SagaMetrics;
 use crate::storage::{orders, StorageError, Writes};
-use prometheus::IntGauge;
+use prometheus::{IntGauge, IntGaugeVec};
 use shared::client::{CallContext, Reply};
 use shared::contract::order::{FailureCode, OrderEvent, OrderStatus, Step};
 use shared::contract::payment::ChargeRequest;
@@ -51,6 +51,89 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+/// Why a step that must succeed is being asked again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RetryReason {
+    Refused,
+    Unavailable,
+}
+
+impl RetryReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            RetryReason::Refused => "refused",
+            RetryReason::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// One order's step while it is asked again, as an operator sees it: counted in
+/// `saga_steps_retrying{step,reason}` for as long as it lasts (however the drive ends), and logged
+/// once when it starts being retried for a reason and once when it settles — not at every
+/// attempt, which for a step refused for hours would bury everything else in the log.
+struct Retrying<'a> {
+    gauge: &'a IntGaugeVec,
+    order: Uuid,
+    step: Step,
+    reason: std::sync::Mutex<Option<RetryReason>>,
+}
+
+impl<'a> Retrying<'a> {
+    fn new(gauge: &'a IntGaugeVec, order: Uuid, step: Step) -> Self {
+        Retrying {
+            gauge,
+            order,
+            step,
+            reason: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn current(&self) -> std::sync::MutexGuard<'_, Option<RetryReason>> {
+        self.reason.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This attempt failed for `reason`; `what` says how, for the log line.
+    fn failed(&self, reason: RetryReason, attempt: u32, what: &dyn std::fmt::Display) {
+        let mut current = self.current();
+        if *current == Some(reason) {
+            tracing::debug!(order_id = %self.order, step = %self.step, attempt, reason = reason.as_str(), %what, "retrying");
+            return;
+        }
+        if let Some(previous) = current.replace(reason) {
+            self.gauge
+                .with_label_values(&[self.step.as_str(), previous.as_str()])
+                .dec();
+        }
+        self.gauge
+            .with_label_values(&[self.step.as_str(), reason.as_str()])
+            .inc();
+        match reason {
+            RetryReason::Refused => {
+                tracing::error!(order_id = %self.order, step = %self.step, attempt, answer = %what, "a participant refuses a step that must succeed; asking again until it accepts (counted in saga_steps_retrying)")
+            }
+            RetryReason::Unavailable => {
+                tracing::warn!(order_id = %self.order, step = %self.step, attempt, error = %what, "no answer to a step that must succeed; asking again until it answers")
+            }
+        }
+    }
+
+    fn settled(&self, attempts: u32) {
+        if let Some(reason) = *self.current() {
+            tracing::info!(order_id = %self.order, step = %self.step, attempts, after = reason.as_str(), "the step settled after being asked again");
+        }
+    }
+}
+
+impl Drop for Retrying<'_> {
+    fn drop(&mut self) {
+        if let Some(reason) = *self.current() {
+            self.gauge
+                .with_label_values(&[self.step.as_str(), reason.as_str()])
+                .dec();
+        }
     }
 }
 
@@ -282,8 +365,9 @@ impl<P: Participants> Saga<P> {
         T: std::fmt::Debug,
     {
         let id = order.id;
-        until_done(self.compensation_max_backoff, |n| {
-            let (call, settled) = (&call, &settled);
+        let retrying = Retrying::new(&self.metrics.steps_retrying, id, step);
+        let (reply, outcome, attempts) = until_done(self.compensation_max_backoff, |n| {
+            let (call, settled, retrying) = (&call, &settled, &retrying);
             async move {
                 if n > 1 {
                     if let Err(e) = orders::renew_lease(self.pool(), id, self.lease).await {
@@ -292,21 +376,25 @@ impl<P: Participants> Saga<P> {
                 }
                 match call().await {
                     Ok(reply) => match settled(&reply) {
-                        Some(outcome) => Some((reply, outcome)),
+                        Some(outcome) => Some((reply, outcome, n)),
                         None => {
-                            // Something is wrong (a token, a bug): logged, and asked again.
-                            tracing::error!(order_id = %id, step = %step, attempt = n, answer = ?reply.answer, "a participant refused a step that must succeed; retrying");
+                            // Something is wrong (a token, a bug): counted, logged once, and
+                            // asked again.
+                            let answer = format!("{:?}", reply.answer);
+                            retrying.failed(RetryReason::Refused, n, &answer);
                             None
                         }
                     },
                     Err(unavailable) => {
-                        tracing::warn!(order_id = %id, step = %step, attempt = n, error = %unavailable, "retrying");
+                        retrying.failed(RetryReason::Unavailable, n, &unavailable);
                         None
                     }
                 }
             }
         })
-        .await
+        .await;
+        retrying.settled(attempts);
+        (reply, outcome)
     }
 
     /// Completes the reservation, asking until stock answers: a release cannot undo a completion

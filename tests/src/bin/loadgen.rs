@@ -108,6 +108,10 @@ struct RunArgs {
     /// The service (or admin) token transfers are sent with.
     #[arg(long)]
     token: Option<String>,
+    /// How many instances of each service the stack runs (`make up INSTANCES=n`), recorded in the
+    /// result file beside the figures.
+    #[arg(long)]
+    instances: Option<u32>,
     /// Lines per cart (one unit each, distinct items).
     #[arg(long, default_value_t = 1)]
     lines: usize,
@@ -724,6 +728,9 @@ fn table(results: &Value) {
     if let Some(cores) = results.get("cores") {
         println!("cores: {cores}");
     }
+    if let Some(instances) = results.get("instances") {
+        println!("instances of each service: {instances}");
+    }
 }
 
 /// What `run` cannot do, said before it starts.
@@ -763,6 +770,7 @@ async fn main() {
                 std::process::exit(2);
             }
             let json_path = args.json.clone();
+            let instances = args.instances;
             let mut results = json!({});
             for (scenario, report) in run(*args).await {
                 results[scenario.name()] = serde_json::to_value(&report).expect("report");
@@ -774,6 +782,9 @@ async fn main() {
                     .unwrap_or_else(|| json!({}));
                 existing["cores"] =
                     json!(std::thread::available_parallelism().map_or(1, |n| n.get()));
+                if let Some(n) = instances {
+                    existing["instances"] = json!(n);
+                }
                 for (name, report) in results.as_object().expect("an object") {
                     existing[name] = report.clone();
                 }

@@ -153,9 +153,15 @@ fn nginx_accepts_the_repository_configuration() {
     let conf = read("nginx.conf")
         .replace("${NGINX_STATE_DIR}", &dir.display().to_string())
         .replace("${NGINX_PORT}", "127.0.0.1:18080")
-        .replace("${ORDER_UPSTREAM}", "127.0.0.1:13131")
-        .replace("${PAYMENT_UPSTREAM}", "127.0.0.1:13132")
-        .replace("${STOCK_UPSTREAM}", "127.0.0.1:13133");
+        .replace(
+            "${ORDER_SERVERS}",
+            "server 127.0.0.1:13131; server 127.0.0.1:13141;",
+        )
+        .replace("${PAYMENT_SERVERS}", "server 127.0.0.1:13132;")
+        .replace(
+            "${STOCK_SERVERS}",
+            "server 127.0.0.1:13133 max_fails=1 fail_timeout=2s;",
+        );
     assert!(
         conf.lines()
             .filter(|l| !l.trim_start().starts_with('#'))

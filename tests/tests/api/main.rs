@@ -8,6 +8,7 @@ mod contract;
 mod conventions;
 mod deploy;
 mod idempotency;
+mod instances;
 mod local_stack;
 mod observability;
 mod payment;
