@@ -41,15 +41,16 @@ test: test-deps
 	cargo build --bins
 	TEST_DATABASE_URL=$$($(STACK) test-postgres) cargo test --workspace --no-fail-fast -- --test-threads=$${TEST_THREADS:-4}; \
 	status=$$?; $(STACK) test-postgres-stop; [ $$status = 0 ] || exit $$status
-	target/debug/chaos --seconds 20 --seed 5 --out .stack/chaos-test
+	target/debug/chaos --seconds 20 --seed 5 --instances 2 --out .stack/chaos-test
 
 ## chaos: checkout under a seeded fault schedule, then the invariants (docs/guarantees.md); .stack/chaos/result.json
-## (CHAOS_SECONDS=60, SEED= from the clock unless given, CHAOS_CLIENTS=16)
+## (CHAOS_SECONDS=60, SEED= from the clock unless given, CHAOS_CLIENTS=16, INSTANCES=n: kills take one instance)
 CHAOS_SECONDS ?= 60
 CHAOS_CLIENTS ?= 16
 chaos: deps
 	cargo build --release --bins
-	target/release/chaos --profile release --seconds $(CHAOS_SECONDS) --clients $(CHAOS_CLIENTS) $(if $(SEED),--seed $(SEED),)
+	target/release/chaos --profile release --seconds $(CHAOS_SECONDS) --clients $(CHAOS_CLIENTS) \
+		$(if $(SEED),--seed $(SEED),) $(if $(INSTANCES),--instances $(INSTANCES),)
 
 ## bench: release build, its own stack, then health, replay, and checkout and checkout_split (every sale
 ## split among three recipients) taking turns (64 clients, 30 s each); .stack/bench/result.json

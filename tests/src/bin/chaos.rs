@@ -62,6 +62,11 @@ struct Args {
     /// How long to wait for every order to become terminal once the faults end (seconds).
     #[arg(long, default_value_t = 180.0)]
     quiet_timeout: f64,
+    /// Instances of each service behind nginx. With more than one, a kill takes one instance of a
+    /// service (drawn by the seed) while the others serve, and a change of the processor's faults
+    /// restarts payment's instances one at a time.
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
 }
 
 /// SplitMix64: a seeded, reproducible schedule without another dependency.
@@ -151,11 +156,30 @@ struct Seen {
     attempts: u64,
 }
 
+/// One process kill: when, which, for how long, and how many checkouts completed meanwhile.
+#[derive(Serialize)]
+struct Kill {
+    fault: Fault,
+    /// Which instance of the service (1 when there is one).
+    instance: usize,
+    at_s: f64,
+    down_s: f64,
+    /// Checkouts answered 201 from the kill to the instance being ready again.
+    completed_meanwhile: usize,
+}
+
 #[derive(Serialize)]
 struct Report {
     seed: u64,
     seconds: f64,
     clients: usize,
+    instances: usize,
+    /// Checkouts answered 201 in each second from the start of the faults until the clients
+    /// stopped.
+    completions_per_second: Vec<usize>,
+    kills: Vec<Kill>,
+    /// Checkouts completed while an instance of a service was down (kills of Redis excluded).
+    completed_during_service_kills: usize,
     faults: BTreeMap<String, u64>,
     process_kills: u64,
     checkouts: u64,
@@ -245,6 +269,7 @@ async fn client_loop(
     stop: Arc<AtomicBool>,
     give_up_at: Arc<Mutex<Option<Instant>>>,
     completions: mpsc::UnboundedSender<(String, Instant)>,
+    completed_at: Arc<Mutex<Vec<Instant>>>,
 ) -> Seen {
     let mut seen = Seen::default();
     while !stop.load(Ordering::SeqCst) {
@@ -286,6 +311,10 @@ async fn client_loop(
             *seen.answers.entry(label).or_default() += 1;
             if done {
                 if status == Some(201) {
+                    completed_at
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(Instant::now());
                     if let Some(order) = answer["orderId"].as_str() {
                         let _ = completions.send((order.to_string(), Instant::now()));
                     }
@@ -959,30 +988,38 @@ impl PaymentFaults {
     }
 }
 
+/// Injects `fault`; for a process kill, says which instance it took (1 for Redis, or when
+/// each service runs once).
 async fn inject(
     stack: &Stack,
     pg: &OwnPostgres,
     fault: Fault,
     rng: &mut Rng,
     payment: &mut PaymentFaults,
-) {
+) -> usize {
     let down = Duration::from_secs_f64(rng.between(0.05, 1.0));
     match fault {
-        Fault::KillOrder | Fault::KillPayment | Fault::KillStock | Fault::KillRedis => {
+        Fault::KillOrder | Fault::KillPayment | Fault::KillStock => {
             let part = match fault {
                 Fault::KillOrder => Part::Order,
                 Fault::KillPayment => Part::Payment,
-                Fault::KillStock => Part::Stock,
-                _ => Part::Redis,
+                _ => Part::Stock,
             };
-            stack.kill(part).await;
+            let instance = 1 + rng.below(stack.instances());
+            stack.kill_instance(part, instance).await;
             tokio::time::sleep(down).await;
             let env = if part == Part::Payment {
                 payment.env().to_vec()
             } else {
                 Vec::new()
             };
-            stack.start_part(part, &env).await;
+            stack.start_instance_part(part, instance, &env).await;
+            return instance;
+        }
+        Fault::KillRedis => {
+            stack.kill(Part::Redis).await;
+            tokio::time::sleep(down).await;
+            stack.start_part(Part::Redis, &[]).await;
         }
         Fault::RestartPostgres => pg.crash_and_restart(down).await,
         Fault::PaymentFaults => {
@@ -992,9 +1029,25 @@ async fn inject(
                 rate: RATES[rng.below(RATES.len())],
                 latency_ms: LATENCIES[rng.below(LATENCIES.len())],
             };
-            stack.stop(Part::Payment).await;
-            stack.start_part(Part::Payment, &payment.env()).await;
+            restart_payment(stack, payment).await;
         }
+    }
+    1
+}
+
+/// payment restarted with the processor's faults of `payment`: at once when it runs alone, one
+/// instance at a time when there are several (as a rolling restart would).
+async fn restart_payment(stack: &Stack, payment: &PaymentFaults) {
+    if stack.instances() == 1 {
+        stack.stop(Part::Payment).await;
+        stack.start_part(Part::Payment, &payment.env()).await;
+        return;
+    }
+    for i in 1..=stack.instances() {
+        stack.stop_instance(Part::Payment, i).await;
+        stack
+            .start_instance_part(Part::Payment, i, &payment.env())
+            .await;
     }
 }
 
@@ -1036,6 +1089,7 @@ async fn run(args: Args) -> Report {
         postgres_url: Some(pg_url),
         dir: Some(out.join("stacks")),
         profile: Some(args.profile.clone()),
+        instances: args.instances.max(1),
         ..Options::default()
     }
     // Recovery paced for a short run: a saga whose driver died is taken over within seconds, and
@@ -1087,6 +1141,7 @@ async fn run(args: Args) -> Report {
     let give_up_at = Arc::new(Mutex::new(None));
     let mut clients = Vec::new();
     let mut refunders = Vec::new();
+    let completed_at = Arc::new(Mutex::new(Vec::new()));
     for i in 0..args.clients {
         let (completions, completed) = mpsc::unbounded_channel();
         let client_seed = seed ^ (i as u64 + 1).wrapping_mul(0x5851_F42D_4C95_7F2D);
@@ -1098,6 +1153,7 @@ async fn run(args: Args) -> Report {
             stop.clone(),
             give_up_at.clone(),
             completions,
+            completed_at.clone(),
         )));
         refunders.push(tokio::spawn(refunder(
             stack.clone(),
@@ -1127,6 +1183,7 @@ async fn run(args: Args) -> Report {
     // The fault schedule.
     let mut faults: BTreeMap<String, u64> = BTreeMap::new();
     let mut process_kills = 0;
+    let mut kills: Vec<(Fault, usize, Instant, Instant)> = Vec::new();
     let mut payment = PaymentFaults::OFF;
     let started = Instant::now();
     market.new_version_at_s = new_version_at
@@ -1152,7 +1209,11 @@ async fn run(args: Args) -> Report {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
         println!("chaos: {:>6.1} s  {label}", started.elapsed().as_secs_f64());
-        inject(&stack, &pg, fault, &mut rng, &mut payment).await;
+        let at = Instant::now();
+        let instance = inject(&stack, &pg, fault, &mut rng, &mut payment).await;
+        if fault.is_process_kill() {
+            kills.push((fault, instance, at, Instant::now()));
+        }
         *faults.entry(label).or_default() += 1;
         if fault.is_process_kill() {
             process_kills += 1;
@@ -1164,10 +1225,7 @@ async fn run(args: Args) -> Report {
 
     // Faults over: the processor heals, clients finish the keys they hold (for a bounded time).
     if !payment.is_off() {
-        stack.stop(Part::Payment).await;
-        stack
-            .start_part(Part::Payment, &PaymentFaults::OFF.env())
-            .await;
+        restart_payment(&stack, &PaymentFaults::OFF).await;
     }
     stop.store(true, Ordering::SeqCst);
     *give_up_at.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -1184,6 +1242,7 @@ async fn run(args: Args) -> Report {
             }
         }
     }
+    let clients_stopped = Instant::now();
     let restocks = restocks.await.unwrap_or(0);
     let moves = moves.await.unwrap_or_default();
     let mut refunds = Refunds::default();
@@ -1415,10 +1474,42 @@ async fn run(args: Args) -> Report {
             .fetch_one(&order_db)
             .await
             .expect("orders readable");
+    let completed_at = std::mem::take(&mut *completed_at.lock().unwrap_or_else(|p| p.into_inner()));
+    let seconds_run = clients_stopped.saturating_duration_since(started).as_secs() as usize + 1;
+    let mut completions_per_second = vec![0; seconds_run];
+    for t in &completed_at {
+        if let Some(second) = t.checked_duration_since(started) {
+            if let Some(n) = completions_per_second.get_mut(second.as_secs() as usize) {
+                *n += 1;
+            }
+        }
+    }
+    let kills: Vec<Kill> = kills
+        .into_iter()
+        .map(|(fault, instance, at, back)| Kill {
+            fault,
+            instance,
+            at_s: at.saturating_duration_since(started).as_secs_f64(),
+            down_s: back.saturating_duration_since(at).as_secs_f64(),
+            completed_meanwhile: completed_at
+                .iter()
+                .filter(|t| **t >= at && **t <= back)
+                .count(),
+        })
+        .collect();
+    let completed_during_service_kills = kills
+        .iter()
+        .filter(|k| k.fault != Fault::KillRedis)
+        .map(|k| k.completed_meanwhile)
+        .sum();
     let report = Report {
         seed,
         seconds: args.seconds,
         clients: args.clients,
+        instances: stack.instances(),
+        completions_per_second,
+        kills,
+        completed_during_service_kills,
         faults,
         process_kills,
         checkouts: (seen.completed.len() + seen.refused.len() + seen.abandoned.len()) as u64,
@@ -1468,6 +1559,17 @@ fn print(report: &Report) {
     );
     for (fault, n) in &report.faults {
         println!("  {fault:<18} {n}");
+    }
+    if report.instances > 1 {
+        let service_kills = report
+            .kills
+            .iter()
+            .filter(|k| k.fault != Fault::KillRedis)
+            .count();
+        println!(
+            "{} instances of each service: {} checkouts completed during {} single-instance kills",
+            report.instances, report.completed_during_service_kills, service_kills
+        );
     }
     println!(
         "checkouts {} (201: {}, refused: {}, abandoned: {}) in {} attempts; {} restocks",
