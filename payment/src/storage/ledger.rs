@@ -313,17 +313,19 @@ pub async fn add_reversals(
 }
 
 /// Payments with allocations due for release, claimed (their rows locked, skipping those a refund
-/// or another worker holds): at most `limit`, with their currency.
+/// or another worker holds): at most `limit`, with their currency. The limit applies after the
+/// skipping, so that a second instance's worker claims the next payments due instead of finding
+/// the first `limit` all locked by the first instance's.
 pub async fn claim_due(
     conn: &mut PgConnection,
     limit: i64,
 ) -> Result<Vec<(Uuid, Currency)>, StorageError> {
     let rows = sqlx::query!(
         r#"SELECT p.id, p.currency AS "currency: Currency" FROM payments p
-           WHERE p.id IN (SELECT DISTINCT payment_id FROM allocations
-                          WHERE released_at IS NULL AND release_at <= now()
-                          LIMIT $1)
+           WHERE p.id IN (SELECT payment_id FROM allocations
+                          WHERE released_at IS NULL AND release_at <= now())
            ORDER BY p.id
+           LIMIT $1
            FOR UPDATE OF p SKIP LOCKED"#,
         limit
     )

@@ -213,8 +213,8 @@ impl LocalStack {
             .into_iter()
             .map(|n| (n, free_port()))
             .collect();
-        stack(&dir, &ports, &["up"], env);
-        LocalStack {
+        // Made before `up`, so that a failed `up` is taken down too (when the test panics).
+        let local = LocalStack {
             nginx: format!("http://127.0.0.1:{}", ports["NGINX_PORT"]),
             dir,
             ports,
@@ -223,7 +223,9 @@ impl LocalStack {
                 .timeout(std::time::Duration::from_secs(20))
                 .build()
                 .unwrap(),
-        }
+        };
+        local.run(&["up"], env);
+        local
     }
 
     /// `scripts/stack.sh` with `args`, as `make` would run it (no tokens in the environment).
