@@ -68,6 +68,8 @@ impl RedisTarget {
     ///   TLS): a cluster with those seed nodes, each with the URL's credentials;
     /// - `redis://`, `rediss://`, `redis+unix://`, `unix://`: one server.
     ///
+    /// The TLS forms are refused for now: the redis crate is built without TLS.
+    ///
     /// An error names the variable and never repeats credentials.
     pub fn parse(url: &str, cluster_nodes: Option<&str>) -> Result<Self, ConfigError> {
         if let Some(list) = cluster_nodes {
@@ -380,6 +382,9 @@ mod tests {
             "redis+cluster://,,",
             "redis+cluster://:hunter2@127.0.0.1:notaport",
             "redis+cluster://0.0.0.0:7000",
+            // Understood, but the services are built without TLS.
+            "rediss://127.0.0.1:6379",
+            "rediss+cluster://127.0.0.1:7000",
         ] {
             let e = parse(url, None).unwrap_err();
             assert!(e.contains("REDIS_URL is invalid"), "{url}: {e}");
