@@ -22,7 +22,7 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The forms `REDIS_URL` takes, for error messages.
-const URL_FORMS: &str = "redis://host:port, rediss://host:port, redis+unix:///path/to/socket \
+const URL_FORMS: &str = "redis://host:port, redis+unix:///path/to/socket \
                          or redis+cluster://host:port[,host:port...]";
 
 /// How a single-server connection is made: short timeouts and one retry (see the module's
