@@ -61,7 +61,10 @@ pub struct CommonSettings {
     pub port: u16,
     pub database_url: String,
     pub database_max_connections: u32,
-    pub redis_url: String,
+    /// Where Redis is: `REDIS_URL` or `REDIS_CLUSTER_NODES`.
+    pub redis: crate::redis_conn::RedisTarget,
+    /// `REDIS_KEY_PREFIX`, by default the service's name.
+    pub redis_key_prefix: crate::idempotency::KeyPrefix,
     pub idempotency_ttl: Duration,
     pub idempotency_lock: Duration,
     pub shutdown_timeout: Duration,
@@ -96,18 +99,18 @@ impl CommonSettings {
             port: var_or("PORT", default_port)?,
             database_url,
             database_max_connections: var_or("DATABASE_MAX_CONNECTIONS", 16)?,
-            redis_url: string_or("REDIS_URL", "redis://127.0.0.1:6379"),
+            redis: crate::redis_conn::RedisTarget::from_env()?,
+            redis_key_prefix: crate::idempotency::KeyPrefix::parse(&string_or(
+                "REDIS_KEY_PREFIX",
+                service,
+            ))
+            .map_err(|why| ConfigError(format!("REDIS_KEY_PREFIX {why}")))?,
             idempotency_ttl: Duration::from_secs(idempotency_ttl),
             idempotency_lock: Duration::from_secs(idempotency_lock),
             shutdown_timeout: Duration::from_secs(var_or("SHUTDOWN_TIMEOUT_SECS", 10)?),
             startup_timeout: Duration::from_secs(var_or("STARTUP_TIMEOUT_SECS", 30)?),
             workers: workers.max(1),
         })
-    }
-
-    /// The Redis key prefix that keeps this service's keys apart from the others'.
-    pub fn redis_prefix(&self) -> String {
-        string_or("REDIS_KEY_PREFIX", self.service)
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`http`]: the HTTP edge — problem+json errors, extractors, auth, request ids, health, 404/405;
 //! - [`openapi`]: a service's OpenAPI document, completed with what the layers add;
 //! - [`idempotency`]: the Idempotency-Key layer;
+//! - [`redis_conn`]: Redis, one server or a cluster;
 //! - [`storage`]: the errors a storage layer answers with;
 //! - [`batch`]: group commit;
 //! - [`client`]: the outbound client the saga calls participants with;
@@ -17,6 +18,7 @@ pub mod contract;
 pub mod http;
 pub mod idempotency;
 pub mod openapi;
+pub mod redis_conn;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

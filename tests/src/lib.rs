@@ -2,7 +2,9 @@
 //! server, a database per service in the shared test PostgreSQL server, the three service binaries
 //! and nginx rendered from the repository's `nginx.conf` — and tests drive it through nginx.
 //! Parts can be stopped, killed and restarted for real ([`Stack::stop`], [`Stack::kill`],
-//! [`Stack::restart`]). Everything is killed when the `Stack` is dropped.
+//! [`Stack::restart`]). Everything is killed when the `Stack` is dropped. With
+//! [`Options::redis_cluster`] the services use a three-master Redis Cluster of the stack's own
+//! ([`RedisCluster`]) instead of the single Redis server.
 
 pub mod invariants;
 
@@ -190,6 +192,205 @@ fn which(name: &str, fallbacks: &[&str]) -> PathBuf {
         .unwrap_or_else(|| panic!("{name} is not installed (make deps)"))
 }
 
+/// A local Redis Cluster of three masters and no replicas, on free ports (and free cluster-bus
+/// ports, so that nothing is assumed of port + 10000), with its state in a directory of its own.
+/// Its servers are killed when it is dropped.
+pub struct RedisCluster {
+    dir: PathBuf,
+    /// Each master's port and cluster-bus port.
+    nodes: Vec<(u16, u16)>,
+    /// Each master's process, `None` while it is killed ([`Self::kill`]).
+    children: Mutex<Vec<Option<Child>>>,
+}
+
+impl RedisCluster {
+    pub const MASTERS: usize = 3;
+
+    /// Starts the servers, joins them into a cluster (`redis-cli --cluster create`) and waits
+    /// until every node reports `cluster_state:ok`.
+    pub async fn start(dir: &Path) -> RedisCluster {
+        std::fs::create_dir_all(dir).expect("redis cluster dir");
+        let cluster = RedisCluster {
+            dir: dir.to_path_buf(),
+            nodes: (0..Self::MASTERS)
+                .map(|_| (free_port(), free_port()))
+                .collect(),
+            children: Mutex::new((0..Self::MASTERS).map(|_| None).collect()),
+        };
+        for node in 0..Self::MASTERS {
+            cluster.spawn(node);
+        }
+        for node in 0..Self::MASTERS {
+            cluster.wait_port(node).await;
+        }
+        let created = tokio::process::Command::new(which("redis-cli", &["/usr/bin/redis-cli"]))
+            .arg("--cluster")
+            .arg("create")
+            .args(cluster.ports().iter().map(|p| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("redis-cli runs");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&created.stdout),
+            String::from_utf8_lossy(&created.stderr)
+        );
+        cluster.wait_ok().await;
+        cluster
+    }
+
+    fn spawn(&self, node: usize) {
+        let (port, bus) = self.nodes[node];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("redis-{port}.log")))
+            .expect("log file");
+        let err = log.try_clone().expect("log file");
+        // The node's cluster configuration (its id, its slots) is kept in its file, so that a
+        // node started again takes its place in the cluster; its data is not kept. A killed
+        // master is not declared failed within a test's time (60 s): no replica could take its
+        // place, and a master declared failed would stay so for twice that after its return.
+        let child = Command::new(which("redis-server", &["/usr/bin/redis-server"]))
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-port", &bus.to_string()])
+            .args(["--cluster-node-timeout", "60000"])
+            .arg("--cluster-config-file")
+            .arg(self.dir.join(format!("nodes-{port}.conf")))
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(log)
+            .stderr(err)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("redis-server does not start: {e}"));
+        self.children()[node] = Some(child);
+    }
+
+    fn children(&self) -> std::sync::MutexGuard<'_, Vec<Option<Child>>> {
+        self.children
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn wait_port(&self, node: usize) {
+        let (port, _) = self.nodes[node];
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "cluster node {port} does not listen"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until every master reports `cluster_state:ok`.
+    pub async fn wait_ok(&self) {
+        let started = Instant::now();
+        while !self
+            .each("CLUSTER INFO")
+            .iter()
+            .all(|info| info.contains("cluster_state:ok"))
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the cluster is not ok: {:?}",
+                self.each("CLUSTER INFO")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL of one master (`0..MASTERS`): its slots have no master until it is started again.
+    pub fn kill(&self, node: usize) {
+        if let Some(mut child) = self.children()[node].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed master again, on its port and with its slots (and without its data), and
+    /// waits until the cluster is ok.
+    pub async fn start_node(&self, node: usize) {
+        self.spawn(node);
+        self.wait_port(node).await;
+        self.wait_ok().await;
+    }
+
+    /// The masters' ports.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|(port, _)| *port).collect()
+    }
+
+    /// `127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3` (the form of `REDIS_CLUSTER_NODES`).
+    pub fn nodes(&self) -> String {
+        let nodes: Vec<String> = self
+            .ports()
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        nodes.join(",")
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,...` (the cluster form of `REDIS_URL`).
+    pub fn url(&self) -> String {
+        format!("redis+cluster://{}", self.nodes())
+    }
+
+    /// Sends one command to every master; their answers, in the order of [`Self::ports`] (a
+    /// killed master's is empty).
+    pub fn each(&self, command: &str) -> Vec<String> {
+        self.ports()
+            .into_iter()
+            .map(|port| send_command(port, command).unwrap_or_default())
+            .collect()
+    }
+
+    /// Sends one command to every master and answers as one server would: the answer they all
+    /// gave (`FLUSHALL`: `+OK`), the sum of integer answers (`DBSIZE`), else every answer, one
+    /// a line.
+    pub fn command(&self, command: &str) -> String {
+        let answers = self.each(command);
+        if answers.iter().all(|a| a == &answers[0]) {
+            return answers[0].clone();
+        }
+        let integers: Option<Vec<i64>> = answers
+            .iter()
+            .map(|a| a.strip_prefix(':').and_then(|n| n.parse().ok()))
+            .collect();
+        match integers {
+            Some(numbers) => format!(":{}", numbers.iter().sum::<i64>()),
+            None => answers.join("\n"),
+        }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in 0..Self::MASTERS {
+            self.kill(node);
+        }
+    }
+}
+
+/// Sends one command to the Redis server on `port`, the way redis-cli would; its raw answer, or
+/// `None` when nothing listens there.
+fn send_command(port: u16, command: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    s.write_all(format!("{command}\r\n").as_bytes())
+        .expect("redis write");
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap_or(0);
+    Some(String::from_utf8_lossy(&buf[..n]).trim().to_string())
+}
+
 /// An HTTP answer, with the body parsed as JSON when it is JSON.
 #[derive(Debug)]
 pub struct Answer {
@@ -222,6 +423,20 @@ impl Answer {
     }
 }
 
+/// How a stack's services reach Redis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RedisMode {
+    /// One server ([`Part::Redis`]), named by `REDIS_URL=redis://...`.
+    #[default]
+    Single,
+    /// A three-master cluster of the stack's own ([`RedisCluster`]), named by
+    /// `REDIS_URL=redis+cluster://...`.
+    Cluster,
+    /// The same cluster named by `REDIS_CLUSTER_NODES`, while `REDIS_URL` names a port where
+    /// nothing listens: ready services show that `REDIS_CLUSTER_NODES` was used.
+    ClusterNodes,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Extra environment for every service (e.g. `PAYMENT_FAULT_RATE`).
@@ -235,6 +450,8 @@ pub struct Options {
     /// Instances of each service behind nginx (default 1), all started at once; order is given
     /// every instance of stock and payment.
     pub instances: usize,
+    /// One Redis server (default) or a cluster.
+    pub redis: RedisMode,
 }
 
 impl Options {
@@ -245,6 +462,19 @@ impl Options {
 
     pub fn instances(mut self, n: usize) -> Self {
         self.instances = n;
+        self
+    }
+
+    /// The services use a three-master Redis Cluster ([`RedisMode::Cluster`]).
+    pub fn redis_cluster(mut self) -> Self {
+        self.redis = RedisMode::Cluster;
+        self
+    }
+
+    /// The services use a Redis Cluster named by `REDIS_CLUSTER_NODES`
+    /// ([`RedisMode::ClusterNodes`]).
+    pub fn redis_cluster_nodes(mut self) -> Self {
+        self.redis = RedisMode::ClusterNodes;
         self
     }
 }
@@ -260,6 +490,8 @@ pub struct Stack {
     ports: HashMap<Proc, u16>,
     options: Options,
     children: Mutex<HashMap<Proc, Child>>,
+    /// The stack's Redis Cluster, when its services use one instead of [`Part::Redis`].
+    redis_cluster: Option<RedisCluster>,
 }
 
 impl Stack {
@@ -286,6 +518,12 @@ impl Stack {
             )
             .map(|proc| (proc, free_port()))
             .collect();
+        let redis_cluster = match options.redis {
+            RedisMode::Single => None,
+            RedisMode::Cluster | RedisMode::ClusterNodes => {
+                Some(RedisCluster::start(&dir.join("redis-cluster")).await)
+            }
+        };
         let stack = Stack {
             nginx_url: format!("http://127.0.0.1:{}", ports[&(Part::Nginx, 1)]),
             id,
@@ -298,9 +536,12 @@ impl Stack {
             ports,
             options,
             children: Mutex::new(HashMap::new()),
+            redis_cluster,
         };
-        stack.spawn((Part::Redis, 1), &[]);
-        stack.wait_port(Part::Redis).await;
+        if stack.redis_cluster.is_none() {
+            stack.spawn((Part::Redis, 1), &[]);
+            stack.wait_port(Part::Redis).await;
+        }
         // Every instance at once, on databases that may not exist yet: instances that start
         // together must agree on who creates the databases and runs the migrations.
         for proc in stack.service_procs() {
@@ -408,10 +649,7 @@ impl Stack {
                     .env("PORT", self.instance_port(service, instance).to_string())
                     .env("DATABASE_URL", self.database_url(service))
                     .env("DATABASE_MAX_CONNECTIONS", "8")
-                    .env(
-                        "REDIS_URL",
-                        format!("redis://127.0.0.1:{}", self.port(Part::Redis)),
-                    )
+                    .envs(self.redis_env())
                     .env(
                         "SERVICE_TOKENS",
                         format!("{SERVICE_TOKEN},{SERVICE_TOKEN_2}"),
@@ -433,6 +671,20 @@ impl Stack {
             cmd.env(k, v);
         }
         cmd
+    }
+
+    /// How the services are told where Redis is ([`RedisMode`]).
+    fn redis_env(&self) -> Vec<(&'static str, String)> {
+        let single = format!("redis://127.0.0.1:{}", self.port(Part::Redis));
+        match (&self.redis_cluster, self.options.redis) {
+            (Some(cluster), RedisMode::Cluster) => vec![("REDIS_URL", cluster.url())],
+            (Some(cluster), RedisMode::ClusterNodes) => vec![
+                // Nothing listens there: the stack's single server is not started.
+                ("REDIS_URL", single),
+                ("REDIS_CLUSTER_NODES", cluster.nodes()),
+            ],
+            _ => vec![("REDIS_URL", single)],
+        }
     }
 
     fn render_nginx(&self) -> PathBuf {
@@ -471,6 +723,10 @@ impl Stack {
 
     fn spawn(&self, proc: Proc, extra: &[(String, String)]) {
         let (part, instance) = proc;
+        assert!(
+            !(part == Part::Redis && self.redis_cluster.is_some()),
+            "this stack's services use a Redis Cluster: there is no single Redis to start"
+        );
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -699,15 +955,27 @@ impl Stack {
         }
     }
 
-    /// Sends one command to Redis, the way redis-cli would (`FLUSHALL`, `DBSIZE`, ...).
+    /// Sends one command to Redis, the way redis-cli would (`FLUSHALL`, `DBSIZE`, ...); to a
+    /// cluster, it goes to every master and the answers are combined ([`RedisCluster::command`]).
     pub fn redis(&self, command: &str) -> String {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port(Part::Redis))).expect("redis");
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-        s.write_all(format!("{command}\r\n").as_bytes())
-            .expect("redis write");
-        let mut buf = [0u8; 512];
-        let n = s.read(&mut buf).unwrap_or(0);
-        String::from_utf8_lossy(&buf[..n]).trim().to_string()
+        match &self.redis_cluster {
+            Some(cluster) => cluster.command(command),
+            None => send_command(self.port(Part::Redis), command).expect("redis"),
+        }
+    }
+
+    /// Sends one command to each Redis server — the single one, or every master of the
+    /// cluster — and returns their answers.
+    pub fn redis_each(&self, command: &str) -> Vec<String> {
+        match &self.redis_cluster {
+            Some(cluster) => cluster.each(command),
+            None => vec![send_command(self.port(Part::Redis), command).expect("redis")],
+        }
+    }
+
+    /// The stack's Redis Cluster, when it has one ([`Options::redis_cluster`]).
+    pub fn redis_cluster(&self) -> Option<&RedisCluster> {
+        self.redis_cluster.as_ref()
     }
 
     /// A connection pool to one service's database, for checking stored state.

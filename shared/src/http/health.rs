@@ -1,7 +1,7 @@
 //! `GET /health/live`, `GET /health/ready` and its alias `GET /health`.
 
+use crate::redis_conn::Redis;
 use actix_web::{web, HttpResponse};
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::time::{Duration, Instant};
@@ -55,7 +55,8 @@ pub struct Readiness {
 #[derive(Clone)]
 pub struct HealthChecks {
     pub database: PgPool,
-    pub redis: ConnectionManager,
+    /// Checked with [`Redis::ping`]: the server, or every master of a cluster.
+    pub redis: Redis,
 }
 
 async fn timed<F, T, E>(probe: F) -> Check
@@ -90,7 +91,7 @@ pub async fn ready(checks: web::Data<HealthChecks>) -> HttpResponse {
     let mut redis = checks.redis.clone();
     let (database, redis) = tokio::join!(
         timed(sqlx::query("SELECT 1").execute(&checks.database)),
-        timed(async move { redis::cmd("PING").query_async::<String>(&mut redis).await }),
+        timed(async move { redis.ping().await }),
     );
     let healthy = database.status == Health::Healthy && redis.status == Health::Healthy;
     let body = Readiness {

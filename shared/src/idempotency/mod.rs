@@ -11,8 +11,8 @@
 mod key;
 mod store;
 
-pub use key::{fingerprint, IdempotencyKey, KeyError, KEY_PATTERN};
-pub use store::{connection_config, Claim, Entry, Store, StoredResponse};
+pub use key::{fingerprint, redis_key, IdempotencyKey, KeyError, KeyPrefix, KEY_PATTERN};
+pub use store::{Claim, Entry, Store, StoredResponse};
 
 use crate::http::auth::Caller;
 use crate::http::json::body_error;
@@ -141,14 +141,7 @@ pub async fn layer(
         .unwrap_or_else(|| req.path().to_string());
     let fp = fingerprint(req.method().as_str(), req.path(), &body);
     let claimed = Claimed {
-        redis_key: format!(
-            "{}:idem:{}:{} {}:{}",
-            metrics.service,
-            caller,
-            req.method(),
-            route,
-            key.as_str()
-        ),
+        redis_key: store.key(&caller, req.method().as_str(), &route, &key),
         fingerprint: fp.clone(),
         marker: String::new(),
     };

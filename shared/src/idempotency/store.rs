@@ -1,7 +1,8 @@
 //! The Redis side of the Idempotency-Key layer: an atomic claim with an expiring in-flight
 //! marker, then the finished response stored for the retention period.
 
-use redis::aio::ConnectionManager;
+use super::key::{redis_key, IdempotencyKey, KeyPrefix};
+use crate::redis_conn::{Redis, RedisTarget};
 use redis::Script;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -38,12 +39,14 @@ pub enum Claim {
     Existing(Entry),
 }
 
-/// An HTTP worker's store. Its Redis connection is opened on first use — from the worker, so
-/// that the connection's I/O runs on the worker's own thread — and reconnects by itself; while
-/// Redis cannot be reached every call fails (and the request is answered 503).
+/// An HTTP worker's store. Its Redis connection — to one server or a cluster — is opened on first
+/// use — from the worker, so that the connection's I/O runs on the worker's own thread — and
+/// reconnects by itself; while Redis cannot be reached every call fails (and the request is
+/// answered 503).
 pub struct Store {
-    client: redis::Client,
-    redis: OnceCell<ConnectionManager>,
+    target: RedisTarget,
+    prefix: KeyPrefix,
+    redis: OnceCell<Redis>,
     retention: Duration,
     lock: Duration,
 }
@@ -55,34 +58,34 @@ end
 return 0
 "#;
 
-/// How every Redis connection of a service is made: short timeouts, one retry, so that an outage
-/// answers 503 quickly instead of hanging requests; the connection manager reconnects by itself.
-pub fn connection_config() -> redis::aio::ConnectionManagerConfig {
-    redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(Duration::from_secs(2)))
-        .set_number_of_retries(1)
-}
-
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 impl Store {
-    pub fn new(client: redis::Client, retention: Duration, lock: Duration) -> Self {
+    pub fn new(
+        target: RedisTarget,
+        prefix: KeyPrefix,
+        retention: Duration,
+        lock: Duration,
+    ) -> Self {
         Store {
-            client,
+            target,
+            prefix,
             redis: OnceCell::new(),
             retention,
             lock,
         }
     }
 
-    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
+    /// The Redis key of `key` sent by `caller` to `method route` ([`redis_key`]).
+    pub fn key(&self, caller: &str, method: &str, route: &str, key: &IdempotencyKey) -> String {
+        redis_key(&self.prefix, caller, method, route, key)
+    }
+
+    async fn connection(&self) -> redis::RedisResult<Redis> {
         self.redis
-            .get_or_try_init(|| {
-                ConnectionManager::new_with_config(self.client.clone(), connection_config())
-            })
+            .get_or_try_init(|| self.target.connect())
             .await
             .cloned()
     }

@@ -4,7 +4,7 @@
 
 use super::StartupError;
 use crate::config::CommonSettings;
-use redis::aio::ConnectionManager;
+use crate::redis_conn::Redis;
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
@@ -73,10 +73,11 @@ pub async fn database(
     Ok(pool)
 }
 
-pub async fn redis(settings: &CommonSettings) -> Result<ConnectionManager, StartupError> {
-    let client = redis::Client::open(settings.redis_url.as_str())?;
+/// Connects to Redis — one server or a cluster ([`crate::redis_conn`]).
+pub async fn redis(settings: &CommonSettings) -> Result<Redis, StartupError> {
+    tracing::info!(redis = %settings.redis.describe(), "connecting to Redis");
     Ok(with_retries("Redis", settings.startup_timeout, || {
-        ConnectionManager::new_with_config(client.clone(), crate::idempotency::connection_config())
+        settings.redis.connect()
     })
     .await?)
 }

@@ -7,10 +7,11 @@ use crate::config::CommonSettings;
 use crate::http::json::BODY_LIMIT;
 use crate::http::problem::Problem;
 use crate::http::{health, request_id, routing};
+use crate::idempotency::KeyPrefix;
 use crate::openapi;
+use crate::redis_conn::{Redis, RedisTarget};
 use crate::telemetry::{self, metrics::Metrics};
 use actix_web::web;
-use redis::aio::ConnectionManager;
 use sqlx::migrate::Migrator;
 use sqlx::PgPool;
 use std::net::TcpListener;
@@ -19,9 +20,10 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct Foundation {
     pub pool: PgPool,
-    pub redis: ConnectionManager,
+    pub redis: Redis,
     pub metrics: web::Data<Metrics>,
-    redis_client: redis::Client,
+    redis_target: RedisTarget,
+    redis_key_prefix: KeyPrefix,
     idempotency_ttl: Duration,
     idempotency_lock: Duration,
     health: web::Data<health::HealthChecks>,
@@ -41,7 +43,8 @@ impl Foundation {
         let listener = connect::bind(settings)?;
         let foundation = Foundation {
             metrics: web::Data::new(Metrics::new(settings.service)?),
-            redis_client: redis::Client::open(settings.redis_url.as_str())?,
+            redis_target: settings.redis.clone(),
+            redis_key_prefix: settings.redis_key_prefix.clone(),
             idempotency_ttl: settings.idempotency_ttl,
             idempotency_lock: settings.idempotency_lock,
             health: web::Data::new(health::HealthChecks {
@@ -92,7 +95,8 @@ impl Foundation {
     fn configure(&self, cfg: &mut web::ServiceConfig) {
         cfg.app_data(self.metrics.clone())
             .app_data(web::Data::new(crate::idempotency::Store::new(
-                self.redis_client.clone(),
+                self.redis_target.clone(),
+                self.redis_key_prefix.clone(),
                 self.idempotency_ttl,
                 self.idempotency_lock,
             )))

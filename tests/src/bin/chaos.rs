@@ -261,6 +261,13 @@ fn classify(status: Option<u16>, body: &Value) -> (String, bool) {
     (label, done)
 }
 
+/// Where a client tells of each checkout completed: the refunder beside it (the order, when), and
+/// the run's timeline of completions.
+struct Completions {
+    orders: mpsc::UnboundedSender<(String, Instant)>,
+    at: Arc<Mutex<Vec<Instant>>>,
+}
+
 async fn client_loop(
     stack: Arc<Stack>,
     http: reqwest::Client,
@@ -268,8 +275,7 @@ async fn client_loop(
     mut rng: Rng,
     stop: Arc<AtomicBool>,
     give_up_at: Arc<Mutex<Option<Instant>>>,
-    completions: mpsc::UnboundedSender<(String, Instant)>,
-    completed_at: Arc<Mutex<Vec<Instant>>>,
+    completions: Completions,
 ) -> Seen {
     let mut seen = Seen::default();
     while !stop.load(Ordering::SeqCst) {
@@ -311,12 +317,13 @@ async fn client_loop(
             *seen.answers.entry(label).or_default() += 1;
             if done {
                 if status == Some(201) {
-                    completed_at
+                    completions
+                        .at
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .push(Instant::now());
                     if let Some(order) = answer["orderId"].as_str() {
-                        let _ = completions.send((order.to_string(), Instant::now()));
+                        let _ = completions.orders.send((order.to_string(), Instant::now()));
                     }
                     seen.completed.push(key);
                 } else {
@@ -1152,8 +1159,10 @@ async fn run(args: Args) -> Report {
             Rng(client_seed),
             stop.clone(),
             give_up_at.clone(),
-            completions,
-            completed_at.clone(),
+            Completions {
+                orders: completions,
+                at: completed_at.clone(),
+            },
         )));
         refunders.push(tokio::spawn(refunder(
             stack.clone(),

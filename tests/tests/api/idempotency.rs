@@ -1,14 +1,53 @@
 //! The Idempotency-Key layer (docs/api.md, docs/design/idempotency.md), including Redis loss and outages.
+//!
+//! Each test body takes the stack's [`Options`] and runs twice, from the same body: against one
+//! Redis server (`idempotency::single::...`) and against a local three-master Redis Cluster
+//! (`idempotency::cluster::...`). The cluster also has tests of its own, at the end.
 
 use futures_util::future::join_all;
 use serde_json::json;
 use tests::{
-    new_key, new_order_id, Options, Part, Stack, ADMIN_TOKEN, SERVICE_TOKEN, SERVICE_TOKEN_2,
+    new_key, new_order_id, Options, Part, RedisCluster, Stack, ADMIN_TOKEN, SERVICE_TOKEN,
+    SERVICE_TOKEN_2,
 };
 
-#[tokio::test]
-async fn missing_and_malformed_keys_are_refused_before_anything_runs() {
-    let s = Stack::start().await;
+/// A `single` and a `cluster` test for each body named.
+macro_rules! single_and_cluster {
+    ($($name:ident),* $(,)?) => {
+        mod single {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(::tests::Options::default()).await
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(::tests::Options::default().redis_cluster()).await
+                }
+            )*
+        }
+    };
+}
+
+single_and_cluster!(
+    missing_and_malformed_keys_are_refused_before_anything_runs,
+    a_finished_request_is_replayed_byte_for_byte,
+    a_key_reused_for_another_request_is_refused,
+    keys_are_scoped_per_route_and_per_caller,
+    a_request_that_failed_validation_or_with_5xx_may_be_retried_with_its_key,
+    concurrent_requests_with_one_key_execute_once,
+    a_second_request_while_the_first_runs_gets_409_in_progress,
+    after_redis_loses_everything_a_retry_finds_the_resource_in_postgres,
+    a_request_cut_off_by_a_crash_is_resumed_by_its_retry_not_repeated,
+    results_are_kept_a_day_and_keys_are_scoped_per_service,
+);
+
+async fn missing_and_malformed_keys_are_refused_before_anything_runs(options: Options) {
+    let s = Stack::start_with(options).await;
     let body = json!({"orderId": new_order_id(), "itemId": 1, "quantity": 1});
     s.post("/stock/reserve", Some(SERVICE_TOKEN), None, &body)
         .await
@@ -37,9 +76,8 @@ async fn missing_and_malformed_keys_are_refused_before_anything_runs() {
     .expect(201, None);
 }
 
-#[tokio::test]
-async fn a_finished_request_is_replayed_byte_for_byte() {
-    let s = Stack::start().await;
+async fn a_finished_request_is_replayed_byte_for_byte(options: Options) {
+    let s = Stack::start_with(options).await;
     let key = new_key();
     let body = json!({"name":"Lamp","price":4200,"currency":"USD","stock":2});
     let first = s
@@ -85,9 +123,8 @@ async fn a_finished_request_is_replayed_byte_for_byte() {
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
 }
 
-#[tokio::test]
-async fn a_key_reused_for_another_request_is_refused() {
-    let s = Stack::start().await;
+async fn a_key_reused_for_another_request_is_refused(options: Options) {
+    let s = Stack::start_with(options).await;
     let key = new_key();
     s.post(
         "/stock/reserve",
@@ -108,9 +145,8 @@ async fn a_key_reused_for_another_request_is_refused() {
     assert_eq!(s.item(1).await["reserved"], 1);
 }
 
-#[tokio::test]
-async fn keys_are_scoped_per_route_and_per_caller() {
-    let s = Stack::start().await;
+async fn keys_are_scoped_per_route_and_per_caller(options: Options) {
+    let s = Stack::start_with(options).await;
     let key = new_key();
     let order = new_order_id();
     s.post(
@@ -146,9 +182,10 @@ async fn keys_are_scoped_per_route_and_per_caller() {
     assert_eq!(a.json["orderId"], other.as_str());
 }
 
-#[tokio::test]
-async fn a_request_that_failed_validation_or_with_5xx_may_be_retried_with_its_key() {
-    let s = Stack::start().await;
+async fn a_request_that_failed_validation_or_with_5xx_may_be_retried_with_its_key(
+    options: Options,
+) {
+    let s = Stack::start_with(options).await;
     let key = new_key();
     let order = new_order_id();
     s.post(
@@ -205,9 +242,8 @@ async fn a_request_that_failed_validation_or_with_5xx_may_be_retried_with_its_ke
     assert_eq!(ok.header("idempotent-replayed"), None);
 }
 
-#[tokio::test]
-async fn concurrent_requests_with_one_key_execute_once() {
-    let s = Stack::start().await;
+async fn concurrent_requests_with_one_key_execute_once(options: Options) {
+    let s = Stack::start_with(options).await;
     let key = new_key();
     let order = new_order_id();
     let body = json!({"orderId": order, "amount": 10, "currency": "USD"});
@@ -239,10 +275,9 @@ async fn concurrent_requests_with_one_key_execute_once() {
     assert_eq!(n, 1);
 }
 
-#[tokio::test]
-async fn a_second_request_while_the_first_runs_gets_409_in_progress() {
+async fn a_second_request_while_the_first_runs_gets_409_in_progress(options: Options) {
     // The processor takes 1.5 s, holding the key.
-    let s = Stack::start_with(Options::default().env("PAYMENT_LATENCY_MS", 1500)).await;
+    let s = Stack::start_with(options.env("PAYMENT_LATENCY_MS", 1500)).await;
     let key = new_key();
     let body = json!({"orderId": new_order_id(), "amount": 10, "currency": "USD"});
     let first = s.post("/payment/charge", Some(SERVICE_TOKEN), Some(&key), &body);
@@ -263,9 +298,8 @@ async fn a_second_request_while_the_first_runs_gets_409_in_progress() {
     assert_eq!(first.json["paymentId"], third.json["paymentId"]);
 }
 
-#[tokio::test]
-async fn after_redis_loses_everything_a_retry_finds_the_resource_in_postgres() {
-    let s = Stack::start().await;
+async fn after_redis_loses_everything_a_retry_finds_the_resource_in_postgres(options: Options) {
+    let s = Stack::start_with(options).await;
     let (rk, ck, ik, xk) = (new_key(), new_key(), new_key(), new_key());
     let order = new_order_id();
     let reserve = json!({"orderId": order, "itemId": 1, "quantity": 2});
@@ -354,6 +388,8 @@ async fn after_redis_loses_everything_a_retry_finds_the_resource_in_postgres() {
     assert_eq!(n, 2);
 }
 
+/// One server only: it stops and starts the stack's Redis server, which a cluster stack has not (a
+/// cluster losing a master is the failover described in docs/design/idempotency.md).
 #[tokio::test]
 async fn with_redis_down_changes_are_refused_and_resume_when_it_returns() {
     let s = Stack::start().await;
@@ -392,11 +428,10 @@ async fn with_redis_down_changes_are_refused_and_resume_when_it_returns() {
     assert_eq!(s.item(1).await["reserved"], 1);
 }
 
-#[tokio::test]
-async fn a_request_cut_off_by_a_crash_is_resumed_by_its_retry_not_repeated() {
+async fn a_request_cut_off_by_a_crash_is_resumed_by_its_retry_not_repeated(options: Options) {
     // The processor takes 3 s; in-flight markers expire after 1 s.
     let s = Stack::start_with(
-        Options::default()
+        options
             .env("PAYMENT_LATENCY_MS", 3000)
             .env("IDEMPOTENCY_LOCK_SECS", 1),
     )
@@ -449,9 +484,8 @@ async fn a_request_cut_off_by_a_crash_is_resumed_by_its_retry_not_repeated() {
     assert_eq!(s.stop(Part::Payment).await, Some(0), "SIGTERM exits 0");
 }
 
-#[tokio::test]
-async fn results_are_kept_a_day_and_keys_are_scoped_per_service() {
-    let s = Stack::start().await;
+async fn results_are_kept_a_day_and_keys_are_scoped_per_service(options: Options) {
+    let s = Stack::start_with(options).await;
     let key = new_key();
     s.post(
         "/stock/reserve",
@@ -461,11 +495,19 @@ async fn results_are_kept_a_day_and_keys_are_scoped_per_service() {
     )
     .await
     .expect(201, None);
-    let ttl = s.redis(&format!(
-        "EVAL \"return redis.call('TTL', redis.call('KEYS', ARGV[1])[1])\" 0 stock:idem:*:{key}"
-    ));
-    let secs: i64 = ttl.trim_start_matches(':').parse().unwrap();
-    assert!((86_000..=86_400).contains(&secs), "kept 24 h: {ttl}");
+    // Asked of each server (the one, or every master of a cluster): the one holding the key
+    // answers its TTL, the others -3.
+    let ttls: Vec<i64> = s
+        .redis_each(&format!(
+            "EVAL \"local k = redis.call('KEYS', ARGV[1])[1]; \
+             if k then return redis.call('TTL', k) end; return -3\" 0 stock:idem:*:{key}"
+        ))
+        .iter()
+        .map(|answer| answer.trim_start_matches(':').parse().unwrap())
+        .filter(|ttl| *ttl != -3)
+        .collect();
+    assert_eq!(ttls.len(), 1, "one entry, on one server: {ttls:?}");
+    assert!((86_000..=86_400).contains(&ttls[0]), "kept 24 h: {ttls:?}");
     // The same key means nothing to another service.
     let a = s
         .post(
@@ -477,4 +519,142 @@ async fn results_are_kept_a_day_and_keys_are_scoped_per_service() {
         .await;
     a.expect(201, None);
     assert_eq!(a.header("idempotent-replayed"), None);
+}
+
+/// Each key's state is on the master of its slot, and the slots of the keys — even of a route
+/// whose pattern holds braces (`/items/{id}/restock`) — are spread over the masters: every master
+/// ends up with entries.
+#[tokio::test]
+async fn on_a_cluster_the_keys_spread_over_the_masters() {
+    let s = Stack::start_with(Options::default().redis_cluster()).await;
+    let cluster = s.redis_cluster().expect("a cluster stack");
+    for _ in 0..30 {
+        s.call(
+            "/payment/charge",
+            &json!({"orderId": new_order_id(), "amount": 10, "currency": "USD"}),
+        )
+        .await
+        .expect(201, None);
+        s.admin("/stock/items/2/restock", &json!({"quantity": 1}))
+            .await
+            .expect(200, None);
+    }
+    let sizes: Vec<i64> = cluster
+        .each("DBSIZE")
+        .iter()
+        .map(|answer| answer.trim_start_matches(':').parse().unwrap())
+        .collect();
+    assert_eq!(sizes.len(), RedisCluster::MASTERS);
+    assert_eq!(
+        sizes.iter().sum::<i64>(),
+        60,
+        "one entry per request: {sizes:?}"
+    );
+    // 60 keys over three masters: each holds some but for a chance below one in 10^10.
+    assert!(
+        sizes.iter().all(|n| *n > 0),
+        "every master is used: {sizes:?}"
+    );
+    let restock_keys = cluster
+        .each("KEYS stock:idem:*restock*")
+        .iter()
+        .filter(|answer| !answer.starts_with("*0"))
+        .count();
+    assert!(
+        restock_keys >= 2,
+        "one route's keys are on several masters, not on its pattern's slot"
+    );
+    assert_eq!(s.item(2).await["stock"], 80, "restocked once per request");
+}
+
+/// A master of the cluster lost: the requests whose key's slot it served answer 503 (none runs
+/// unguarded) while the others go on, and readiness is 503; once it is back, every key goes
+/// through — the refused ones run, the others are replayed.
+#[tokio::test]
+async fn on_a_cluster_a_lost_master_refuses_its_keys_until_it_is_back() {
+    let s = Stack::start_with(Options::default().redis_cluster()).await;
+    let cluster = s.redis_cluster().expect("a cluster stack");
+    cluster.kill(0);
+    let mut sent = Vec::new();
+    // 30 keys: some on the lost master's slots but for a chance of 5 in a million.
+    for _ in 0..30 {
+        let key = new_key();
+        let body = json!({"orderId": new_order_id(), "amount": 10, "currency": "USD"});
+        let a = s
+            .post("/payment/charge", Some(SERVICE_TOKEN), Some(&key), &body)
+            .await;
+        assert!(
+            a.status == 201 || (a.status == 503 && a.code() == "dependency_unavailable"),
+            "{}",
+            a.text
+        );
+        sent.push((key, body, a.status));
+    }
+    let refused = sent.iter().filter(|(_, _, status)| *status == 503).count();
+    assert!(refused > 0, "the lost master's keys are refused");
+    assert!(refused < sent.len(), "the other masters' keys go through");
+    let ready = s.get("/payment/health/ready", None).await;
+    ready.expect(503, None);
+    assert_eq!(ready.json["checks"]["redis"]["status"], "unhealthy");
+    let db = s.db(Part::Payment).await;
+    let count = || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM payments").fetch_one(&db);
+    assert_eq!(count().await.unwrap(), (sent.len() - refused) as i64);
+
+    cluster.start_node(0).await;
+    for (key, body, status) in &sent {
+        let mut answer = None;
+        for _ in 0..50 {
+            let a = s
+                .post("/payment/charge", Some(SERVICE_TOKEN), Some(key), body)
+                .await;
+            if a.status != 503 {
+                answer = Some(a);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let a = answer.expect("every key goes through once the master is back");
+        a.expect(201, None);
+        let replayed = (*status == 201).then_some("true");
+        assert_eq!(a.header("idempotent-replayed"), replayed);
+    }
+    assert_eq!(
+        count().await.unwrap(),
+        sent.len() as i64,
+        "one payment per key"
+    );
+    s.get("/payment/health/ready", None).await.expect(200, None);
+}
+
+/// `REDIS_CLUSTER_NODES` names the cluster (and takes precedence over `REDIS_URL`, which names a
+/// port where nothing listens here): the services start, answer ready, and keep keys in it.
+#[tokio::test]
+async fn services_start_and_answer_ready_with_redis_cluster_nodes() {
+    let s = Stack::start_with(Options::default().redis_cluster_nodes()).await;
+    for service in Part::SERVICES {
+        let ready = s
+            .get(&format!("/{}/health/ready", service.name()), None)
+            .await;
+        ready.expect(200, None);
+        assert_eq!(ready.json["checks"]["redis"]["status"], "healthy");
+        let log = std::fs::read_to_string(s.log_path(service)).unwrap();
+        assert!(
+            log.contains("cluster via"),
+            "{} uses the cluster",
+            service.name()
+        );
+    }
+    let key = new_key();
+    let body = json!({"orderId": new_order_id(), "amount": 10, "currency": "USD"});
+    let first = s
+        .post("/payment/charge", Some(SERVICE_TOKEN), Some(&key), &body)
+        .await;
+    first.expect(201, None);
+    let again = s
+        .post("/payment/charge", Some(SERVICE_TOKEN), Some(&key), &body)
+        .await;
+    again.expect(201, None);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.text, first.text);
+    assert_eq!(s.redis("DBSIZE"), ":1", "the entry is in the cluster");
 }
