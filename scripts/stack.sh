@@ -267,19 +267,17 @@ start_service() {
     overrides="$(env | grep -E "$SERVICE_VARS" || true)"
     (
         # What `make up` was given, then what this start is given.
+        # shellcheck disable=SC2163 # each line is NAME=value, exported as it is
         while IFS= read -r line; do [ -n "$line" ] && export "$line"; done \
             < <(cat "$STACK_DIR/service.env" 2>/dev/null; printf '%s\n' "$overrides")
-        set -a
-        PORT="$port"
-        HOST=127.0.0.1
+        export PORT="$port" HOST=127.0.0.1
         # PostgreSQL and Redis run on this machine: the services reach them over their Unix
         # sockets, which cost the kernel less per round trip than TCP over loopback.
         DATABASE_URL="postgres://postgres@localhost:$(cat "$STACK_DIR/run/postgres.port")/$name?host=$(pg_dir)"
-        REDIS_URL="redis+unix://$STACK_DIR/redis/redis.sock"
-        STOCK_URL="$stock_urls"
-        PAYMENT_URL="$payment_urls"
-        SERVICE_TOKEN="${SERVICE_TOKENS%%,*}"
-        set +a
+        export DATABASE_URL
+        export REDIS_URL="redis+unix://$STACK_DIR/redis/redis.sock"
+        export STOCK_URL="$stock_urls" PAYMENT_URL="$payment_urls"
+        export SERVICE_TOKEN="${SERVICE_TOKENS%%,*}"
         exec setsid "$bin" >>"$STACK_DIR/logs/$id.log" 2>&1 </dev/null
     ) &
     echo $! >"$STACK_DIR/run/$id.pid"
@@ -303,8 +301,9 @@ selected_instances() {
     local n
     n="$(instances)"
     if [ -n "${INSTANCE:-}" ]; then
-        [[ "$INSTANCE" =~ ^[0-9]+$ ]] && [ "$INSTANCE" -ge 1 ] && [ "$INSTANCE" -le "$n" ] \
-            || die "INSTANCE must be a number from 1 to $n"
+        if ! [[ "$INSTANCE" =~ ^[0-9]+$ ]] || [ "$INSTANCE" -lt 1 ] || [ "$INSTANCE" -gt "$n" ]; then
+            die "INSTANCE must be a number from 1 to $n"
+        fi
         echo "$INSTANCE"
     else
         seq 1 "$n"
@@ -317,7 +316,7 @@ stop_pid() {
     if alive "$pid"; then
         kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 150); do alive "$pid" || break; sleep 0.1; done
-        alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+        if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
     fi
     rm -f "$STACK_DIR/run/$name.pid"
 }
