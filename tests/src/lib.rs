@@ -978,6 +978,19 @@ impl Stack {
         self.redis_cluster.as_ref()
     }
 
+    /// What an instance of a service exposes on `/metrics` (on its own port: nginx does not
+    /// publish it).
+    pub async fn metrics(&self, part: Part, instance: usize) -> String {
+        self.client
+            .get(format!("{}/metrics", self.instance_url(part, instance)))
+            .send()
+            .await
+            .expect("metrics answered")
+            .text()
+            .await
+            .expect("metrics read")
+    }
+
     /// A connection pool to one service's database, for checking stored state.
     pub async fn db(&self, service: Part) -> sqlx::PgPool {
         sqlx::postgres::PgPoolOptions::new()

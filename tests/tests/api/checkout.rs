@@ -485,15 +485,7 @@ async fn orders_in_flight_when_order_is_killed_are_recovered() {
     .await
     .unwrap();
     assert!(recovered > 0, "the recovery worker resumed orders");
-    let metrics = s
-        .client
-        .get(format!("{}/metrics", s.service_url(Part::Order)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics(Part::Order, 1).await;
     assert!(
         metrics.contains("saga_recoveries_total{service=\"order\"}"),
         "recoveries counted"

@@ -8,17 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tests::{new_key, workspace_root, Options, Part, Stack};
 
-async fn metrics(s: &Stack, part: Part, instance: usize) -> String {
-    s.client
-        .get(format!("{}/metrics", s.instance_url(part, instance)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The value of the first sample of `metric` whose labels contain all of `labels`.
 fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
     text.lines()
@@ -71,7 +60,7 @@ async fn three_instances_of_each_service_start_at_once_on_empty_databases() {
             .expect(201, None);
     }
     for i in 1..=3 {
-        let m = metrics(&s, Part::Order, i).await;
+        let m = s.metrics(Part::Order, i).await;
         let served = sample(
             &m,
             "http_requests_total",
@@ -194,7 +183,7 @@ async fn a_refused_compensation_is_counted_and_logged_once_per_order() {
         )
     };
     let started = Instant::now();
-    while stuck(&metrics(&s, Part::Order, 1).await) != Some(1.0) {
+    while stuck(&s.metrics(Part::Order, 1).await) != Some(1.0) {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "the refund is counted as stuck"
@@ -203,7 +192,7 @@ async fn a_refused_compensation_is_counted_and_logged_once_per_order() {
     }
     // Many attempts later, still one line for the order.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let m = metrics(&s, Part::Order, 1).await;
+    let m = s.metrics(Part::Order, 1).await;
     let refused = sample(
         &m,
         "outbound_requests_total",
@@ -235,7 +224,7 @@ async fn a_refused_compensation_is_counted_and_logged_once_per_order() {
         assert!(started.elapsed() < Duration::from_secs(20), "{}", o.text);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(stuck(&metrics(&s, Part::Order, 1).await), Some(0.0));
+    assert_eq!(stuck(&s.metrics(Part::Order, 1).await), Some(0.0));
     let log = std::fs::read_to_string(s.log_path(Part::Order)).unwrap();
     let settled = log
         .lines()

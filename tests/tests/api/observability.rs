@@ -4,14 +4,7 @@ use serde_json::json;
 use tests::{Part, Stack};
 
 async fn scrape(s: &Stack, part: Part) -> String {
-    s.client
-        .get(format!("{}/metrics", s.service_url(part)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    s.metrics(part, 1).await
 }
 
 /// A series as `name` and its sorted labels.

@@ -375,14 +375,7 @@ where
 }
 
 pub(crate) async fn scrape(s: &Stack) -> String {
-    s.client
-        .get(format!("{}/metrics", s.service_url(Part::Payment)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    s.metrics(Part::Payment, 1).await
 }
 
 /// The value of `series` (labels in any order) in an exposition.
