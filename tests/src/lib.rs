@@ -5,6 +5,10 @@
 //! [`Stack::restart`]). Everything is killed when the `Stack` is dropped. With
 //! [`Options::redis_cluster`] the services use a three-master Redis Cluster of the stack's own
 //! ([`RedisCluster`]) instead of the single Redis server.
+//!
+//! Pointed at a stack it did not start (`TEST_STACK_URL`, see [`Remote`]), the suite's black-box
+//! tests — the `black_box` module of each test file, which speak only HTTP to nginx — run against
+//! that stack instead: `make compose-test` runs them through docker-compose's nginx.
 
 pub mod invariants;
 
@@ -20,6 +24,107 @@ use std::time::{Duration, Instant};
 pub const SERVICE_TOKEN: &str = "svc-test-token-1";
 pub const SERVICE_TOKEN_2: &str = "svc-test-token-2";
 pub const ADMIN_TOKEN: &str = "adm-test-token";
+
+/// A stack the suite did not start, named by the environment, that the black-box tests run
+/// against instead of starting their own:
+///
+/// - `TEST_STACK_URL`: its nginx (`http://127.0.0.1:8080`);
+/// - `TEST_SERVICE_TOKENS`: two of its service tokens, comma-separated (the first stands for
+///   [`SERVICE_TOKEN`], the second for [`SERVICE_TOKEN_2`]); `TEST_ADMIN_TOKEN`: one admin token;
+/// - `TEST_STACK_SETTINGS`: the settings its services were given that differ from the defaults,
+///   `NAME=value` separated by commas (empty: none).
+///
+/// A test runs against it only if the settings it asks for ([`Options::env`]) are exactly those,
+/// and it asks for nothing else of its stack (instances, a cluster, a server of its own): anything
+/// else panics, naming what the test needs. Everything that reaches past nginx — a process, a
+/// database, a log, Redis, a service's own port — panics too: those tests need a stack of their own.
+#[derive(Debug)]
+pub struct Remote {
+    pub url: String,
+    pub service_tokens: [String; 2],
+    pub admin_token: String,
+    pub settings: Vec<(String, String)>,
+}
+
+impl Remote {
+    fn from_env() -> Option<Remote> {
+        let url = std::env::var("TEST_STACK_URL")
+            .ok()
+            .filter(|u| !u.is_empty())?;
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| panic!("TEST_STACK_URL is set: {name} must be set too"))
+        };
+        let tokens: Vec<String> = var("TEST_SERVICE_TOKENS")
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .collect();
+        let [first, second] = <[String; 2]>::try_from(tokens).unwrap_or_else(|t| {
+            panic!("TEST_SERVICE_TOKENS must hold two tokens, not {}", t.len())
+        });
+        Some(Remote {
+            url: url.trim_end_matches('/').to_string(),
+            service_tokens: [first, second],
+            admin_token: var("TEST_ADMIN_TOKEN"),
+            settings: parse_settings(&std::env::var("TEST_STACK_SETTINGS").unwrap_or_default()),
+        })
+    }
+
+    /// Panics unless a test asking for `options` can run against this stack.
+    fn admit(&self, options: &Options) {
+        let mut asked = options.env.clone();
+        asked.sort();
+        let mut has = self.settings.clone();
+        has.sort();
+        let own = options.postgres_url.is_some()
+            || options.dir.is_some()
+            || options.profile.is_some()
+            || options.instances > 1
+            || options.redis != RedisMode::Single;
+        assert!(
+            !own && asked == has,
+            "this test needs a stack of its own (it asks for {options:?}), or one whose settings \
+             (TEST_STACK_SETTINGS) are exactly {asked:?}; the stack at {} has {has:?}",
+            self.url
+        );
+    }
+}
+
+/// `NAME=value,NAME=value` (empty: none).
+fn parse_settings(text: &str) -> Vec<(String, String)> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.split_once('=') {
+            Some((k, v)) => (k.trim().to_string(), v.trim().to_string()),
+            None => panic!("TEST_STACK_SETTINGS: {s:?} is not NAME=value"),
+        })
+        .collect()
+}
+
+/// The stack the suite was pointed at, if any ([`Remote`]).
+pub fn remote() -> Option<&'static Remote> {
+    static REMOTE: OnceLock<Option<Remote>> = OnceLock::new();
+    REMOTE.get_or_init(Remote::from_env).as_ref()
+}
+
+/// The token of a service caller: [`SERVICE_TOKEN`] on a stack of the suite's own, the first of
+/// `TEST_SERVICE_TOKENS` on a [`Remote`] one.
+pub fn service_token() -> &'static str {
+    remote().map_or(SERVICE_TOKEN, |r| r.service_tokens[0].as_str())
+}
+
+/// Another service caller's token ([`SERVICE_TOKEN_2`], or the second of `TEST_SERVICE_TOKENS`).
+pub fn service_token_2() -> &'static str {
+    remote().map_or(SERVICE_TOKEN_2, |r| r.service_tokens[1].as_str())
+}
+
+/// An admin token ([`ADMIN_TOKEN`], or `TEST_ADMIN_TOKEN`).
+pub fn admin_token() -> &'static str {
+    remote().map_or(ADMIN_TOKEN, |r| r.admin_token.as_str())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Part {
@@ -492,6 +597,8 @@ pub struct Stack {
     children: Mutex<HashMap<Proc, Child>>,
     /// The stack's Redis Cluster, when its services use one instead of [`Part::Redis`].
     redis_cluster: Option<RedisCluster>,
+    /// A stack the suite did not start ([`Remote`]): only its nginx is reached.
+    remote: bool,
 }
 
 impl Stack {
@@ -501,6 +608,22 @@ impl Stack {
 
     pub async fn start_with(options: Options) -> Stack {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        if let Some(remote) = remote() {
+            remote.admit(&options);
+            let dir = workspace_root().join(".stack/test/remote").join(&id);
+            std::fs::create_dir_all(&dir).expect("scratch dir");
+            return Stack {
+                id,
+                nginx_url: remote.url.clone(),
+                client: Self::http_client(),
+                dir,
+                ports: HashMap::new(),
+                options,
+                children: Mutex::new(HashMap::new()),
+                redis_cluster: None,
+                remote: true,
+            };
+        }
         let dir = options
             .dir
             .clone()
@@ -527,16 +650,13 @@ impl Stack {
         let stack = Stack {
             nginx_url: format!("http://127.0.0.1:{}", ports[&(Part::Nginx, 1)]),
             id,
-            client: reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("http client"),
+            client: Self::http_client(),
             dir,
             ports,
             options,
             children: Mutex::new(HashMap::new()),
             redis_cluster,
+            remote: false,
         };
         if stack.redis_cluster.is_none() {
             stack.spawn((Part::Redis, 1), &[]);
@@ -553,6 +673,30 @@ impl Stack {
         stack.spawn((Part::Nginx, 1), &[]);
         stack.wait_port(Part::Nginx).await;
         stack
+    }
+
+    fn http_client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client")
+    }
+
+    /// Whether the suite started this stack (else it is a [`Remote`] one, reached only through
+    /// its nginx).
+    pub fn is_own(&self) -> bool {
+        !self.remote
+    }
+
+    /// Panics on a [`Remote`] stack: `what` reaches past its nginx.
+    #[track_caller]
+    fn own(&self, what: &str) {
+        assert!(
+            !self.remote,
+            "{what} needs a stack of the suite's own: the stack at {} is reached only through its nginx",
+            self.nginx_url
+        );
     }
 
     /// The processes; a panic elsewhere never keeps them from being killed.
@@ -580,6 +724,7 @@ impl Stack {
     }
 
     pub fn instance_port(&self, part: Part, instance: usize) -> u16 {
+        self.own("a service's own port");
         self.ports[&(part, instance)]
     }
 
@@ -601,6 +746,7 @@ impl Stack {
     }
 
     pub fn database_url(&self, service: Part) -> String {
+        self.own("a database");
         let server = match &self.options.postgres_url {
             Some(url) => url.as_str(),
             None => postgres_url(),
@@ -608,6 +754,8 @@ impl Stack {
         format!("{}/{}_{}", server, service.name(), self.id)
     }
 
+    /// The stack's directory (its logs and state; on a [`Remote`] stack, a scratch directory of
+    /// the test's own).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -617,6 +765,7 @@ impl Stack {
     }
 
     pub fn instance_log_path(&self, part: Part, instance: usize) -> PathBuf {
+        self.own("a log");
         match instance {
             1 => self.dir.join(format!("{}.log", part.name())),
             i => self.dir.join(format!("{}-{i}.log", part.name())),
@@ -748,6 +897,7 @@ impl Stack {
     }
 
     pub fn instance_pid(&self, part: Part, instance: usize) -> Option<u32> {
+        self.own("a process");
         self.children().get(&(part, instance)).map(Child::id)
     }
 
@@ -827,6 +977,7 @@ impl Stack {
 
     /// SIGTERM to one instance, and waits for it to exit; returns its exit code.
     pub async fn stop_instance(&self, part: Part, instance: usize) -> Option<i32> {
+        self.own("stopping a process");
         let child = self.children().remove(&(part, instance));
         let mut child = child?;
         let _ = Command::new("kill")
@@ -850,6 +1001,7 @@ impl Stack {
     /// for it, so that its workers do not outlive it.)
     /// (For a service, every instance is killed.)
     pub async fn kill(&self, part: Part) {
+        self.own("killing a process");
         if part == Part::Nginx {
             self.stop(part).await;
             return;
@@ -861,6 +1013,7 @@ impl Stack {
 
     /// SIGKILL to one instance of a service.
     pub async fn kill_instance(&self, part: Part, instance: usize) {
+        self.own("killing a process");
         let child = self.children().remove(&(part, instance));
         if let Some(mut child) = child {
             let _ = child.kill();
@@ -881,6 +1034,7 @@ impl Stack {
 
     /// Starts one stopped instance again on its port, with extra environment for this start.
     pub async fn start_instance_part(&self, part: Part, instance: usize, extra: &[(&str, &str)]) {
+        self.own("starting a process");
         let extra: Vec<(String, String)> = extra
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -901,6 +1055,7 @@ impl Stack {
     /// tokens), on a port of its own and reached directly, not through nginx: two instances of a
     /// service working side by side. Killed when the returned [`Instance`] is dropped.
     pub async fn start_instance(&self, service: Part, extra: &[(&str, &str)]) -> Instance {
+        self.own("another instance");
         assert!(
             Part::SERVICES.contains(&service),
             "only a service has instances"
@@ -958,6 +1113,7 @@ impl Stack {
     /// Sends one command to Redis, the way redis-cli would (`FLUSHALL`, `DBSIZE`, ...); to a
     /// cluster, it goes to every master and the answers are combined ([`RedisCluster::command`]).
     pub fn redis(&self, command: &str) -> String {
+        self.own("Redis");
         match &self.redis_cluster {
             Some(cluster) => cluster.command(command),
             None => send_command(self.port(Part::Redis), command).expect("redis"),
@@ -967,6 +1123,7 @@ impl Stack {
     /// Sends one command to each Redis server — the single one, or every master of the
     /// cluster — and returns their answers.
     pub fn redis_each(&self, command: &str) -> Vec<String> {
+        self.own("Redis");
         match &self.redis_cluster {
             Some(cluster) => cluster.each(command),
             None => vec![send_command(self.port(Part::Redis), command).expect("redis")],
@@ -1052,13 +1209,13 @@ impl Stack {
 
     /// POST as a service caller with a fresh Idempotency-Key.
     pub async fn call(&self, path: &str, body: &Value) -> Answer {
-        self.post(path, Some(SERVICE_TOKEN), Some(&new_key()), body)
+        self.post(path, Some(service_token()), Some(&new_key()), body)
             .await
     }
 
     /// POST as an admin with a fresh Idempotency-Key.
     pub async fn admin(&self, path: &str, body: &Value) -> Answer {
-        self.post(path, Some(ADMIN_TOKEN), Some(&new_key()), body)
+        self.post(path, Some(admin_token()), Some(&new_key()), body)
             .await
     }
 
@@ -1075,8 +1232,12 @@ impl Stack {
     }
 
     /// Waits until every order is terminal (or `timeout` passes), then checks the checkout's
-    /// invariants; returns the violations.
+    /// invariants; returns the violations. On a [`Remote`] stack it checks nothing (its databases
+    /// are not reached; `make compose-test` checks them once, after the suite): no violations.
     pub async fn quiet_and_check(&self, timeout: Duration) -> Vec<String> {
+        if self.remote {
+            return Vec::new();
+        }
         let (order, stock, payment) = (
             self.db(Part::Order).await,
             self.db(Part::Stock).await,
@@ -1113,6 +1274,11 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        // A remote stack's scratch directory goes with a test that passed (one that failed keeps
+        // it, for what it left there: schemathesis's reports).
+        if self.remote && !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
         {
             let mut children = self.children();
             for (part, child) in children.iter_mut() {

@@ -5,7 +5,7 @@
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 use std::time::Duration;
-use tests::{new_key, Answer, Options, Part, Stack, SERVICE_TOKEN};
+use tests::{new_key, service_token, Answer, Options, Part, Stack};
 
 const QUIET: Duration = Duration::from_secs(60);
 
@@ -32,7 +32,7 @@ async fn payments_of(s: &Stack, order_id: &Value) -> Vec<Value> {
     let a = s
         .get(
             &format!("/payment/payments?orderId={}", order_id.as_str().unwrap()),
-            Some(SERVICE_TOKEN),
+            Some(service_token()),
         )
         .await;
     a.json["payments"].as_array().cloned().unwrap_or_default()
@@ -53,241 +53,6 @@ fn event_types(order: &Value) -> Vec<String> {
         .iter()
         .map(|e| e["type"].as_str().unwrap().to_string())
         .collect()
-}
-
-#[tokio::test]
-async fn a_checkout_reserves_charges_and_completes() {
-    let s = Stack::start().await;
-    let key = new_key();
-    let body = json!({"items": [{"itemId": 1, "quantity": 2}, {"itemId": 3, "quantity": 5}], "customerId": "cust-7"});
-    let a = s.post("/order/checkout", None, Some(&key), &body).await;
-    a.expect(201, None);
-    let id = a.json["orderId"].clone();
-    assert_eq!(
-        a.header("location"),
-        Some(format!("/order/orders/{}", id.as_str().unwrap()).as_str())
-    );
-    assert_eq!(a.json["status"], "completed");
-    assert_eq!(a.json["failureCode"], Value::Null);
-    assert_eq!(a.json["customerId"], "cust-7");
-    assert_eq!(
-        (a.json["totalAmount"].as_i64(), a.json["currency"].as_str()),
-        (Some(3500), Some("USD"))
-    );
-    assert_eq!(
-        a.json["items"],
-        json!([{"itemId":1,"quantity":2,"unitPrice":1000,"amount":2000},{"itemId":3,"quantity":5,"unitPrice":300,"amount":1500}])
-    );
-    assert!(a.json["reservationId"].is_string() && a.json["paymentId"].is_string());
-    assert_eq!(
-        event_types(&a.json),
-        [
-            "order_created",
-            "stock_reserved",
-            "payment_charged",
-            "stock_completed",
-            "order_completed"
-        ]
-    );
-
-    // Stock shipped, money taken once.
-    let mug = s.item(1).await;
-    assert_eq!(
-        (mug["stock"].as_i64(), mug["reserved"].as_i64()),
-        (Some(8), Some(0))
-    );
-    let pays = payments_of(&s, &id).await;
-    assert_eq!(pays.len(), 1);
-    assert_eq!(
-        (pays[0]["status"].as_str(), pays[0]["amount"].as_i64()),
-        (Some("succeeded"), Some(3500))
-    );
-    assert_eq!(pays[0]["customerId"], "cust-7");
-
-    // The replay, and the order as stored.
-    let again = s.post("/order/checkout", None, Some(&key), &body).await;
-    again.expect(201, None);
-    assert_eq!(again.header("idempotent-replayed"), Some("true"));
-    assert_eq!(again.text, a.text);
-    assert_eq!(order(&s, &id).await, a.json);
-
-    // The one-line form.
-    s.checkout(json!({"itemId": 2, "quantity": 1}))
-        .await
-        .expect(201, None);
-    let list = s.get("/order/orders?status=completed&limit=1", None).await;
-    list.expect(200, None);
-    assert_eq!(
-        (list.json["total"].as_i64(), list.json["limit"].as_i64()),
-        (Some(2), Some(1))
-    );
-    assert_eq!(
-        list.json["orders"][0]["items"][0]["itemId"], 2,
-        "newest first"
-    );
-    assert_consistent(&s).await;
-    // Finished orders hold no lease, so the recovery index no longer has them.
-    let db = s.db(Part::Order).await;
-    let leased: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM orders WHERE lease_until IS NOT NULL")
-            .fetch_one(&db)
-            .await
-            .unwrap();
-    assert_eq!(leased, 0);
-}
-
-#[tokio::test]
-async fn refusals_fail_the_order_and_charge_nothing() {
-    let s = Stack::start().await;
-    let a = s
-        .checkout(json!({"items": [{"itemId": 1, "quantity": 2}, {"itemId": 2, "quantity": 51}]}))
-        .await;
-    a.expect(409, Some("insufficient_stock"));
-    assert_eq!(a.json["orderStatus"], "failed");
-    let id = a.json["orderId"].clone();
-    assert!(payments_of(&s, &id).await.is_empty(), "nothing charged");
-    assert_eq!(s.item(1).await["reserved"], 0);
-    let stored = order(&s, &id).await;
-    assert_eq!(
-        (stored["status"].as_str(), stored["failureCode"].as_str()),
-        (Some("failed"), Some("insufficient_stock"))
-    );
-    assert!(event_types(&stored).contains(&"order_failed".to_string()));
-
-    let a = s.checkout(json!({"itemId": 999_999, "quantity": 1})).await;
-    a.expect(422, Some("item_not_found"));
-    assert!(payments_of(&s, &a.json["orderId"]).await.is_empty());
-    s.checkout(json!({"items": [{"itemId": 1, "quantity": 1}, {"itemId": 4, "quantity": 1}]}))
-        .await
-        .expect(422, Some("mixed_currency"));
-    let failed = s.get("/order/orders?status=failed", None).await;
-    assert_eq!(failed.json["total"], 3);
-    assert_consistent(&s).await;
-}
-
-#[tokio::test]
-async fn a_declined_payment_releases_the_reservation() {
-    let s = Stack::start().await;
-    let item = s.create_item(60_000, "USD", 5).await;
-    let a = s.checkout(json!({"itemId": item, "quantity": 2})).await;
-    a.expect(402, Some("payment_declined"));
-    let id = a.json["orderId"].clone();
-    let pays = payments_of(&s, &id).await;
-    assert_eq!(pays.len(), 1);
-    assert_eq!(pays[0]["status"], "failed");
-    let state = s.item(item).await;
-    assert_eq!(
-        (state["stock"].as_i64(), state["reserved"].as_i64()),
-        (Some(5), Some(0)),
-        "released"
-    );
-    let stored = order(&s, &id).await;
-    assert_eq!(stored["failureCode"], "payment_declined");
-    let events = event_types(&stored);
-    for expected in [
-        "payment_declined",
-        "compensation_started",
-        "stock_released",
-        "order_failed",
-    ] {
-        assert!(
-            events.contains(&expected.to_string()),
-            "{expected} in {events:?}"
-        );
-    }
-    assert!(
-        !events.contains(&"payment_refunded".to_string()),
-        "nothing to refund"
-    );
-    assert_consistent(&s).await;
-}
-
-#[tokio::test]
-async fn bad_checkouts_are_refused_before_any_order_exists() {
-    let s = Stack::start().await;
-    let body = json!({"itemId": 1, "quantity": 1});
-    s.post("/order/checkout", None, None, &body)
-        .await
-        .expect(400, Some("idempotency_key_missing"));
-    for bad in [
-        json!({"itemId": 1, "quantity": 0}),
-        json!({"itemId": 1, "quantity": 1001}),
-        json!({"items": []}),
-        json!({"items": [{"itemId": 1, "quantity": 1}], "coupon": "x"}),
-        json!({"itemId": "1", "quantity": 1}),
-        json!({"itemId": 1, "quantity": 1, "customerId": "c".repeat(129)}),
-    ] {
-        s.checkout(bad).await.expect(400, Some("validation_error"));
-    }
-    let key = new_key();
-    s.post("/order/checkout", None, Some(&key), &body)
-        .await
-        .expect(201, None);
-    s.post(
-        "/order/checkout",
-        None,
-        Some(&key),
-        &json!({"itemId": 1, "quantity": 2}),
-    )
-    .await
-    .expect(422, Some("idempotency_key_reused"));
-    let all = s.get("/order/orders", None).await;
-    assert_eq!(all.json["total"], 1);
-    s.get("/order/orders/6f1c1f5e-8d4e-4a5b-9a43-2f0a6f1f0b7e", None)
-        .await
-        .expect(404, Some("order_not_found"));
-    s.get("/order/orders/nope", None)
-        .await
-        .expect(400, Some("validation_error"));
-    s.get("/order/orders?status=shipped", None)
-        .await
-        .expect(400, Some("validation_error"));
-    assert_consistent(&s).await;
-}
-
-#[tokio::test]
-async fn forty_concurrent_checkouts_of_ten_units_complete_exactly_ten() {
-    let s = Stack::start().await;
-    let item = s.create_item(100, "USD", 10).await;
-    let answers: Vec<Answer> =
-        join_all((0..40).map(|_| s.checkout(json!({"itemId": item, "quantity": 1})))).await;
-    let completed = answers.iter().filter(|a| a.status == 201).count();
-    let refused = answers
-        .iter()
-        .filter(|a| a.status == 409 && a.code() == "insufficient_stock")
-        .count();
-    assert_eq!(
-        (completed, refused),
-        (10, 30),
-        "{:?}",
-        answers.iter().map(|a| a.status).collect::<Vec<_>>()
-    );
-    let state = s.item(item).await;
-    assert_eq!(
-        (state["stock"].as_i64(), state["reserved"].as_i64()),
-        (Some(0), Some(0))
-    );
-    assert_consistent(&s).await;
-}
-
-#[tokio::test]
-async fn sixteen_requests_with_one_key_make_one_order() {
-    let s = Stack::start().await;
-    let key = new_key();
-    let body = json!({"itemId": 2, "quantity": 1});
-    let answers =
-        join_all((0..16).map(|_| s.post("/order/checkout", None, Some(&key), &body))).await;
-    for a in &answers {
-        assert!(
-            a.status == 201 || (a.status == 409 && a.code() == "request_in_progress"),
-            "{}",
-            a.text
-        );
-    }
-    let orders = s.get("/order/orders", None).await;
-    assert_eq!(orders.json["total"], 1);
-    assert_eq!(s.item(2).await["stock"], 49);
-    assert_consistent(&s).await;
 }
 
 #[tokio::test]
@@ -715,4 +480,331 @@ async fn a_charge_lost_in_an_outage_is_refunded_and_the_retried_key_is_charged_o
     );
     assert_eq!(s.item(item).await["stock"], 9);
     assert_consistent(&s).await;
+}
+
+/// These speak only HTTP to nginx, so they also run against a stack the suite did not start
+/// (`TEST_STACK_URL`): one shared and in use, where each test works on items of its own and
+/// finds its own orders among the others'.
+mod black_box {
+    use super::*;
+
+    /// The newest orders, up to 1,000 (of `status`, or of any): on a stack others use too, a
+    /// test's orders of a moment ago are among them.
+    async fn newest_orders(s: &Stack, status: Option<&str>) -> Vec<Value> {
+        let filter = status.map_or(String::new(), |st| format!("&status={st}"));
+        let a = s
+            .get(&format!("/order/orders?limit=1000{filter}"), None)
+            .await;
+        a.expect(200, None);
+        a.json["orders"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// A customer id of the test's own, so that it can count its orders: the items of a
+    /// shared stack are named in others' orders too (schemathesis makes carts of any ids).
+    fn new_customer() -> String {
+        format!("cust-{}", &new_key()[..8])
+    }
+
+    /// How many of the newest orders are `customer`'s.
+    async fn orders_of(s: &Stack, customer: &str) -> usize {
+        newest_orders(s, None)
+            .await
+            .iter()
+            .filter(|o| o["customerId"] == customer)
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_checkout_reserves_charges_and_completes() {
+        let s = Stack::start().await;
+        let mug = s.create_item(1000, "USD", 10).await;
+        let stickers = s.create_item(300, "USD", 200).await;
+        let shirt = s.create_item(2500, "USD", 50).await;
+        let key = new_key();
+        let body = json!({"items": [{"itemId": mug, "quantity": 2}, {"itemId": stickers, "quantity": 5}], "customerId": "cust-7"});
+        let a = s.post("/order/checkout", None, Some(&key), &body).await;
+        a.expect(201, None);
+        let id = a.json["orderId"].clone();
+        assert_eq!(
+            a.header("location"),
+            Some(format!("/order/orders/{}", id.as_str().unwrap()).as_str())
+        );
+        assert_eq!(a.json["status"], "completed");
+        assert_eq!(a.json["failureCode"], Value::Null);
+        assert_eq!(a.json["customerId"], "cust-7");
+        assert_eq!(
+            (a.json["totalAmount"].as_i64(), a.json["currency"].as_str()),
+            (Some(3500), Some("USD"))
+        );
+        assert_eq!(
+            a.json["items"],
+            json!([{"itemId":mug,"quantity":2,"unitPrice":1000,"amount":2000},{"itemId":stickers,"quantity":5,"unitPrice":300,"amount":1500}])
+        );
+        assert!(a.json["reservationId"].is_string() && a.json["paymentId"].is_string());
+        assert_eq!(
+            event_types(&a.json),
+            [
+                "order_created",
+                "stock_reserved",
+                "payment_charged",
+                "stock_completed",
+                "order_completed"
+            ]
+        );
+
+        // Stock shipped, money taken once.
+        let shipped = s.item(mug).await;
+        assert_eq!(
+            (shipped["stock"].as_i64(), shipped["reserved"].as_i64()),
+            (Some(8), Some(0))
+        );
+        let pays = payments_of(&s, &id).await;
+        assert_eq!(pays.len(), 1);
+        assert_eq!(
+            (pays[0]["status"].as_str(), pays[0]["amount"].as_i64()),
+            (Some("succeeded"), Some(3500))
+        );
+        assert_eq!(pays[0]["customerId"], "cust-7");
+
+        // The replay, and the order as stored.
+        let again = s.post("/order/checkout", None, Some(&key), &body).await;
+        again.expect(201, None);
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        assert_eq!(again.text, a.text);
+        assert_eq!(order(&s, &id).await, a.json);
+
+        // The one-line form.
+        let later = s.checkout(json!({"itemId": shirt, "quantity": 1})).await;
+        later.expect(201, None);
+        let list = s.get("/order/orders?status=completed&limit=1", None).await;
+        list.expect(200, None);
+        assert_eq!(list.json["limit"].as_i64(), Some(1));
+        assert_eq!(list.json["orders"].as_array().unwrap().len(), 1);
+        assert_eq!(list.json["orders"][0]["status"], "completed");
+        if s.is_own() {
+            assert_eq!(list.json["total"].as_i64(), Some(2));
+            assert_eq!(
+                list.json["orders"][0]["items"][0]["itemId"], shirt,
+                "newest first"
+            );
+        } else {
+            assert!(list.json["total"].as_i64().unwrap() >= 2, "{}", list.text);
+        }
+        // Newest first, whatever others ordered meanwhile.
+        let completed: Vec<Value> = newest_orders(&s, Some("completed"))
+            .await
+            .iter()
+            .map(|o| o["orderId"].clone())
+            .collect();
+        let at = |id: &Value| {
+            completed
+                .iter()
+                .position(|o| o == id)
+                .unwrap_or_else(|| panic!("{id} is among the newest completed orders"))
+        };
+        assert!(at(&later.json["orderId"]) < at(&id), "newest first");
+        assert_consistent(&s).await;
+        if s.is_own() {
+            // Finished orders hold no lease, so the recovery index no longer has them.
+            let db = s.db(Part::Order).await;
+            let leased: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM orders WHERE lease_until IS NOT NULL")
+                    .fetch_one(&db)
+                    .await
+                    .unwrap();
+            assert_eq!(leased, 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn refusals_fail_the_order_and_charge_nothing() {
+        let s = Stack::start().await;
+        let mug = s.create_item(1000, "USD", 10).await;
+        let shirt = s.create_item(2500, "USD", 50).await;
+        let notebook = s.create_item(1500, "EUR", 30).await;
+        let a = s
+            .checkout(json!({"items": [{"itemId": mug, "quantity": 2}, {"itemId": shirt, "quantity": 51}]}))
+            .await;
+        a.expect(409, Some("insufficient_stock"));
+        assert_eq!(a.json["orderStatus"], "failed");
+        let id = a.json["orderId"].clone();
+        assert!(payments_of(&s, &id).await.is_empty(), "nothing charged");
+        assert_eq!(s.item(mug).await["reserved"], 0);
+        let stored = order(&s, &id).await;
+        assert_eq!(
+            (stored["status"].as_str(), stored["failureCode"].as_str()),
+            (Some("failed"), Some("insufficient_stock"))
+        );
+        assert!(event_types(&stored).contains(&"order_failed".to_string()));
+
+        let unknown = s.checkout(json!({"itemId": 999_999, "quantity": 1})).await;
+        unknown.expect(422, Some("item_not_found"));
+        assert!(payments_of(&s, &unknown.json["orderId"]).await.is_empty());
+        let mixed = s
+            .checkout(json!({"items": [{"itemId": mug, "quantity": 1}, {"itemId": notebook, "quantity": 1}]}))
+            .await;
+        mixed.expect(422, Some("mixed_currency"));
+        assert!(payments_of(&s, &mixed.json["orderId"]).await.is_empty());
+        assert_eq!(s.item(notebook).await["reserved"], 0);
+        let failed = s.get("/order/orders?status=failed", None).await;
+        failed.expect(200, None);
+        if s.is_own() {
+            assert_eq!(failed.json["total"], 3);
+        }
+        let failed = newest_orders(&s, Some("failed")).await;
+        for refused in [&a, &unknown, &mixed] {
+            assert!(
+                failed
+                    .iter()
+                    .any(|o| o["orderId"] == refused.json["orderId"]),
+                "{} is listed as failed",
+                refused.json["orderId"]
+            );
+        }
+        assert_consistent(&s).await;
+    }
+
+    #[tokio::test]
+    async fn a_declined_payment_releases_the_reservation() {
+        let s = Stack::start().await;
+        let item = s.create_item(60_000, "USD", 5).await;
+        let a = s.checkout(json!({"itemId": item, "quantity": 2})).await;
+        a.expect(402, Some("payment_declined"));
+        let id = a.json["orderId"].clone();
+        let pays = payments_of(&s, &id).await;
+        assert_eq!(pays.len(), 1);
+        assert_eq!(pays[0]["status"], "failed");
+        let state = s.item(item).await;
+        assert_eq!(
+            (state["stock"].as_i64(), state["reserved"].as_i64()),
+            (Some(5), Some(0)),
+            "released"
+        );
+        let stored = order(&s, &id).await;
+        assert_eq!(stored["failureCode"], "payment_declined");
+        let events = event_types(&stored);
+        for expected in [
+            "payment_declined",
+            "compensation_started",
+            "stock_released",
+            "order_failed",
+        ] {
+            assert!(
+                events.contains(&expected.to_string()),
+                "{expected} in {events:?}"
+            );
+        }
+        assert!(
+            !events.contains(&"payment_refunded".to_string()),
+            "nothing to refund"
+        );
+        assert_consistent(&s).await;
+    }
+
+    #[tokio::test]
+    async fn bad_checkouts_are_refused_before_any_order_exists() {
+        let s = Stack::start().await;
+        let item = s.create_item(1000, "USD", 10).await;
+        let customer = new_customer();
+        let body = json!({"itemId": item, "quantity": 1, "customerId": customer});
+        let a = s.post("/order/checkout", None, None, &body).await;
+        a.expect(400, Some("idempotency_key_missing"));
+        assert_eq!(a.json["orderId"], Value::Null, "no order: {}", a.text);
+        for bad in [
+            json!({"itemId": item, "quantity": 0, "customerId": customer}),
+            json!({"itemId": item, "quantity": 1001, "customerId": customer}),
+            json!({"items": [], "customerId": customer}),
+            json!({"items": [{"itemId": item, "quantity": 1}], "coupon": "x", "customerId": customer}),
+            json!({"itemId": item.to_string(), "quantity": 1, "customerId": customer}),
+            json!({"itemId": item, "quantity": 1, "customerId": "c".repeat(129)}),
+        ] {
+            let a = s.checkout(bad).await;
+            a.expect(400, Some("validation_error"));
+            assert_eq!(a.json["orderId"], Value::Null, "no order: {}", a.text);
+        }
+        let key = new_key();
+        s.post("/order/checkout", None, Some(&key), &body)
+            .await
+            .expect(201, None);
+        s.post(
+            "/order/checkout",
+            None,
+            Some(&key),
+            &json!({"itemId": item, "quantity": 2, "customerId": customer}),
+        )
+        .await
+        .expect(422, Some("idempotency_key_reused"));
+        if s.is_own() {
+            let all = s.get("/order/orders", None).await;
+            assert_eq!(all.json["total"], 1);
+        }
+        assert_eq!(orders_of(&s, &customer).await, 1, "one order");
+        assert_eq!(s.item(item).await["stock"], 9);
+        s.get("/order/orders/6f1c1f5e-8d4e-4a5b-9a43-2f0a6f1f0b7e", None)
+            .await
+            .expect(404, Some("order_not_found"));
+        s.get("/order/orders/nope", None)
+            .await
+            .expect(400, Some("validation_error"));
+        s.get("/order/orders?status=shipped", None)
+            .await
+            .expect(400, Some("validation_error"));
+        assert_consistent(&s).await;
+    }
+
+    #[tokio::test]
+    async fn forty_concurrent_checkouts_of_ten_units_complete_exactly_ten() {
+        let s = Stack::start().await;
+        let item = s.create_item(100, "USD", 10).await;
+        let answers: Vec<Answer> =
+            join_all((0..40).map(|_| s.checkout(json!({"itemId": item, "quantity": 1})))).await;
+        let completed = answers.iter().filter(|a| a.status == 201).count();
+        let refused = answers
+            .iter()
+            .filter(|a| a.status == 409 && a.code() == "insufficient_stock")
+            .count();
+        assert_eq!(
+            (completed, refused),
+            (10, 30),
+            "{:?}",
+            answers.iter().map(|a| a.status).collect::<Vec<_>>()
+        );
+        let state = s.item(item).await;
+        assert_eq!(
+            (state["stock"].as_i64(), state["reserved"].as_i64()),
+            (Some(0), Some(0))
+        );
+        assert_consistent(&s).await;
+    }
+
+    #[tokio::test]
+    async fn sixteen_requests_with_one_key_make_one_order() {
+        let s = Stack::start().await;
+        let item = s.create_item(2500, "USD", 50).await;
+        let customer = new_customer();
+        let key = new_key();
+        let body = json!({"itemId": item, "quantity": 1, "customerId": customer});
+        let answers =
+            join_all((0..16).map(|_| s.post("/order/checkout", None, Some(&key), &body))).await;
+        for a in &answers {
+            assert!(
+                a.status == 201 || (a.status == 409 && a.code() == "request_in_progress"),
+                "{}",
+                a.text
+            );
+        }
+        let ids: std::collections::HashSet<String> = answers
+            .iter()
+            .filter(|a| a.status == 201)
+            .map(|a| a.json["orderId"].to_string())
+            .collect();
+        assert_eq!(ids.len(), 1, "one order whoever answered");
+        if s.is_own() {
+            let orders = s.get("/order/orders", None).await;
+            assert_eq!(orders.json["total"], 1);
+        }
+        assert_eq!(orders_of(&s, &customer).await, 1, "one order");
+        assert_eq!(s.item(item).await["stock"], 49);
+        assert_consistent(&s).await;
+    }
 }

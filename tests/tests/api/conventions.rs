@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use tests::{
-    new_key, new_order_id, workspace_root, Options, OwnPostgres, Part, Stack, SERVICE_TOKEN,
+    new_key, new_order_id, service_token, workspace_root, Options, OwnPostgres, Part, Stack,
 };
 
 #[tokio::test]
@@ -50,178 +50,6 @@ async fn nginx_routes_by_prefix_and_passes_request_ids() {
         assert_eq!(direct.status(), 200);
         let text = direct.text().await.unwrap();
         assert!(text.contains("http_requests_total"), "{svc} metrics");
-    }
-}
-
-#[tokio::test]
-async fn health_reports_each_dependency() {
-    let s = Stack::start().await;
-    for svc in ["order", "payment", "stock"] {
-        for path in ["health/ready", "health"] {
-            let a = s.get(&format!("/{svc}/{path}"), None).await;
-            a.expect(200, None);
-            assert_eq!(a.json["status"], "healthy");
-            for check in ["database", "redis"] {
-                assert_eq!(a.json["checks"][check]["status"], "healthy");
-                assert!(a.json["checks"][check]["latencyMs"].is_u64());
-            }
-        }
-    }
-    let docs = s.get("/stock/docs", None).await;
-    docs.expect(200, None);
-    assert!(
-        docs.text.contains("<html")
-            || docs.text.contains("<!doctype")
-            || docs.text.contains("<!DOCTYPE")
-    );
-    let spec = s.get("/payment/openapi.json", None).await;
-    assert!(spec.json["openapi"].as_str().unwrap().starts_with("3."));
-    assert!(spec.json["paths"]["/charge"]["post"].is_object());
-}
-
-/// Every bad body is a 400 `validation_error` naming the field, and nothing is written.
-#[tokio::test]
-async fn bad_input_is_answered_and_nothing_is_written() {
-    let s = Stack::start().await;
-    let long_order = "o".repeat(129);
-    let many_lines: Vec<_> = (1..=51)
-        .map(|i| json!({"itemId": i, "quantity": 1}))
-        .collect();
-    let cases = [
-        (
-            "/stock/reserve",
-            r#"{"orderId":"o","itemId":1,"#.to_string(),
-            "malformed",
-        ),
-        ("/stock/reserve", "[1,2]".to_string(), "invalid type"),
-        ("/stock/reserve", "".to_string(), "JSON object"),
-        (
-            "/stock/reserve",
-            json!({"orderId":"o","itemId":"1","quantity":1}).to_string(),
-            "itemId",
-        ),
-        (
-            "/stock/reserve",
-            json!({"orderId":"o","itemId":1,"quantity":1,"coupon":"x"}).to_string(),
-            "coupon",
-        ),
-        (
-            "/stock/reserve",
-            json!({"itemId":1,"quantity":1}).to_string(),
-            "orderId",
-        ),
-        (
-            "/stock/reserve",
-            json!({"orderId":"o","itemId":1,"quantity":0}).to_string(),
-            "quantity",
-        ),
-        (
-            "/stock/reserve",
-            json!({"orderId":"o","itemId":1,"quantity":-3}).to_string(),
-            "quantity",
-        ),
-        (
-            "/stock/reserve",
-            json!({"orderId":"o","itemId":1,"quantity":1001}).to_string(),
-            "quantity",
-        ),
-        (
-            "/stock/reserve",
-            json!({"orderId":"o","itemId":1,"quantity":1.5}).to_string(),
-            "quantity",
-        ),
-        (
-            "/stock/reserve",
-            json!({"orderId":"o","items": many_lines}).to_string(),
-            "items",
-        ),
-        (
-            "/stock/reserve",
-            json!({"orderId": long_order,"itemId":1,"quantity":1}).to_string(),
-            "orderId",
-        ),
-        (
-            "/stock/reserve",
-            json!({"orderId":"o","items":[{"itemId":1,"quantity":1,"x":1}]}).to_string(),
-            "items[0]",
-        ),
-        ("/stock/release", json!({}).to_string(), "reservationId"),
-        (
-            "/payment/charge",
-            json!({"amount":"10","currency":"USD"}).to_string(),
-            "amount",
-        ),
-        (
-            "/payment/charge",
-            json!({"amount":10,"currency":"DOLLARS"}).to_string(),
-            "currency",
-        ),
-        (
-            "/payment/charge",
-            json!({"amount":10,"currency":"USD","reference":"r".repeat(256)}).to_string(),
-            "reference",
-        ),
-        (
-            "/payment/charge",
-            r#"{"amount":99999999999999999999,"currency":"USD"}"#.to_string(),
-            "amount",
-        ),
-        (
-            "/payment/refund",
-            json!({"paymentId":1}).to_string(),
-            "paymentId",
-        ),
-    ];
-    for (path, body, names) in cases {
-        let a = s
-            .send(
-                s.client
-                    .post(s.url(path))
-                    .bearer_auth(SERVICE_TOKEN)
-                    .header("Idempotency-Key", new_key())
-                    .header("content-type", "application/json")
-                    .body(body.clone()),
-            )
-            .await;
-        a.expect(400, Some("validation_error"));
-        let detail = a.json["detail"].as_str().unwrap_or("");
-        assert!(
-            detail.contains(names),
-            "{path} {body}: detail {detail:?} should name {names}"
-        );
-    }
-    // Over 64 KiB.
-    let huge =
-        json!({"orderId": new_order_id(), "itemId": 1, "quantity": 1, "pad": "x".repeat(70_000)});
-    let a = s
-        .post(
-            "/stock/reserve",
-            Some(SERVICE_TOKEN),
-            Some(&new_key()),
-            &huge,
-        )
-        .await;
-    a.expect(413, Some("payload_too_large"));
-    // Just under the limit reaches the service, which reads it and refuses the unknown field.
-    let big =
-        json!({"orderId": new_order_id(), "itemId": 1, "quantity": 1, "pad": "x".repeat(60_000)});
-    s.post(
-        "/stock/reserve",
-        Some(SERVICE_TOKEN),
-        Some(&new_key()),
-        &big,
-    )
-    .await
-    .expect(400, Some("validation_error"));
-
-    assert_eq!(s.item(1).await["reserved"], 0);
-    for (service, table) in [(Part::Stock, "reservations"), (Part::Payment, "payments")] {
-        let db = s.db(service).await;
-        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-            .fetch_one(&db)
-            .await
-            .unwrap();
-        assert_eq!(n, 0, "nothing half-written in {table}");
     }
 }
 
@@ -323,4 +151,183 @@ async fn the_main_runtime_runs_on_one_thread_or_as_many_as_configured() {
         .expect(201, None);
     let violations = s.quiet_and_check(std::time::Duration::from_secs(10)).await;
     assert!(violations.is_empty(), "{violations:?}");
+}
+
+/// These speak only HTTP to nginx, so they also run against a stack the suite did not start
+/// (`TEST_STACK_URL`): one shared and in use, where each test works on items of its own.
+mod black_box {
+    use super::*;
+
+    #[tokio::test]
+    async fn health_reports_each_dependency() {
+        let s = Stack::start().await;
+        for svc in ["order", "payment", "stock"] {
+            for path in ["health/ready", "health"] {
+                let a = s.get(&format!("/{svc}/{path}"), None).await;
+                a.expect(200, None);
+                assert_eq!(a.json["status"], "healthy");
+                for check in ["database", "redis"] {
+                    assert_eq!(a.json["checks"][check]["status"], "healthy");
+                    assert!(a.json["checks"][check]["latencyMs"].is_u64());
+                }
+            }
+        }
+        let docs = s.get("/stock/docs", None).await;
+        docs.expect(200, None);
+        assert!(
+            docs.text.contains("<html")
+                || docs.text.contains("<!doctype")
+                || docs.text.contains("<!DOCTYPE")
+        );
+        let spec = s.get("/payment/openapi.json", None).await;
+        assert!(spec.json["openapi"].as_str().unwrap().starts_with("3."));
+        assert!(spec.json["paths"]["/charge"]["post"].is_object());
+    }
+
+    /// Every bad body is a 400 `validation_error` naming the field, and nothing is written.
+    #[tokio::test]
+    async fn bad_input_is_answered_and_nothing_is_written() {
+        let s = Stack::start().await;
+        let item = s.create_item(1000, "USD", 10).await;
+        let long_order = "o".repeat(129);
+        let many_lines: Vec<_> = (1..=51)
+            .map(|i| json!({"itemId": i, "quantity": 1}))
+            .collect();
+        let cases = [
+            (
+                "/stock/reserve",
+                r#"{"orderId":"o","itemId":1,"#.to_string(),
+                "malformed",
+            ),
+            ("/stock/reserve", "[1,2]".to_string(), "invalid type"),
+            ("/stock/reserve", "".to_string(), "JSON object"),
+            (
+                "/stock/reserve",
+                json!({"orderId":"o","itemId":"1","quantity":1}).to_string(),
+                "itemId",
+            ),
+            (
+                "/stock/reserve",
+                json!({"orderId":"o","itemId":item,"quantity":1,"coupon":"x"}).to_string(),
+                "coupon",
+            ),
+            (
+                "/stock/reserve",
+                json!({"itemId":item,"quantity":1}).to_string(),
+                "orderId",
+            ),
+            (
+                "/stock/reserve",
+                json!({"orderId":"o","itemId":item,"quantity":0}).to_string(),
+                "quantity",
+            ),
+            (
+                "/stock/reserve",
+                json!({"orderId":"o","itemId":item,"quantity":-3}).to_string(),
+                "quantity",
+            ),
+            (
+                "/stock/reserve",
+                json!({"orderId":"o","itemId":item,"quantity":1001}).to_string(),
+                "quantity",
+            ),
+            (
+                "/stock/reserve",
+                json!({"orderId":"o","itemId":item,"quantity":1.5}).to_string(),
+                "quantity",
+            ),
+            (
+                "/stock/reserve",
+                json!({"orderId":"o","items": many_lines}).to_string(),
+                "items",
+            ),
+            (
+                "/stock/reserve",
+                json!({"orderId": long_order,"itemId":item,"quantity":1}).to_string(),
+                "orderId",
+            ),
+            (
+                "/stock/reserve",
+                json!({"orderId":"o","items":[{"itemId":item,"quantity":1,"x":1}]}).to_string(),
+                "items[0]",
+            ),
+            ("/stock/release", json!({}).to_string(), "reservationId"),
+            (
+                "/payment/charge",
+                json!({"amount":"10","currency":"USD"}).to_string(),
+                "amount",
+            ),
+            (
+                "/payment/charge",
+                json!({"amount":10,"currency":"DOLLARS"}).to_string(),
+                "currency",
+            ),
+            (
+                "/payment/charge",
+                json!({"amount":10,"currency":"USD","reference":"r".repeat(256)}).to_string(),
+                "reference",
+            ),
+            (
+                "/payment/charge",
+                r#"{"amount":99999999999999999999,"currency":"USD"}"#.to_string(),
+                "amount",
+            ),
+            (
+                "/payment/refund",
+                json!({"paymentId":1}).to_string(),
+                "paymentId",
+            ),
+        ];
+        for (path, body, names) in cases {
+            let a = s
+                .send(
+                    s.client
+                        .post(s.url(path))
+                        .bearer_auth(service_token())
+                        .header("Idempotency-Key", new_key())
+                        .header("content-type", "application/json")
+                        .body(body.clone()),
+                )
+                .await;
+            a.expect(400, Some("validation_error"));
+            let detail = a.json["detail"].as_str().unwrap_or("");
+            assert!(
+                detail.contains(names),
+                "{path} {body}: detail {detail:?} should name {names}"
+            );
+        }
+        // Over 64 KiB.
+        let huge = json!({"orderId": new_order_id(), "itemId": item, "quantity": 1, "pad": "x".repeat(70_000)});
+        let a = s
+            .post(
+                "/stock/reserve",
+                Some(service_token()),
+                Some(&new_key()),
+                &huge,
+            )
+            .await;
+        a.expect(413, Some("payload_too_large"));
+        // Just under the limit reaches the service, which reads it and refuses the unknown field.
+        let big = json!({"orderId": new_order_id(), "itemId": item, "quantity": 1, "pad": "x".repeat(60_000)});
+        s.post(
+            "/stock/reserve",
+            Some(service_token()),
+            Some(&new_key()),
+            &big,
+        )
+        .await
+        .expect(400, Some("validation_error"));
+
+        assert_eq!(s.item(item).await["reserved"], 0);
+        if s.is_own() {
+            for (service, table) in [(Part::Stock, "reservations"), (Part::Payment, "payments")] {
+                let db = s.db(service).await;
+                let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+                    .fetch_one(&db)
+                    .await
+                    .unwrap();
+                assert_eq!(n, 0, "nothing half-written in {table}");
+            }
+        }
+    }
 }

@@ -1,19 +1,21 @@
 //! The Idempotency-Key layer (docs/api.md, docs/design/idempotency.md), including Redis loss and outages.
 //!
 //! Each test body takes the stack's [`Options`] and runs twice, from the same body: against one
-//! Redis server (`idempotency::single::...`) and against a local three-master Redis Cluster
-//! (`idempotency::cluster::...`). The cluster also has tests of its own, at the end.
+//! Redis server (`idempotency::single::...`; `idempotency::black_box::...`, at the end, for the
+//! bodies that speak only HTTP to nginx) and against a local three-master Redis Cluster
+//! (`idempotency::cluster::...`). The cluster also has tests of its own, before `black_box`.
 
 use futures_util::future::join_all;
 use serde_json::json;
 use tests::{
-    new_key, new_order_id, Options, Part, RedisCluster, Stack, ADMIN_TOKEN, SERVICE_TOKEN,
-    SERVICE_TOKEN_2,
+    admin_token, new_key, new_order_id, service_token, service_token_2, Options, Part,
+    RedisCluster, Stack,
 };
 
-/// A `single` and a `cluster` test for each body named.
+/// A `single` and a `cluster` test for each body named; the bodies after `black_box:` have a
+/// `cluster` test here and their single-server test in the [`black_box`] module.
 macro_rules! single_and_cluster {
-    ($($name:ident),* $(,)?) => {
+    ($($name:ident),* $(,)?; black_box: $($bb:ident),* $(,)?) => {
         mod single {
             $(
                 #[tokio::test]
@@ -29,59 +31,72 @@ macro_rules! single_and_cluster {
                     super::$name(::tests::Options::default().redis_cluster()).await
                 }
             )*
+            $(
+                #[tokio::test]
+                async fn $bb() {
+                    super::$bb(::tests::Options::default().redis_cluster()).await
+                }
+            )*
         }
     };
 }
 
 single_and_cluster!(
+    a_request_that_failed_validation_or_with_5xx_may_be_retried_with_its_key,
+    a_second_request_while_the_first_runs_gets_409_in_progress,
+    after_redis_loses_everything_a_retry_finds_the_resource_in_postgres,
+    a_request_cut_off_by_a_crash_is_resumed_by_its_retry_not_repeated,
+    results_are_kept_a_day_and_keys_are_scoped_per_service;
+    black_box:
     missing_and_malformed_keys_are_refused_before_anything_runs,
     a_finished_request_is_replayed_byte_for_byte,
     a_key_reused_for_another_request_is_refused,
     keys_are_scoped_per_route_and_per_caller,
-    a_request_that_failed_validation_or_with_5xx_may_be_retried_with_its_key,
     concurrent_requests_with_one_key_execute_once,
-    a_second_request_while_the_first_runs_gets_409_in_progress,
-    after_redis_loses_everything_a_retry_finds_the_resource_in_postgres,
-    a_request_cut_off_by_a_crash_is_resumed_by_its_retry_not_repeated,
-    results_are_kept_a_day_and_keys_are_scoped_per_service,
 );
 
 async fn missing_and_malformed_keys_are_refused_before_anything_runs(options: Options) {
     let s = Stack::start_with(options).await;
-    let body = json!({"orderId": new_order_id(), "itemId": 1, "quantity": 1});
-    s.post("/stock/reserve", Some(SERVICE_TOKEN), None, &body)
+    let item = s.create_item(1000, "USD", 10).await;
+    let body = json!({"orderId": new_order_id(), "itemId": item, "quantity": 1});
+    s.post("/stock/reserve", Some(service_token()), None, &body)
         .await
         .expect(400, Some("idempotency_key_missing"));
     for bad in ["", "\"\"", "\"unterminated", "tab\tinside"] {
-        s.post("/stock/reserve", Some(SERVICE_TOKEN), Some(bad), &body)
+        s.post("/stock/reserve", Some(service_token()), Some(bad), &body)
             .await
             .expect(400, Some("idempotency_key_invalid"));
     }
     s.post(
         "/stock/reserve",
-        Some(SERVICE_TOKEN),
+        Some(service_token()),
         Some(&"k".repeat(256)),
         &body,
     )
     .await
     .expect(400, Some("idempotency_key_invalid"));
-    assert_eq!(s.item(1).await["reserved"], 0);
+    assert_eq!(s.item(item).await["reserved"], 0);
+    // 255 characters, and a key of its own: a shared stack keeps the keys of earlier runs.
+    let longest = format!("{}{}", new_key(), "k".repeat(255 - 36));
     s.post(
         "/stock/reserve",
-        Some(SERVICE_TOKEN),
-        Some(&"k".repeat(255)),
+        Some(service_token()),
+        Some(&longest),
         &body,
     )
     .await
     .expect(201, None);
+    assert_eq!(s.item(item).await["reserved"], 1);
 }
 
 async fn a_finished_request_is_replayed_byte_for_byte(options: Options) {
     let s = Stack::start_with(options).await;
     let key = new_key();
-    let body = json!({"name":"Lamp","price":4200,"currency":"USD","stock":2});
+    // A name of its own: a shared stack may hold lamps of other runs.
+    let name = format!("Lamp {}", &new_key()[..8]);
+    let body = json!({"name":name,"price":4200,"currency":"USD","stock":2});
     let first = s
-        .post("/stock/items", Some(ADMIN_TOKEN), Some(&key), &body)
+        .post("/stock/items", Some(admin_token()), Some(&key), &body)
         .await;
     first.expect(201, None);
     assert_eq!(first.header("idempotent-replayed"), None);
@@ -90,10 +105,12 @@ async fn a_finished_request_is_replayed_byte_for_byte(options: Options) {
         .send(
             s.client
                 .post(s.url("/stock/items"))
-                .bearer_auth(ADMIN_TOKEN)
+                .bearer_auth(admin_token())
                 .header("Idempotency-Key", format!("\"{key}\""))
                 .header("content-type", "application/json")
-                .body(r#"{ "stock": 2, "currency": "USD", "price": 4200, "name": "Lamp" }"#),
+                .body(format!(
+                    r#"{{ "stock": 2, "currency": "USD", "price": 4200, "name": "{name}" }}"#
+                )),
         )
         .await;
     again.expect(201, None);
@@ -101,23 +118,33 @@ async fn a_finished_request_is_replayed_byte_for_byte(options: Options) {
     assert_eq!(again.text, first.text);
     assert_eq!(again.header("location"), first.header("location"));
     assert_eq!(again.header("content-type"), first.header("content-type"));
-    let list = s.get("/stock/items?limit=1000", None).await;
+    // The newest items (by id), where a second lamp would be.
+    let total = s.get("/stock/items?limit=1", None).await.json["total"]
+        .as_i64()
+        .unwrap();
+    let list = s
+        .get(
+            &format!("/stock/items?limit=1000&offset={}", (total - 1000).max(0)),
+            None,
+        )
+        .await;
     let lamps = list.json["items"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|i| i["name"] == "Lamp")
+        .filter(|i| i["name"] == name.as_str())
         .count();
     assert_eq!(lamps, 1);
 
     // Business refusals are kept too.
     let key = new_key();
-    let big = json!({"orderId": new_order_id(), "itemId": 1, "quantity": 999});
-    s.post("/stock/reserve", Some(SERVICE_TOKEN), Some(&key), &big)
+    let lamp = first.json["id"].as_i64().unwrap();
+    let big = json!({"orderId": new_order_id(), "itemId": lamp, "quantity": 999});
+    s.post("/stock/reserve", Some(service_token()), Some(&key), &big)
         .await
         .expect(409, Some("insufficient_stock"));
     let replay = s
-        .post("/stock/reserve", Some(SERVICE_TOKEN), Some(&key), &big)
+        .post("/stock/reserve", Some(service_token()), Some(&key), &big)
         .await;
     replay.expect(409, Some("insufficient_stock"));
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
@@ -125,35 +152,37 @@ async fn a_finished_request_is_replayed_byte_for_byte(options: Options) {
 
 async fn a_key_reused_for_another_request_is_refused(options: Options) {
     let s = Stack::start_with(options).await;
+    let item = s.create_item(1000, "USD", 10).await;
     let key = new_key();
     s.post(
         "/stock/reserve",
-        Some(SERVICE_TOKEN),
+        Some(service_token()),
         Some(&key),
-        &json!({"orderId": new_order_id(), "itemId": 1, "quantity": 1}),
+        &json!({"orderId": new_order_id(), "itemId": item, "quantity": 1}),
     )
     .await
     .expect(201, None);
     s.post(
         "/stock/reserve",
-        Some(SERVICE_TOKEN),
+        Some(service_token()),
         Some(&key),
-        &json!({"orderId": new_order_id(), "itemId": 1, "quantity": 2}),
+        &json!({"orderId": new_order_id(), "itemId": item, "quantity": 2}),
     )
     .await
     .expect(422, Some("idempotency_key_reused"));
-    assert_eq!(s.item(1).await["reserved"], 1);
+    assert_eq!(s.item(item).await["reserved"], 1);
 }
 
 async fn keys_are_scoped_per_route_and_per_caller(options: Options) {
     let s = Stack::start_with(options).await;
+    let item = s.create_item(1000, "USD", 10).await;
     let key = new_key();
     let order = new_order_id();
     s.post(
         "/stock/reserve",
-        Some(SERVICE_TOKEN),
+        Some(service_token()),
         Some(&key),
-        &json!({"orderId": order, "itemId": 1, "quantity": 1}),
+        &json!({"orderId": order, "itemId": item, "quantity": 1}),
     )
     .await
     .expect(201, None);
@@ -161,7 +190,7 @@ async fn keys_are_scoped_per_route_and_per_caller(options: Options) {
     let rel = s
         .post(
             "/stock/release",
-            Some(SERVICE_TOKEN),
+            Some(service_token()),
             Some(&key),
             &json!({"orderId": order}),
         )
@@ -173,9 +202,9 @@ async fn keys_are_scoped_per_route_and_per_caller(options: Options) {
     let a = s
         .post(
             "/stock/reserve",
-            Some(SERVICE_TOKEN_2),
+            Some(service_token_2()),
             Some(&key),
-            &json!({"orderId": other, "itemId": 1, "quantity": 1}),
+            &json!({"orderId": other, "itemId": item, "quantity": 1}),
         )
         .await;
     a.expect(201, None);
@@ -190,7 +219,7 @@ async fn a_request_that_failed_validation_or_with_5xx_may_be_retried_with_its_ke
     let order = new_order_id();
     s.post(
         "/payment/charge",
-        Some(SERVICE_TOKEN),
+        Some(service_token()),
         Some(&key),
         &json!({"orderId": order, "amount": -1, "currency": "USD"}),
     )
@@ -205,7 +234,7 @@ async fn a_request_that_failed_validation_or_with_5xx_may_be_retried_with_its_ke
         .await
         .unwrap();
     let broken = s
-        .post("/payment/charge", Some(SERVICE_TOKEN), Some(&key), &body)
+        .post("/payment/charge", Some(service_token()), Some(&key), &body)
         .await;
     broken.expect(500, Some("internal_error"));
     assert!(
@@ -236,7 +265,7 @@ async fn a_request_that_failed_validation_or_with_5xx_may_be_retried_with_its_ke
         .unwrap();
 
     let ok = s
-        .post("/payment/charge", Some(SERVICE_TOKEN), Some(&key), &body)
+        .post("/payment/charge", Some(service_token()), Some(&key), &body)
         .await;
     ok.expect(201, None);
     assert_eq!(ok.header("idempotent-replayed"), None);
@@ -248,7 +277,7 @@ async fn concurrent_requests_with_one_key_execute_once(options: Options) {
     let order = new_order_id();
     let body = json!({"orderId": order, "amount": 10, "currency": "USD"});
     let answers = join_all(
-        (0..16).map(|_| s.post("/payment/charge", Some(SERVICE_TOKEN), Some(&key), &body)),
+        (0..16).map(|_| s.post("/payment/charge", Some(service_token()), Some(&key), &body)),
     )
     .await;
     for a in &answers {
@@ -267,12 +296,22 @@ async fn concurrent_requests_with_one_key_execute_once(options: Options) {
         .map(|a| a.json["paymentId"].to_string())
         .collect();
     assert_eq!(ids.len(), 1, "one payment whoever answered");
-    let db = s.db(Part::Payment).await;
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    assert_eq!(n, 1);
+    let listed = s
+        .get(
+            &format!("/payment/payments?orderId={order}"),
+            Some(service_token()),
+        )
+        .await;
+    listed.expect(200, None);
+    assert_eq!(listed.json["total"], 1);
+    if s.is_own() {
+        let db = s.db(Part::Payment).await;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
 }
 
 async fn a_second_request_while_the_first_runs_gets_409_in_progress(options: Options) {
@@ -280,10 +319,10 @@ async fn a_second_request_while_the_first_runs_gets_409_in_progress(options: Opt
     let s = Stack::start_with(options.env("PAYMENT_LATENCY_MS", 1500)).await;
     let key = new_key();
     let body = json!({"orderId": new_order_id(), "amount": 10, "currency": "USD"});
-    let first = s.post("/payment/charge", Some(SERVICE_TOKEN), Some(&key), &body);
+    let first = s.post("/payment/charge", Some(service_token()), Some(&key), &body);
     let second = async {
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-        s.post("/payment/charge", Some(SERVICE_TOKEN), Some(&key), &body)
+        s.post("/payment/charge", Some(service_token()), Some(&key), &body)
             .await
     };
     let (first, second) = tokio::join!(first, second);
@@ -291,7 +330,7 @@ async fn a_second_request_while_the_first_runs_gets_409_in_progress(options: Opt
     second.expect(409, Some("request_in_progress"));
     assert_eq!(second.header("retry-after"), Some("1"));
     let third = s
-        .post("/payment/charge", Some(SERVICE_TOKEN), Some(&key), &body)
+        .post("/payment/charge", Some(service_token()), Some(&key), &body)
         .await;
     third.expect(201, None);
     assert_eq!(third.header("idempotent-replayed"), Some("true"));
@@ -307,10 +346,10 @@ async fn after_redis_loses_everything_a_retry_finds_the_resource_in_postgres(opt
     let declined = json!({"orderId": new_order_id(), "amount": 200_000, "currency": "USD"});
     let restock = json!({"quantity": 5});
     let r1 = s
-        .post("/stock/reserve", Some(SERVICE_TOKEN), Some(&rk), &reserve)
+        .post("/stock/reserve", Some(service_token()), Some(&rk), &reserve)
         .await;
     let c1 = s
-        .post("/payment/charge", Some(SERVICE_TOKEN), Some(&ck), &charge)
+        .post("/payment/charge", Some(service_token()), Some(&ck), &charge)
         .await;
     let d1 = s.call("/payment/charge", &declined).await;
     let retry_path = format!(
@@ -318,12 +357,12 @@ async fn after_redis_loses_everything_a_retry_finds_the_resource_in_postgres(opt
         d1.json["paymentId"].as_str().unwrap()
     );
     let x1 = s
-        .post(&retry_path, Some(SERVICE_TOKEN), Some(&xk), &json!({}))
+        .post(&retry_path, Some(service_token()), Some(&xk), &json!({}))
         .await;
     let i1 = s
         .post(
             "/stock/items/2/restock",
-            Some(ADMIN_TOKEN),
+            Some(admin_token()),
             Some(&ik),
             &restock,
         )
@@ -335,25 +374,25 @@ async fn after_redis_loses_everything_a_retry_finds_the_resource_in_postgres(opt
     assert_eq!(s.redis("FLUSHALL"), "+OK");
 
     let r2 = s
-        .post("/stock/reserve", Some(SERVICE_TOKEN), Some(&rk), &reserve)
+        .post("/stock/reserve", Some(service_token()), Some(&rk), &reserve)
         .await;
     r2.expect(201, None);
     assert_eq!(r2.json["reservationId"], r1.json["reservationId"]);
     assert_eq!(s.item(1).await["reserved"], 2, "reserved once");
     let c2 = s
-        .post("/payment/charge", Some(SERVICE_TOKEN), Some(&ck), &charge)
+        .post("/payment/charge", Some(service_token()), Some(&ck), &charge)
         .await;
     c2.expect(201, None);
     assert_eq!(c2.json["paymentId"], c1.json["paymentId"]);
     let x2 = s
-        .post(&retry_path, Some(SERVICE_TOKEN), Some(&xk), &json!({}))
+        .post(&retry_path, Some(service_token()), Some(&xk), &json!({}))
         .await;
     x2.expect(200, None);
     assert_eq!(x2.json["retries"], 1, "retried once");
     let i2 = s
         .post(
             "/stock/items/2/restock",
-            Some(ADMIN_TOKEN),
+            Some(admin_token()),
             Some(&ik),
             &restock,
         )
@@ -365,7 +404,7 @@ async fn after_redis_loses_everything_a_retry_finds_the_resource_in_postgres(opt
     assert_eq!(s.redis("FLUSHALL"), "+OK");
     s.post(
         "/stock/reserve",
-        Some(SERVICE_TOKEN),
+        Some(service_token()),
         Some(&rk),
         &json!({"orderId": new_order_id(), "itemId": 1, "quantity": 2}),
     )
@@ -373,7 +412,7 @@ async fn after_redis_loses_everything_a_retry_finds_the_resource_in_postgres(opt
     .expect(422, Some("idempotency_key_reused"));
     s.post(
         "/payment/charge",
-        Some(SERVICE_TOKEN),
+        Some(service_token()),
         Some(&ck),
         &json!({"orderId": order, "amount": 1, "currency": "USD"}),
     )
@@ -397,7 +436,7 @@ async fn with_redis_down_changes_are_refused_and_resume_when_it_returns() {
     let body = json!({"orderId": new_order_id(), "itemId": 1, "quantity": 1});
     let key = new_key();
     let a = s
-        .post("/stock/reserve", Some(SERVICE_TOKEN), Some(&key), &body)
+        .post("/stock/reserve", Some(service_token()), Some(&key), &body)
         .await;
     a.expect(503, Some("dependency_unavailable"));
     assert!(a.header("retry-after").is_some());
@@ -413,7 +452,7 @@ async fn with_redis_down_changes_are_refused_and_resume_when_it_returns() {
     let mut last = None;
     for _ in 0..50 {
         let a = s
-            .post("/stock/reserve", Some(SERVICE_TOKEN), Some(&key), &body)
+            .post("/stock/reserve", Some(service_token()), Some(&key), &body)
             .await;
         if a.status == 201 {
             last = Some(a);
@@ -443,7 +482,7 @@ async fn a_request_cut_off_by_a_crash_is_resumed_by_its_retry_not_repeated(optio
         let request = s
             .client
             .post(s.url("/payment/charge"))
-            .bearer_auth(SERVICE_TOKEN)
+            .bearer_auth(service_token())
             .header("Idempotency-Key", &key)
             .header("content-type", "application/json")
             .body(body.to_string());
@@ -472,7 +511,7 @@ async fn a_request_cut_off_by_a_crash_is_resumed_by_its_retry_not_repeated(optio
         .await;
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let retried = s
-        .post("/payment/charge", Some(SERVICE_TOKEN), Some(&key), &body)
+        .post("/payment/charge", Some(service_token()), Some(&key), &body)
         .await;
     retried.expect(201, None);
     assert_eq!(retried.json["status"], "succeeded");
@@ -489,7 +528,7 @@ async fn results_are_kept_a_day_and_keys_are_scoped_per_service(options: Options
     let key = new_key();
     s.post(
         "/stock/reserve",
-        Some(SERVICE_TOKEN),
+        Some(service_token()),
         Some(&key),
         &json!({"orderId": new_order_id(), "itemId": 1, "quantity": 1}),
     )
@@ -512,7 +551,7 @@ async fn results_are_kept_a_day_and_keys_are_scoped_per_service(options: Options
     let a = s
         .post(
             "/payment/charge",
-            Some(SERVICE_TOKEN),
+            Some(service_token()),
             Some(&key),
             &json!({"amount": 10, "currency": "USD"}),
         )
@@ -581,7 +620,7 @@ async fn on_a_cluster_a_lost_master_refuses_its_keys_until_it_is_back() {
         let key = new_key();
         let body = json!({"orderId": new_order_id(), "amount": 10, "currency": "USD"});
         let a = s
-            .post("/payment/charge", Some(SERVICE_TOKEN), Some(&key), &body)
+            .post("/payment/charge", Some(service_token()), Some(&key), &body)
             .await;
         assert!(
             a.status == 201 || (a.status == 503 && a.code() == "dependency_unavailable"),
@@ -605,7 +644,7 @@ async fn on_a_cluster_a_lost_master_refuses_its_keys_until_it_is_back() {
         let mut answer = None;
         for _ in 0..50 {
             let a = s
-                .post("/payment/charge", Some(SERVICE_TOKEN), Some(key), body)
+                .post("/payment/charge", Some(service_token()), Some(key), body)
                 .await;
             if a.status != 503 {
                 answer = Some(a);
@@ -647,14 +686,46 @@ async fn services_start_and_answer_ready_with_redis_cluster_nodes() {
     let key = new_key();
     let body = json!({"orderId": new_order_id(), "amount": 10, "currency": "USD"});
     let first = s
-        .post("/payment/charge", Some(SERVICE_TOKEN), Some(&key), &body)
+        .post("/payment/charge", Some(service_token()), Some(&key), &body)
         .await;
     first.expect(201, None);
     let again = s
-        .post("/payment/charge", Some(SERVICE_TOKEN), Some(&key), &body)
+        .post("/payment/charge", Some(service_token()), Some(&key), &body)
         .await;
     again.expect(201, None);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.text, first.text);
     assert_eq!(s.redis("DBSIZE"), ":1", "the entry is in the cluster");
+}
+
+/// These speak only HTTP to nginx, so they also run against a stack the suite did not start
+/// (`TEST_STACK_URL`): one shared and in use, where each works on items and orders of its own.
+/// Their bodies are above; each runs on a cluster too (`cluster::...`).
+mod black_box {
+    use super::*;
+
+    #[tokio::test]
+    async fn missing_and_malformed_keys_are_refused_before_anything_runs() {
+        super::missing_and_malformed_keys_are_refused_before_anything_runs(Options::default()).await
+    }
+
+    #[tokio::test]
+    async fn a_finished_request_is_replayed_byte_for_byte() {
+        super::a_finished_request_is_replayed_byte_for_byte(Options::default()).await
+    }
+
+    #[tokio::test]
+    async fn a_key_reused_for_another_request_is_refused() {
+        super::a_key_reused_for_another_request_is_refused(Options::default()).await
+    }
+
+    #[tokio::test]
+    async fn keys_are_scoped_per_route_and_per_caller() {
+        super::keys_are_scoped_per_route_and_per_caller(Options::default()).await
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_with_one_key_execute_once() {
+        super::concurrent_requests_with_one_key_execute_once(Options::default()).await
+    }
 }

@@ -176,8 +176,8 @@ async fn logs_are_json_lines_without_secrets_and_follow_rust_log() {
     for part in [Part::Order, Part::Payment, Part::Stock] {
         let log = std::fs::read_to_string(s.log_path(part)).unwrap();
         for secret in [
-            tests::SERVICE_TOKEN,
-            tests::ADMIN_TOKEN,
+            tests::service_token(),
+            tests::admin_token(),
             "wrong-secret-token",
             card,
         ] {

@@ -1,7 +1,7 @@
 //! The payment service (docs/api.md, "payment"): every row, with its effect on stored state.
 
 use serde_json::{json, Value};
-use tests::{new_key, new_order_id, Options, Part, Stack, SERVICE_TOKEN};
+use tests::{new_key, new_order_id, service_token, Options, Part, Stack};
 
 async fn charge(s: &Stack, order: &str, amount: i64) -> tests::Answer {
     s.call(
@@ -15,121 +15,11 @@ async fn payment(s: &Stack, id: &Value) -> Value {
     let a = s
         .get(
             &format!("/payment/payments/{}", id.as_str().unwrap()),
-            Some(SERVICE_TOKEN),
+            Some(service_token()),
         )
         .await;
     a.expect(200, None);
     a.json
-}
-
-#[tokio::test]
-async fn charges_succeed_or_are_declined_as_created_payments() {
-    let s = Stack::start().await;
-    let order = new_order_id();
-    let ok = s
-        .call("/payment/charge", &json!({"orderId": order, "customerId": "cust-1", "amount": 1999, "currency": "EUR", "reference": "cart 7"}))
-        .await;
-    ok.expect(201, None);
-    for field in ["paymentId", "createdAt", "updatedAt"] {
-        assert!(ok.json[field].is_string(), "{field}");
-    }
-    assert_eq!(ok.json["orderId"], order.as_str());
-    assert_eq!(ok.json["customerId"], "cust-1");
-    assert_eq!(
-        (ok.json["amount"].as_i64(), ok.json["currency"].as_str()),
-        (Some(1999), Some("EUR"))
-    );
-    assert_eq!(ok.json["status"], "succeeded");
-    assert_eq!(ok.json["failureCode"], Value::Null);
-    assert_eq!(ok.json["retries"], 0);
-    assert_eq!(
-        payment(&s, &ok.json["paymentId"]).await["status"],
-        "succeeded"
-    );
-
-    // Above PAYMENT_DECLINE_ABOVE (100000): declined, but a payment all the same.
-    let declined = charge(&s, &new_order_id(), 100_001).await;
-    declined.expect(201, None);
-    assert_eq!(declined.json["status"], "failed");
-    assert_eq!(declined.json["failureCode"], "amount_above_limit");
-
-    // Without an order.
-    s.call("/payment/charge", &json!({"amount": 5, "currency": "USD"}))
-        .await
-        .expect(201, None);
-
-    // One payment per order.
-    let again = charge(&s, &order, 1999).await;
-    again.expect(409, Some("payment_exists"));
-    assert_eq!(again.json["paymentId"], ok.json["paymentId"]);
-    let db = s.db(Part::Payment).await;
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM payments WHERE order_id = $1")
-        .bind(&order)
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    assert_eq!(n, 1);
-}
-
-#[tokio::test]
-async fn refunds_give_back_once_and_only_what_was_taken() {
-    let s = Stack::start().await;
-    let order = new_order_id();
-    let paid = charge(&s, &order, 700).await;
-    let id = paid.json["paymentId"].clone();
-
-    let r = s.call("/payment/refund", &json!({"paymentId": id})).await;
-    r.expect(200, None);
-    assert_eq!(r.json["status"], "refunded");
-    let again = s.call("/payment/refund", &json!({"orderId": order})).await;
-    again.expect(200, None);
-    assert_eq!(again.json["status"], "refunded");
-    assert_eq!(payment(&s, &id).await["status"], "refunded");
-    // A charge for a refunded order is refused.
-    charge(&s, &order, 700)
-        .await
-        .expect(409, Some("order_canceled"));
-
-    let declined = charge(&s, &new_order_id(), 200_000).await;
-    let r = s
-        .call(
-            "/payment/refund",
-            &json!({"paymentId": declined.json["paymentId"]}),
-        )
-        .await;
-    r.expect(200, None);
-    assert_eq!(
-        r.json["status"], "failed",
-        "nothing was taken, nothing is given back"
-    );
-
-    s.call(
-        "/payment/refund",
-        &json!({"paymentId": "6f1c1f5e-8d4e-4a5b-9a43-2f0a6f1f0b7e"}),
-    )
-    .await
-    .expect(404, Some("payment_not_found"));
-    s.call("/payment/refund", &json!({"paymentId": "not-a-uuid"}))
-        .await
-        .expect(400, Some("validation_error"));
-}
-
-#[tokio::test]
-async fn a_refund_before_its_charge_leaves_a_tombstone() {
-    let s = Stack::start().await;
-    let order = new_order_id();
-    let r = s.call("/payment/refund", &json!({"orderId": order})).await;
-    r.expect(200, None);
-    assert_eq!(r.json, json!({"orderId": order, "status": "canceled"}));
-    charge(&s, &order, 100)
-        .await
-        .expect(409, Some("order_canceled"));
-    let db = s.db(Part::Payment).await;
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    assert_eq!(n, 0, "no hanging charge");
 }
 
 #[tokio::test]
@@ -154,7 +44,7 @@ async fn retries_succeed_when_the_processor_approves() {
         .send(
             s.client
                 .post(s.url(&format!("/payment/payments/{id}/retry")))
-                .bearer_auth(SERVICE_TOKEN)
+                .bearer_auth(service_token())
                 .header("Idempotency-Key", new_key()),
         )
         .await;
@@ -203,67 +93,6 @@ async fn three_failed_retries_exhaust_a_payment() {
 }
 
 #[tokio::test]
-async fn payments_are_listed_newest_first_with_filters() {
-    let s = Stack::start().await;
-    let order = new_order_id();
-    let mut ids = vec![];
-    for amount in [100, 200_000, 300] {
-        let a = charge(&s, &new_order_id(), amount).await;
-        ids.push(a.json["paymentId"].clone());
-    }
-    charge(&s, &order, 50).await.expect(201, None);
-    let all = s.get("/payment/payments", Some(SERVICE_TOKEN)).await;
-    all.expect(200, None);
-    assert_eq!(
-        (
-            all.json["total"].as_i64(),
-            all.json["limit"].as_i64(),
-            all.json["offset"].as_i64()
-        ),
-        (Some(4), Some(100), Some(0))
-    );
-    assert_eq!(all.json["payments"][1]["paymentId"], ids[2], "newest first");
-
-    let failed = s
-        .get("/payment/payments?status=failed", Some(SERVICE_TOKEN))
-        .await;
-    assert_eq!(failed.json["total"], 1);
-    assert_eq!(failed.json["payments"][0]["paymentId"], ids[1]);
-    let by_order = s
-        .get(
-            &format!("/payment/payments?orderId={order}"),
-            Some(SERVICE_TOKEN),
-        )
-        .await;
-    assert_eq!(by_order.json["total"], 1);
-    assert_eq!(by_order.json["payments"][0]["amount"], 50);
-    let page = s
-        .get("/payment/payments?limit=2&offset=2", Some(SERVICE_TOKEN))
-        .await;
-    assert_eq!(page.json["payments"].as_array().unwrap().len(), 2);
-    assert_eq!(page.json["payments"][1]["paymentId"], ids[0]);
-    assert_eq!(page.json["total"], 4);
-
-    for bad in [
-        "limit=0",
-        "limit=1001",
-        "offset=-1",
-        "status=canceled",
-        "limit=x",
-    ] {
-        s.get(&format!("/payment/payments?{bad}"), Some(SERVICE_TOKEN))
-            .await
-            .expect(400, Some("validation_error"));
-    }
-    s.get(
-        "/payment/payments/6f1c1f5e-8d4e-4a5b-9a43-2f0a6f1f0b7e",
-        Some(SERVICE_TOKEN),
-    )
-    .await
-    .expect(404, Some("payment_not_found"));
-}
-
-#[tokio::test]
 async fn injected_faults_answer_503_before_doing_anything() {
     let s = Stack::start_with(Options::default().env("PAYMENT_FAULT_RATE", 1)).await;
     let a = charge(&s, &new_order_id(), 100).await;
@@ -282,4 +111,279 @@ async fn injected_faults_answer_503_before_doing_anything() {
     s.start_part(Part::Payment, &[("PAYMENT_FAULT_RATE", "0")])
         .await;
     charge(&s, &new_order_id(), 100).await.expect(201, None);
+}
+
+/// These speak only HTTP to nginx, so they also run against a stack the suite did not start
+/// (`TEST_STACK_URL`): one shared and in use, where each test finds its own payments among the
+/// others'.
+mod black_box {
+    use super::*;
+
+    /// The payments listed for an order.
+    async fn payments_of_order(s: &Stack, order: &str) -> Vec<Value> {
+        let a = s
+            .get(
+                &format!("/payment/payments?orderId={order}"),
+                Some(service_token()),
+            )
+            .await;
+        a.expect(200, None);
+        a.json["payments"].as_array().cloned().unwrap()
+    }
+
+    /// The ids of a page of payments.
+    fn ids_of(page: &tests::Answer) -> Vec<Value> {
+        page.json["payments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["paymentId"].clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn charges_succeed_or_are_declined_as_created_payments() {
+        let s = Stack::start().await;
+        let order = new_order_id();
+        let ok = s
+            .call("/payment/charge", &json!({"orderId": order, "customerId": "cust-1", "amount": 1999, "currency": "EUR", "reference": "cart 7"}))
+            .await;
+        ok.expect(201, None);
+        for field in ["paymentId", "createdAt", "updatedAt"] {
+            assert!(ok.json[field].is_string(), "{field}");
+        }
+        assert_eq!(ok.json["orderId"], order.as_str());
+        assert_eq!(ok.json["customerId"], "cust-1");
+        assert_eq!(
+            (ok.json["amount"].as_i64(), ok.json["currency"].as_str()),
+            (Some(1999), Some("EUR"))
+        );
+        assert_eq!(ok.json["status"], "succeeded");
+        assert_eq!(ok.json["failureCode"], Value::Null);
+        assert_eq!(ok.json["retries"], 0);
+        assert_eq!(
+            payment(&s, &ok.json["paymentId"]).await["status"],
+            "succeeded"
+        );
+
+        // Above PAYMENT_DECLINE_ABOVE (100000): declined, but a payment all the same.
+        let declined = charge(&s, &new_order_id(), 100_001).await;
+        declined.expect(201, None);
+        assert_eq!(declined.json["status"], "failed");
+        assert_eq!(declined.json["failureCode"], "amount_above_limit");
+
+        // Without an order.
+        s.call("/payment/charge", &json!({"amount": 5, "currency": "USD"}))
+            .await
+            .expect(201, None);
+
+        // One payment per order.
+        let again = charge(&s, &order, 1999).await;
+        again.expect(409, Some("payment_exists"));
+        assert_eq!(again.json["paymentId"], ok.json["paymentId"]);
+        assert_eq!(payments_of_order(&s, &order).await.len(), 1);
+        if s.is_own() {
+            let db = s.db(Part::Payment).await;
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM payments WHERE order_id = $1")
+                .bind(&order)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+            assert_eq!(n, 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn refunds_give_back_once_and_only_what_was_taken() {
+        let s = Stack::start().await;
+        let order = new_order_id();
+        let paid = charge(&s, &order, 700).await;
+        let id = paid.json["paymentId"].clone();
+
+        let r = s.call("/payment/refund", &json!({"paymentId": id})).await;
+        r.expect(200, None);
+        assert_eq!(r.json["status"], "refunded");
+        let again = s.call("/payment/refund", &json!({"orderId": order})).await;
+        again.expect(200, None);
+        assert_eq!(again.json["status"], "refunded");
+        assert_eq!(payment(&s, &id).await["status"], "refunded");
+        // A charge for a refunded order is refused.
+        charge(&s, &order, 700)
+            .await
+            .expect(409, Some("order_canceled"));
+
+        let declined = charge(&s, &new_order_id(), 200_000).await;
+        let r = s
+            .call(
+                "/payment/refund",
+                &json!({"paymentId": declined.json["paymentId"]}),
+            )
+            .await;
+        r.expect(200, None);
+        assert_eq!(
+            r.json["status"], "failed",
+            "nothing was taken, nothing is given back"
+        );
+
+        s.call(
+            "/payment/refund",
+            &json!({"paymentId": "6f1c1f5e-8d4e-4a5b-9a43-2f0a6f1f0b7e"}),
+        )
+        .await
+        .expect(404, Some("payment_not_found"));
+        s.call("/payment/refund", &json!({"paymentId": "not-a-uuid"}))
+            .await
+            .expect(400, Some("validation_error"));
+    }
+
+    #[tokio::test]
+    async fn a_refund_before_its_charge_leaves_a_tombstone() {
+        let s = Stack::start().await;
+        let order = new_order_id();
+        let r = s.call("/payment/refund", &json!({"orderId": order})).await;
+        r.expect(200, None);
+        assert_eq!(r.json, json!({"orderId": order, "status": "canceled"}));
+        charge(&s, &order, 100)
+            .await
+            .expect(409, Some("order_canceled"));
+        assert_eq!(
+            payments_of_order(&s, &order).await,
+            Vec::<Value>::new(),
+            "no hanging charge"
+        );
+        if s.is_own() {
+            let db = s.db(Part::Payment).await;
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
+                .fetch_one(&db)
+                .await
+                .unwrap();
+            assert_eq!(n, 0, "no hanging charge");
+        }
+    }
+
+    #[tokio::test]
+    async fn payments_are_listed_newest_first_with_filters() {
+        let s = Stack::start().await;
+        let order = new_order_id();
+        let mut ids = vec![];
+        for amount in [100, 200_000, 300] {
+            let a = charge(&s, &new_order_id(), amount).await;
+            ids.push(a.json["paymentId"].clone());
+        }
+        let last = charge(&s, &order, 50).await;
+        last.expect(201, None);
+        let all = s.get("/payment/payments", Some(service_token())).await;
+        all.expect(200, None);
+        assert_eq!(
+            (all.json["limit"].as_i64(), all.json["offset"].as_i64()),
+            (Some(100), Some(0))
+        );
+        if s.is_own() {
+            assert_eq!(all.json["total"].as_i64(), Some(4));
+            assert_eq!(all.json["payments"][1]["paymentId"], ids[2], "newest first");
+        } else {
+            assert!(all.json["total"].as_i64().unwrap() >= 4, "{}", all.text);
+        }
+        // Newest first, whatever others charged meanwhile.
+        let newest = s
+            .get("/payment/payments?limit=1000", Some(service_token()))
+            .await;
+        newest.expect(200, None);
+        let newest = ids_of(&newest);
+        let at = |id: &Value| {
+            newest
+                .iter()
+                .position(|p| p == id)
+                .unwrap_or_else(|| panic!("{id} is among the newest payments"))
+        };
+        let positions = [&last.json["paymentId"], &ids[2], &ids[1], &ids[0]].map(at);
+        assert!(positions.is_sorted(), "newest first: {positions:?}");
+
+        let failed = s
+            .get("/payment/payments?status=failed", Some(service_token()))
+            .await;
+        failed.expect(200, None);
+        if s.is_own() {
+            assert_eq!(failed.json["total"], 1);
+            assert_eq!(failed.json["payments"][0]["paymentId"], ids[1]);
+        }
+        let failed = s
+            .get(
+                "/payment/payments?status=failed&limit=1000",
+                Some(service_token()),
+            )
+            .await;
+        assert!(
+            failed.json["payments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["status"] == "failed"),
+            "{}",
+            failed.text
+        );
+        let failed = ids_of(&failed);
+        assert!(failed.contains(&ids[1]));
+        for other in [&ids[0], &ids[2], &last.json["paymentId"]] {
+            assert!(!failed.contains(other), "{other} did not fail");
+        }
+        let by_order = payments_of_order(&s, &order).await;
+        assert_eq!(by_order.len(), 1);
+        assert_eq!(by_order[0]["amount"], 50);
+        let page = s
+            .get("/payment/payments?limit=2&offset=2", Some(service_token()))
+            .await;
+        page.expect(200, None);
+        assert_eq!(
+            (page.json["limit"].as_i64(), page.json["offset"].as_i64()),
+            (Some(2), Some(2))
+        );
+        assert_eq!(page.json["payments"].as_array().unwrap().len(), 2);
+        if s.is_own() {
+            assert_eq!(page.json["payments"][1]["paymentId"], ids[0]);
+            assert_eq!(page.json["total"], 4);
+        } else {
+            // Others charge meanwhile: the page is the third and fourth of the first four when
+            // nothing was charged between asking for the one and for the other.
+            let first_four = || s.get("/payment/payments?limit=4", Some(service_token()));
+            let mut compared = false;
+            for _ in 0..100 {
+                let before = first_four().await;
+                let page = s
+                    .get("/payment/payments?limit=2&offset=2", Some(service_token()))
+                    .await;
+                let after = first_four().await;
+                let (before_ids, after_ids) = (ids_of(&before), ids_of(&after));
+                if before_ids == after_ids && before.json["total"] == after.json["total"] {
+                    assert_eq!(ids_of(&page), before_ids[2..4], "{}", page.text);
+                    assert_eq!(page.json["total"], before.json["total"]);
+                    compared = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            assert!(
+                compared,
+                "payments were charged all the time: no page to compare"
+            );
+        }
+
+        for bad in [
+            "limit=0",
+            "limit=1001",
+            "offset=-1",
+            "status=canceled",
+            "limit=x",
+        ] {
+            s.get(&format!("/payment/payments?{bad}"), Some(service_token()))
+                .await
+                .expect(400, Some("validation_error"));
+        }
+        s.get(
+            "/payment/payments/6f1c1f5e-8d4e-4a5b-9a43-2f0a6f1f0b7e",
+            Some(service_token()),
+        )
+        .await
+        .expect(404, Some("payment_not_found"));
+    }
 }

@@ -119,7 +119,7 @@ async fn the_ledger_migration_takes_in_the_payments_made_before_it() {
     let s = &s;
     let splits = |id: uuid::Uuid| {
         let path = format!("/payment/payments/{id}/splits");
-        async move { s.get(&path, Some(tests::SERVICE_TOKEN)).await }
+        async move { s.get(&path, Some(tests::service_token())).await }
     };
     for (id, status, amount, _) in &old {
         let a = splits(*id).await;
@@ -139,7 +139,7 @@ async fn the_ledger_migration_takes_in_the_payments_made_before_it() {
                 let payment = s
                     .get(
                         &format!("/payment/payments/{id}"),
-                        Some(tests::SERVICE_TOKEN),
+                        Some(tests::service_token()),
                     )
                     .await;
                 assert_eq!(payment.json["refundedAmount"], reversed);
@@ -150,7 +150,7 @@ async fn the_ledger_migration_takes_in_the_payments_made_before_it() {
     let entries = s
         .get(
             &format!("/payment/ledger/entries?paymentId={}", old[2].0),
-            Some(tests::SERVICE_TOKEN),
+            Some(tests::service_token()),
         )
         .await;
     let kinds: Vec<&str> = entries.json["entries"]
@@ -188,7 +188,7 @@ async fn the_ledger_migration_takes_in_the_payments_made_before_it() {
                     "/payment/ledger/entries?paymentId={}&kind=release",
                     old[1].0
                 ),
-                Some(tests::SERVICE_TOKEN),
+                Some(tests::service_token()),
             )
             .await;
         if released.json["total"] == 1 {
@@ -201,7 +201,7 @@ async fn the_ledger_migration_takes_in_the_payments_made_before_it() {
         .send(
             s.client
                 .get(s.url("/payment/ledger/trial-balance"))
-                .bearer_auth(tests::ADMIN_TOKEN),
+                .bearer_auth(tests::admin_token()),
         )
         .await;
     trial.expect(200, None);

@@ -5,9 +5,13 @@
 //! in exactly one of the two); a payout paid once through the provider with one `payout` entry, or
 //! failed with its hold released, and paid once even when payment dies between the provider's
 //! answer and its recording; refusals answered with the problem that says why, nothing written.
-//! Every test ends with the ledger's invariants checked on the stored rows (held = what pending
-//! transfers and payouts hold, one entry per posted transfer and paid payout, the provider's
-//! records, the trial balance).
+//! Every test ends with the ledger's invariants checked: the trial balance, and on a stack of the
+//! suite's own the stored rows (held = what pending transfers and payouts hold, one entry per posted
+//! transfer and paid payout, the provider's records). The tests of `black_box` speak only HTTP to
+//! nginx and also run against a stack the suite did not start, shared with others, whose workers
+//! post and pay every 100 ms ([`stack`]): they look only at their own recipients' balances,
+//! transfers, payouts and entries there, and wait for the workers where a pending transfer or
+//! payout would not stay pending.
 
 use crate::splits::{
     assert_ledger_sound, balance, detail, entries, eventually, id, leg, legs, pct, recipient,
@@ -16,14 +20,20 @@ use crate::splits::{
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 use std::time::Duration;
-use tests::{new_key, Answer, Options, Part, Stack, ADMIN_TOKEN, SERVICE_TOKEN};
+use tests::{admin_token, new_key, service_token, Answer, Options, Part, Stack};
 
-/// A stack whose captures are released at once, with the transfer and payout workers every
-/// `every_ms`.
-async fn stack(every_ms: u64) -> Stack {
-    stack_with(every_ms, &[]).await
+/// How often the transfer and payout workers run on the black-box tests' stack.
+const EVERY_MS: u64 = 100;
+
+/// The black-box tests' stack: captures released at once, the transfer and payout workers every
+/// [`EVERY_MS`]. A stack the suite did not start runs them only with exactly these settings:
+/// `TEST_STACK_SETTINGS=SPLIT_HOLD_SECS=0,SPLIT_RELEASE_INTERVAL_MS=100,TRANSFER_INTERVAL_MS=100`.
+async fn stack() -> Stack {
+    stack_with(EVERY_MS, &[]).await
 }
 
+/// A stack whose captures are released at once, with the transfer and payout workers every
+/// `every_ms`, and more settings.
 async fn stack_with(every_ms: u64, env: &[(&str, &str)]) -> Stack {
     let mut options = Options::default()
         .env("SPLIT_HOLD_SECS", 0)
@@ -68,7 +78,7 @@ async fn get(s: &Stack, transfer: &str) -> Value {
     let a = s
         .get(
             &format!("/payment/transfers/{transfer}"),
-            Some(SERVICE_TOKEN),
+            Some(service_token()),
         )
         .await;
     a.expect(200, None);
@@ -89,7 +99,7 @@ async fn payout(s: &Stack, who: &str, amount: i64) -> Answer {
 
 async fn payout_status(s: &Stack, payout: &str) -> Value {
     let a = s
-        .get(&format!("/payment/payouts/{payout}"), Some(SERVICE_TOKEN))
+        .get(&format!("/payment/payouts/{payout}"), Some(service_token()))
         .await;
     a.expect(200, None);
     a.json
@@ -108,398 +118,6 @@ async fn assert_sound(s: &Stack) {
     assert_ledger_sound(s).await;
     let violations = s.quiet_and_check(Duration::from_secs(30)).await;
     assert!(violations.is_empty(), "{violations:#?}");
-}
-
-#[tokio::test]
-async fn a_transfer_holds_its_amount_then_is_posted_once_moving_available_money() {
-    let s = stack(300).await;
-    let (a, _) = funded(&s, "seller", 1000).await;
-    let b = recipient(&s, "partner").await;
-
-    let t = transfer(&s, &a, &b, 300).await;
-    t.expect(202, None);
-    let tid = id(&t.json["transferId"]);
-    assert_eq!(
-        t.header("location"),
-        Some(format!("/payment/transfers/{tid}").as_str())
-    );
-    assert_eq!(
-        (
-            &t.json["fromRecipientId"],
-            &t.json["toRecipientId"],
-            &t.json["amount"],
-            &t.json["currency"],
-            &t.json["status"],
-            &t.json["reference"]
-        ),
-        (
-            &json!(a),
-            &json!(b),
-            &json!(300),
-            &json!("USD"),
-            &json!("pending"),
-            &Value::Null
-        )
-    );
-    eventually("the transfer posted", || {
-        let (s, tid) = (&s, &tid);
-        async move { status(s, tid).await == "posted" }
-    })
-    .await;
-    assert_eq!(balance(&s, &a, "USD").await, (0, 700, 0));
-    assert_eq!(balance(&s, &b, "USD").await, (0, 300, 0));
-    let journal = entries(&s, "kind=transfer").await;
-    assert_eq!(journal["total"], 1);
-    let entry = &journal["entries"][0];
-    assert_eq!(entry["transferId"], json!(tid));
-    assert_eq!(
-        legs(entry),
-        [leg(("available", Some(&a)), ("available", Some(&b)), 300)]
-    );
-    // Posted: it cannot be canceled, and the money stays moved.
-    let c = cancel(&s, &tid).await;
-    c.expect(409, Some("transfer_not_cancelable"));
-    assert_eq!(c.json["transferId"], json!(tid));
-    assert_eq!(c.json["transferStatus"], "posted");
-    assert_eq!(balance(&s, &b, "USD").await, (0, 300, 0));
-    // Listed for either side, filtered by status.
-    for who in [&a, &b] {
-        let list = s
-            .get(
-                &format!("/payment/transfers?recipientId={who}&status=posted"),
-                Some(ADMIN_TOKEN),
-            )
-            .await;
-        list.expect(200, None);
-        assert_eq!(list.json["total"], 1);
-        assert_eq!(list.json["transfers"][0]["transferId"], json!(tid));
-    }
-    let none = s
-        .get(
-            &format!("/payment/transfers?recipientId={a}&status=pending"),
-            Some(SERVICE_TOKEN),
-        )
-        .await;
-    none.expect(200, None);
-    assert_eq!(none.json["total"], 0);
-    let metrics = scrape(&s).await;
-    for series in [
-        r#"transfers_total{status="pending",service="payment"}"#,
-        r#"transfers_total{status="posted",service="payment"}"#,
-        r#"ledger_entries_total{kind="transfer",service="payment"}"#,
-    ] {
-        assert_eq!(sample(&metrics, series), Some(1.0), "{series}");
-    }
-    assert_sound(&s).await;
-}
-
-#[tokio::test]
-async fn fifty_parallel_transfers_of_a_third_of_a_balance_accept_exactly_three() {
-    // The worker waits an hour: every accepted transfer stays pending, holding its amount.
-    let s = stack(3_600_000).await;
-    let (a, _) = funded(&s, "seller", 900).await;
-    let b = recipient(&s, "partner").await;
-    let answers = join_all((0..50).map(|_| transfer(&s, &a, &b, 300))).await;
-    let accepted = answers.iter().filter(|a| a.status == 202).count();
-    assert_eq!(accepted, 3, "exactly ⌊900 / 300⌋ accepted");
-    for refused in answers.iter().filter(|a| a.status != 202) {
-        refused.expect(409, Some("insufficient_funds"));
-        assert_eq!(refused.json["recipientId"], json!(a));
-        assert_eq!(refused.json["requested"], 300);
-        assert_eq!(refused.json["available"], 0);
-    }
-    assert_eq!(balance(&s, &a, "USD").await, (0, 900, 900));
-    let pending = s
-        .get(
-            &format!("/payment/transfers?recipientId={a}&status=pending"),
-            Some(SERVICE_TOKEN),
-        )
-        .await;
-    assert_eq!(pending.json["total"], 3, "nothing refused was written");
-    assert_sound(&s).await;
-}
-
-#[tokio::test]
-async fn a_cancel_releases_the_hold_once_and_a_canceled_transfer_stays_canceled() {
-    let s = stack(3_600_000).await;
-    let (a, _) = funded(&s, "seller", 1000).await;
-    let b = recipient(&s, "partner").await;
-    let t = transfer(&s, &a, &b, 400).await;
-    t.expect(202, None);
-    let tid = id(&t.json["transferId"]);
-    assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 400));
-    // What is held cannot be transferred again.
-    let more = transfer(&s, &a, &b, 601).await;
-    more.expect(409, Some("insufficient_funds"));
-    assert_eq!(more.json["available"], 600);
-
-    let c = cancel(&s, &tid).await;
-    c.expect(200, None);
-    assert_eq!(c.json["status"], "canceled");
-    assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 0));
-    // Again, under a new key: as it is, the hold not released twice.
-    cancel(&s, &tid).await.expect(200, None);
-    assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 0));
-    assert_eq!(balance(&s, &b, "USD").await, (0, 0, 0));
-    assert_eq!(status(&s, &tid).await, "canceled");
-    let unknown = uuid::Uuid::now_v7();
-    let c = cancel(&s, &unknown.to_string()).await;
-    c.expect(404, Some("transfer_not_found"));
-    assert_eq!(c.json["transferId"], json!(unknown));
-    s.get(
-        &format!("/payment/transfers/{unknown}"),
-        Some(SERVICE_TOKEN),
-    )
-    .await
-    .expect(404, Some("transfer_not_found"));
-    assert_eq!(
-        sample(
-            &scrape(&s).await,
-            r#"transfers_total{status="canceled",service="payment"}"#
-        ),
-        Some(1.0),
-        "counted once"
-    );
-    assert_sound(&s).await;
-}
-
-#[tokio::test]
-async fn cancels_racing_the_worker_end_each_transfer_once_canceled_or_posted() {
-    let s = stack(20).await;
-    let (a, _) = funded(&s, "seller", 1000).await;
-    let b = recipient(&s, "partner").await;
-    let mut ids = Vec::new();
-    for _ in 0..30 {
-        let t = transfer(&s, &a, &b, 10).await;
-        t.expect(202, None);
-        ids.push(id(&t.json["transferId"]));
-    }
-    let answers = join_all(ids.iter().map(|t| cancel(&s, t))).await;
-    let mut canceled = 0;
-    for (t, answer) in ids.iter().zip(&answers) {
-        let now = status(&s, t).await;
-        match answer.status {
-            200 => {
-                assert_eq!(now, "canceled", "{t}");
-                canceled += 1;
-            }
-            409 => {
-                answer.expect(409, Some("transfer_not_cancelable"));
-                assert_eq!(now, "posted", "{t}");
-            }
-            other => panic!("cancel of {t} answered {other}: {}", answer.text),
-        }
-    }
-    let posted = 30 - canceled;
-    assert_eq!(balance(&s, &a, "USD").await, (0, 1000 - 10 * posted, 0));
-    assert_eq!(balance(&s, &b, "USD").await, (0, 10 * posted, 0));
-    assert_eq!(
-        entries(&s, "kind=transfer").await["total"],
-        json!(posted),
-        "one entry per posted transfer"
-    );
-    assert_sound(&s).await;
-}
-
-#[tokio::test]
-async fn a_refund_after_the_release_can_leave_available_negative_which_refuses_transfers() {
-    let s = stack(100).await;
-    let (a, p) = funded(&s, "seller", 1000).await;
-    let b = recipient(&s, "partner").await;
-    let t = transfer(&s, &a, &b, 800).await;
-    t.expect(202, None);
-    let tid = id(&t.json["transferId"]);
-    eventually("the transfer posted", || {
-        let (s, tid) = (&s, &tid);
-        async move { status(s, tid).await == "posted" }
-    })
-    .await;
-    // The whole sale refunded: taken back from the seller's available, 800 of it already moved.
-    refund_part(&s, &p, 1000).await.expect(201, None);
-    assert_eq!(balance(&s, &a, "USD").await, (0, -800, 0));
-    let refused = transfer(&s, &a, &b, 1).await;
-    refused.expect(409, Some("insufficient_funds"));
-    assert_eq!(refused.json["available"], -800);
-    assert_sound(&s).await;
-}
-
-#[tokio::test]
-async fn transfers_that_cannot_be_are_refused_naming_why_and_write_nothing() {
-    let s = stack(3_600_000).await;
-    let (a, _) = funded(&s, "seller", 1000).await;
-    let b = recipient(&s, "partner").await;
-    let body = |amount: Value, currency: Value| json!({"fromRecipientId": a, "toRecipientId": b, "amount": amount, "currency": currency});
-    for (bad, field) in [
-        (body(json!(0), json!("USD")), "amount"),
-        (body(json!(-5), json!("USD")), "amount"),
-        (body(json!(1.5), json!("USD")), "amount"),
-        (body(json!("5"), json!("USD")), "amount"),
-        (body(json!(i64::MAX as f64 * 4.0), json!("USD")), "amount"),
-        (body(json!(5), json!("usd")), "currency"),
-        (
-            json!({"fromRecipientId": "nobody", "toRecipientId": b, "amount": 5, "currency": "USD"}),
-            "fromRecipientId",
-        ),
-        (
-            json!({"toRecipientId": b, "amount": 5, "currency": "USD"}),
-            "fromRecipientId",
-        ),
-        (
-            json!({"fromRecipientId": a, "toRecipientId": b, "amount": 5, "currency": "USD", "memo": 1}),
-            "memo",
-        ),
-    ] {
-        refused_naming(&s.call("/payment/transfers", &bad).await, field);
-    }
-    let same = transfer(&s, &a, &a, 5).await;
-    same.expect(422, Some("same_recipient"));
-    assert_eq!(same.json["recipientId"], json!(a));
-    let nobody = uuid::Uuid::now_v7();
-    let unknown = transfer(&s, &a, &nobody.to_string(), 5).await;
-    unknown.expect(422, Some("recipient_not_found"));
-    assert_eq!(unknown.json["recipientId"], json!(nobody));
-    assert!(detail(&unknown).contains(&nobody.to_string()));
-    // No balance in the currency at all.
-    let euros = s
-        .call(
-            "/payment/transfers",
-            &json!({"fromRecipientId": a, "toRecipientId": b, "amount": 5, "currency": "EUR"}),
-        )
-        .await;
-    euros.expect(409, Some("insufficient_funds"));
-    assert_eq!(euros.json["available"], 0);
-    // Cancels and reads of what is not a transfer id.
-    s.call("/payment/transfers/nope/cancel", &json!({}))
-        .await
-        .expect(400, Some("validation_error"));
-    // A key is one request.
-    let key = new_key();
-    let first = json!({"fromRecipientId": a, "toRecipientId": b, "amount": 5, "currency": "USD"});
-    let sent = s
-        .post(
-            "/payment/transfers",
-            Some(SERVICE_TOKEN),
-            Some(&key),
-            &first,
-        )
-        .await;
-    sent.expect(202, None);
-    let again = s
-        .post(
-            "/payment/transfers",
-            Some(SERVICE_TOKEN),
-            Some(&key),
-            &first,
-        )
-        .await;
-    again.expect(202, None);
-    assert_eq!(again.json["transferId"], sent.json["transferId"]);
-    let other = s
-        .post(
-            "/payment/transfers",
-            Some(SERVICE_TOKEN),
-            Some(&key),
-            &json!({"fromRecipientId": a, "toRecipientId": b, "amount": 6, "currency": "USD"}),
-        )
-        .await;
-    other.expect(422, Some("idempotency_key_reused"));
-    let all = s.get("/payment/transfers", Some(ADMIN_TOKEN)).await;
-    all.expect(200, None);
-    assert_eq!(
-        all.json["total"], 1,
-        "only the one accepted transfer was written"
-    );
-    assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 5));
-    // Tokens: service or admin; none is refused.
-    s.post("/payment/transfers", None, Some(&new_key()), &first)
-        .await
-        .expect(401, Some("unauthorized"));
-    // The database refuses a transfer to oneself and a second entry, whatever the code does.
-    let db = s.db(Part::Payment).await;
-    let e = sqlx::query(
-        "INSERT INTO transfers (id, from_recipient_id, to_recipient_id, amount, currency)
-         VALUES (gen_random_uuid(), $1::uuid, $1::uuid, 5, 'USD')",
-    )
-    .bind(&a)
-    .execute(&db)
-    .await
-    .unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("a_transfer_moves_between_two_recipients"),
-        "{e}"
-    );
-    assert_sound(&s).await;
-}
-
-#[tokio::test]
-async fn a_payout_holds_its_amount_then_is_paid_once_out_of_the_platform() {
-    let s = stack(100).await;
-    let (a, _) = funded(&s, "seller", 1000).await;
-    let p = payout(&s, &a, 400).await;
-    p.expect(202, None);
-    let pid = id(&p.json["payoutId"]);
-    assert_eq!(
-        p.header("location"),
-        Some(format!("/payment/payouts/{pid}").as_str())
-    );
-    assert_eq!(
-        (
-            &p.json["recipientId"],
-            &p.json["amount"],
-            &p.json["status"],
-            &p.json["failureCode"]
-        ),
-        (&json!(a), &json!(400), &json!("pending"), &Value::Null)
-    );
-    let paid = until_payout_settled(&s, &pid).await;
-    assert_eq!(paid["status"], "paid");
-    assert_eq!(balance(&s, &a, "USD").await, (0, 600, 0));
-    let journal = entries(&s, "kind=payout").await;
-    assert_eq!(journal["total"], 1);
-    assert_eq!(journal["entries"][0]["payoutId"], json!(pid));
-    assert_eq!(
-        legs(&journal["entries"][0]),
-        [leg(("available", Some(&a)), ("payouts", None), 400)]
-    );
-    let tb = s
-        .get("/payment/ledger/trial-balance", Some(ADMIN_TOKEN))
-        .await;
-    let usd = tb.json["currencies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["currency"] == "USD")
-        .cloned()
-        .unwrap();
-    assert_eq!(
-        (&usd["payouts"], &usd["recipientsAvailable"]),
-        (&json!(400), &json!(600))
-    );
-    let list = s
-        .get(
-            &format!("/payment/payouts?recipientId={a}&status=paid"),
-            Some(ADMIN_TOKEN),
-        )
-        .await;
-    list.expect(200, None);
-    assert_eq!(list.json["total"], 1);
-    assert_eq!(list.json["payouts"][0]["payoutId"], json!(pid));
-    let metrics = scrape(&s).await;
-    for series in [
-        r#"payouts_total{status="pending",service="payment"}"#,
-        r#"payouts_total{status="paid",service="payment"}"#,
-        r#"ledger_entries_total{kind="payout",service="payment"}"#,
-    ] {
-        assert_eq!(sample(&metrics, series), Some(1.0), "{series}");
-    }
-    let unknown = uuid::Uuid::now_v7();
-    let missing = s
-        .get(&format!("/payment/payouts/{unknown}"), Some(SERVICE_TOKEN))
-        .await;
-    missing.expect(404, Some("payout_not_found"));
-    assert_eq!(missing.json["payoutId"], json!(unknown));
-    assert_sound(&s).await;
 }
 
 #[tokio::test]
@@ -571,99 +189,9 @@ async fn payment_killed_between_the_providers_answer_and_its_recording_pays_out_
 }
 
 #[tokio::test]
-async fn transfers_and_payouts_racing_for_one_balance_never_hold_more_than_it() {
-    let s = stack(3_600_000).await;
-    let (a, _) = funded(&s, "seller", 1000).await;
-    let b = recipient(&s, "partner").await;
-    let (transfers, payouts) = futures_util::join!(
-        join_all((0..30).map(|_| transfer(&s, &a, &b, 100))),
-        join_all((0..30).map(|_| payout(&s, &a, 100))),
-    );
-    let accepted = transfers
-        .iter()
-        .chain(&payouts)
-        .filter(|a| a.status == 202)
-        .count();
-    assert_eq!(accepted, 10, "exactly ⌊1000 / 100⌋ accepted");
-    for refused in transfers.iter().chain(&payouts).filter(|a| a.status != 202) {
-        refused.expect(409, Some("insufficient_funds"));
-    }
-    assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 1000));
-    assert_sound(&s).await;
-}
-
-#[tokio::test]
-async fn payouts_that_cannot_be_are_refused_naming_why_and_write_nothing() {
-    let s = stack(3_600_000).await;
-    let (a, _) = funded(&s, "seller", 1000).await;
-    for (bad, field) in [
-        (
-            json!({"recipientId": a, "amount": 0, "currency": "USD"}),
-            "amount",
-        ),
-        (
-            json!({"recipientId": a, "amount": 5, "currency": "US"}),
-            "currency",
-        ),
-        (
-            json!({"recipientId": 7, "amount": 5, "currency": "USD"}),
-            "recipientId",
-        ),
-        (json!({"amount": 5, "currency": "USD"}), "recipientId"),
-        (
-            json!({"recipientId": a, "amount": 5, "currency": "USD", "destination": {}}),
-            "destination",
-        ),
-    ] {
-        refused_naming(&s.call("/payment/payouts", &bad).await, field);
-    }
-    let nobody = uuid::Uuid::now_v7();
-    let unknown = payout(&s, &nobody.to_string(), 5).await;
-    unknown.expect(422, Some("recipient_not_found"));
-    assert_eq!(unknown.json["recipientId"], json!(nobody));
-    let more = payout(&s, &a, 1001).await;
-    more.expect(409, Some("insufficient_funds"));
-    assert_eq!(
-        (&more.json["requested"], &more.json["available"]),
-        (&json!(1001), &json!(1000))
-    );
-    let all = s.get("/payment/payouts", Some(ADMIN_TOKEN)).await;
-    all.expect(200, None);
-    assert_eq!(all.json["total"], 0, "nothing written");
-    assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 0));
-    // A key is one request: sent again, the same payout; another body under it, refused.
-    let key = new_key();
-    let body = json!({"recipientId": a, "amount": 5, "currency": "USD"});
-    let sent = s
-        .post("/payment/payouts", Some(SERVICE_TOKEN), Some(&key), &body)
-        .await;
-    sent.expect(202, None);
-    let again = s
-        .post("/payment/payouts", Some(SERVICE_TOKEN), Some(&key), &body)
-        .await;
-    again.expect(202, None);
-    assert_eq!(again.json["payoutId"], sent.json["payoutId"]);
-    s.post(
-        "/payment/payouts",
-        Some(SERVICE_TOKEN),
-        Some(&key),
-        &json!({"recipientId": a, "amount": 6, "currency": "USD"}),
-    )
-    .await
-    .expect(422, Some("idempotency_key_reused"));
-    s.post("/payment/payouts", None, Some(&new_key()), &body)
-        .await
-        .expect(401, Some("unauthorized"));
-    let all = s.get("/payment/payouts", Some(ADMIN_TOKEN)).await;
-    assert_eq!(all.json["total"], 1, "one payout for the key");
-    assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 5));
-    assert_sound(&s).await;
-}
-
-#[tokio::test]
 async fn payment_killed_while_the_worker_posts_a_backlog_posts_each_transfer_once() {
     // The worker waits an hour while a backlog of 3000 builds up.
-    let s = stack(3_600_000).await;
+    let s = stack_with(3_600_000, &[]).await;
     let (a, _) = funded(&s, "seller", 100_000).await;
     let b = recipient(&s, "partner").await;
     for _ in 0..30 {
@@ -696,7 +224,7 @@ async fn payment_killed_while_the_worker_posts_a_backlog_posts_each_transfer_onc
     eventually("the backlog posted", || async {
         s.get(
             &format!("/payment/transfers?recipientId={a}&status=pending"),
-            Some(SERVICE_TOKEN),
+            Some(service_token()),
         )
         .await
         .json["total"]
@@ -711,7 +239,7 @@ async fn payment_killed_while_the_worker_posts_a_backlog_posts_each_transfer_onc
 
 #[tokio::test]
 async fn two_payment_instances_share_the_backlogs_and_settle_each_transfer_and_payout_once() {
-    let s = stack(3_600_000).await;
+    let s = stack_with(3_600_000, &[]).await;
     let (a, _) = funded(&s, "seller", 100_000).await;
     let b = recipient(&s, "partner").await;
     let (s_, a_, b_) = (&s, &a, &b);
@@ -737,7 +265,7 @@ async fn two_payment_instances_share_the_backlogs_and_settle_each_transfer_and_p
         let pending = |path: &'static str| {
             let s = &s;
             async move {
-                s.get(path, Some(SERVICE_TOKEN)).await.json["total"]
+                s.get(path, Some(service_token())).await.json["total"]
                     .as_i64()
                     .unwrap_or(-1)
             }
@@ -762,4 +290,642 @@ async fn two_payment_instances_share_the_backlogs_and_settle_each_transfer_and_p
         "each payout sent once, asked once"
     );
     assert_sound(&s).await;
+}
+
+/// These speak only HTTP to nginx, and also run against a stack the suite did not start (`TEST_STACK_URL`).
+mod black_box {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_transfer_holds_its_amount_then_is_posted_once_moving_available_money() {
+        let s = stack().await;
+        let (a, _) = funded(&s, "seller", 1000).await;
+        let b = recipient(&s, "partner").await;
+
+        let t = transfer(&s, &a, &b, 300).await;
+        t.expect(202, None);
+        let tid = id(&t.json["transferId"]);
+        assert_eq!(
+            t.header("location"),
+            Some(format!("/payment/transfers/{tid}").as_str())
+        );
+        assert_eq!(
+            (
+                &t.json["fromRecipientId"],
+                &t.json["toRecipientId"],
+                &t.json["amount"],
+                &t.json["currency"],
+                &t.json["status"],
+                &t.json["reference"]
+            ),
+            (
+                &json!(a),
+                &json!(b),
+                &json!(300),
+                &json!("USD"),
+                &json!("pending"),
+                &Value::Null
+            )
+        );
+        // Held until the worker posts it (which it may have done already).
+        let now = balance(&s, &a, "USD").await;
+        assert!(
+            now == (0, 1000, 300) || now == (0, 700, 0),
+            "held until posted: {now:?}"
+        );
+        eventually("the transfer posted", || {
+            let (s, tid) = (&s, &tid);
+            async move { status(s, tid).await == "posted" }
+        })
+        .await;
+        assert_eq!(balance(&s, &a, "USD").await, (0, 700, 0));
+        assert_eq!(balance(&s, &b, "USD").await, (0, 300, 0));
+        if s.is_own() {
+            assert_eq!(entries(&s, "kind=transfer").await["total"], 1);
+        }
+        let journal = entries(&s, &format!("recipientId={a}&kind=transfer")).await;
+        assert_eq!(journal["total"], 1);
+        let entry = &journal["entries"][0];
+        assert_eq!(entry["transferId"], json!(tid));
+        assert_eq!(
+            legs(entry),
+            [leg(("available", Some(&a)), ("available", Some(&b)), 300)]
+        );
+        // Posted: it cannot be canceled, and the money stays moved.
+        let c = cancel(&s, &tid).await;
+        c.expect(409, Some("transfer_not_cancelable"));
+        assert_eq!(c.json["transferId"], json!(tid));
+        assert_eq!(c.json["transferStatus"], "posted");
+        assert_eq!(balance(&s, &b, "USD").await, (0, 300, 0));
+        // Listed for either side, filtered by status.
+        for who in [&a, &b] {
+            let list = s
+                .get(
+                    &format!("/payment/transfers?recipientId={who}&status=posted"),
+                    Some(admin_token()),
+                )
+                .await;
+            list.expect(200, None);
+            assert_eq!(list.json["total"], 1);
+            assert_eq!(list.json["transfers"][0]["transferId"], json!(tid));
+        }
+        let none = s
+            .get(
+                &format!("/payment/transfers?recipientId={a}&status=pending"),
+                Some(service_token()),
+            )
+            .await;
+        none.expect(200, None);
+        assert_eq!(none.json["total"], 0);
+        if s.is_own() {
+            let metrics = scrape(&s).await;
+            for series in [
+                r#"transfers_total{status="pending",service="payment"}"#,
+                r#"transfers_total{status="posted",service="payment"}"#,
+                r#"ledger_entries_total{kind="transfer",service="payment"}"#,
+            ] {
+                assert_eq!(sample(&metrics, series), Some(1.0), "{series}");
+            }
+        }
+        assert_sound(&s).await;
+    }
+
+    #[tokio::test]
+    async fn fifty_parallel_transfers_of_a_third_of_a_balance_accept_exactly_three() {
+        let s = stack().await;
+        let (a, _) = funded(&s, "seller", 900).await;
+        let b = recipient(&s, "partner").await;
+        let answers = join_all((0..50).map(|_| transfer(&s, &a, &b, 300))).await;
+        let accepted = answers.iter().filter(|a| a.status == 202).count();
+        assert_eq!(accepted, 3, "exactly ⌊900 / 300⌋ accepted");
+        for refused in answers.iter().filter(|a| a.status != 202) {
+            refused.expect(409, Some("insufficient_funds"));
+            assert_eq!(refused.json["recipientId"], json!(a));
+            assert_eq!(refused.json["requested"], 300);
+            assert_eq!(refused.json["available"], 0);
+        }
+        // Each accepted transfer holds its amount until the worker posts it (meanwhile, maybe): what
+        // is available is what is held.
+        let (pending, available, held) = balance(&s, &a, "USD").await;
+        assert_eq!((pending, available), (0, held));
+        assert!([0, 300, 600, 900].contains(&held), "{held} held");
+        eventually("the three posted", || {
+            let (s, a) = (&s, &a);
+            async move { balance(s, a, "USD").await == (0, 0, 0) }
+        })
+        .await;
+        assert_eq!(balance(&s, &b, "USD").await, (0, 900, 0));
+        let written = s
+            .get(
+                &format!("/payment/transfers?recipientId={a}"),
+                Some(service_token()),
+            )
+            .await;
+        assert_eq!(written.json["total"], 3, "nothing refused was written");
+        let posted = s
+            .get(
+                &format!("/payment/transfers?recipientId={a}&status=posted"),
+                Some(service_token()),
+            )
+            .await;
+        assert_eq!(posted.json["total"], 3);
+        assert_eq!(
+            entries(&s, &format!("recipientId={a}&kind=transfer")).await["total"],
+            3
+        );
+        assert_sound(&s).await;
+    }
+
+    #[tokio::test]
+    async fn a_cancel_releases_the_hold_once_and_a_canceled_transfer_stays_canceled() {
+        let s = stack().await;
+        // The worker posts pending transfers every EVERY_MS: a cancel finds one pending only if it
+        // comes first. Until one does, each try is with a seller and a partner of its own (in a try
+        // the worker won, the money moved once, the hold with it).
+        let mut tries = 0;
+        let (a, b, tid) = loop {
+            tries += 1;
+            assert!(
+                tries <= 20,
+                "the worker posted the transfer before its cancel 20 times"
+            );
+            let (a, _) = funded(&s, "seller", 1000).await;
+            let b = recipient(&s, "partner").await;
+            let t = transfer(&s, &a, &b, 400).await;
+            t.expect(202, None);
+            let tid = id(&t.json["transferId"]);
+            let before = balance(&s, &a, "USD").await;
+            // What is held cannot be transferred again (nor, once posted, what moved).
+            let more = transfer(&s, &a, &b, 601).await;
+            more.expect(409, Some("insufficient_funds"));
+            assert_eq!(more.json["available"], 600);
+            let c = cancel(&s, &tid).await;
+            if c.status == 409 {
+                c.expect(409, Some("transfer_not_cancelable"));
+                assert_eq!(c.json["transferStatus"], "posted");
+                assert_eq!(balance(&s, &a, "USD").await, (0, 600, 0));
+                assert_eq!(balance(&s, &b, "USD").await, (0, 400, 0));
+                eprintln!("try {tries}: the worker posted the transfer before its cancel");
+                continue;
+            }
+            c.expect(200, None);
+            assert_eq!(c.json["status"], "canceled");
+            // Pending until its cancel: read before it, its amount was held.
+            assert_eq!(before, (0, 1000, 400));
+            break (a, b, tid);
+        };
+        assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 0));
+        // Again, under a new key: as it is, the hold not released twice.
+        cancel(&s, &tid).await.expect(200, None);
+        assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 0));
+        assert_eq!(balance(&s, &b, "USD").await, (0, 0, 0));
+        assert_eq!(status(&s, &tid).await, "canceled");
+        let unknown = uuid::Uuid::now_v7();
+        let c = cancel(&s, &unknown.to_string()).await;
+        c.expect(404, Some("transfer_not_found"));
+        assert_eq!(c.json["transferId"], json!(unknown));
+        s.get(
+            &format!("/payment/transfers/{unknown}"),
+            Some(service_token()),
+        )
+        .await
+        .expect(404, Some("transfer_not_found"));
+        if s.is_own() {
+            assert_eq!(
+                sample(
+                    &scrape(&s).await,
+                    r#"transfers_total{status="canceled",service="payment"}"#
+                ),
+                Some(1.0),
+                "counted once"
+            );
+        }
+        assert_sound(&s).await;
+    }
+
+    #[tokio::test]
+    async fn cancels_racing_the_worker_end_each_transfer_once_canceled_or_posted() {
+        let s = stack().await;
+        let (a, _) = funded(&s, "seller", 1000).await;
+        let b = recipient(&s, "partner").await;
+        // Thirty at once, each canceled some time after it was accepted — at once for the first,
+        // up to one of the worker's rounds later for the last: the worker posts some before their
+        // cancels, some cancels come first, and some meet it as it posts.
+        let (s_, a_, b_) = (&s, &a, &b);
+        let (ids, answers): (Vec<String>, Vec<Answer>) = join_all((0..30u64).map(|i| async move {
+            let t = transfer(s_, a_, b_, 10).await;
+            t.expect(202, None);
+            let tid = id(&t.json["transferId"]);
+            tokio::time::sleep(Duration::from_millis(i * EVERY_MS / 30)).await;
+            let answer = cancel(s_, &tid).await;
+            (tid, answer)
+        }))
+        .await
+        .into_iter()
+        .unzip();
+        let mut canceled = 0;
+        for (t, answer) in ids.iter().zip(&answers) {
+            let now = status(&s, t).await;
+            match answer.status {
+                200 => {
+                    assert_eq!(now, "canceled", "{t}");
+                    canceled += 1;
+                }
+                409 => {
+                    answer.expect(409, Some("transfer_not_cancelable"));
+                    assert_eq!(now, "posted", "{t}");
+                }
+                other => panic!("cancel of {t} answered {other}: {}", answer.text),
+            }
+        }
+        let posted = 30 - canceled;
+        eprintln!("{posted} of 30 posted, {canceled} canceled");
+        assert_eq!(balance(&s, &a, "USD").await, (0, 1000 - 10 * posted, 0));
+        assert_eq!(balance(&s, &b, "USD").await, (0, 10 * posted, 0));
+        assert_eq!(
+            entries(&s, &format!("recipientId={a}&kind=transfer")).await["total"],
+            json!(posted),
+            "one entry per posted transfer"
+        );
+        if s.is_own() {
+            assert_eq!(entries(&s, "kind=transfer").await["total"], json!(posted));
+        }
+        assert_sound(&s).await;
+    }
+
+    #[tokio::test]
+    async fn a_refund_after_the_release_can_leave_available_negative_which_refuses_transfers() {
+        let s = stack().await;
+        let (a, p) = funded(&s, "seller", 1000).await;
+        let b = recipient(&s, "partner").await;
+        let t = transfer(&s, &a, &b, 800).await;
+        t.expect(202, None);
+        let tid = id(&t.json["transferId"]);
+        eventually("the transfer posted", || {
+            let (s, tid) = (&s, &tid);
+            async move { status(s, tid).await == "posted" }
+        })
+        .await;
+        // The whole sale refunded: taken back from the seller's available, 800 of it already moved.
+        refund_part(&s, &p, 1000).await.expect(201, None);
+        assert_eq!(balance(&s, &a, "USD").await, (0, -800, 0));
+        let refused = transfer(&s, &a, &b, 1).await;
+        refused.expect(409, Some("insufficient_funds"));
+        assert_eq!(refused.json["available"], -800);
+        assert_sound(&s).await;
+    }
+
+    #[tokio::test]
+    async fn transfers_that_cannot_be_are_refused_naming_why_and_write_nothing() {
+        let s = stack().await;
+        let (a, _) = funded(&s, "seller", 1000).await;
+        let b = recipient(&s, "partner").await;
+        let body = |amount: Value, currency: Value| json!({"fromRecipientId": a, "toRecipientId": b, "amount": amount, "currency": currency});
+        for (bad, field) in [
+            (body(json!(0), json!("USD")), "amount"),
+            (body(json!(-5), json!("USD")), "amount"),
+            (body(json!(1.5), json!("USD")), "amount"),
+            (body(json!("5"), json!("USD")), "amount"),
+            (body(json!(i64::MAX as f64 * 4.0), json!("USD")), "amount"),
+            (body(json!(5), json!("usd")), "currency"),
+            (
+                json!({"fromRecipientId": "nobody", "toRecipientId": b, "amount": 5, "currency": "USD"}),
+                "fromRecipientId",
+            ),
+            (
+                json!({"toRecipientId": b, "amount": 5, "currency": "USD"}),
+                "fromRecipientId",
+            ),
+            (
+                json!({"fromRecipientId": a, "toRecipientId": b, "amount": 5, "currency": "USD", "memo": 1}),
+                "memo",
+            ),
+        ] {
+            refused_naming(&s.call("/payment/transfers", &bad).await, field);
+        }
+        let same = transfer(&s, &a, &a, 5).await;
+        same.expect(422, Some("same_recipient"));
+        assert_eq!(same.json["recipientId"], json!(a));
+        let nobody = uuid::Uuid::now_v7();
+        let unknown = transfer(&s, &a, &nobody.to_string(), 5).await;
+        unknown.expect(422, Some("recipient_not_found"));
+        assert_eq!(unknown.json["recipientId"], json!(nobody));
+        assert!(detail(&unknown).contains(&nobody.to_string()));
+        // No balance in the currency at all.
+        let euros = s
+            .call(
+                "/payment/transfers",
+                &json!({"fromRecipientId": a, "toRecipientId": b, "amount": 5, "currency": "EUR"}),
+            )
+            .await;
+        euros.expect(409, Some("insufficient_funds"));
+        assert_eq!(euros.json["available"], 0);
+        // Cancels and reads of what is not a transfer id.
+        s.call("/payment/transfers/nope/cancel", &json!({}))
+            .await
+            .expect(400, Some("validation_error"));
+        // A key is one request.
+        let key = new_key();
+        let first =
+            json!({"fromRecipientId": a, "toRecipientId": b, "amount": 5, "currency": "USD"});
+        let sent = s
+            .post(
+                "/payment/transfers",
+                Some(service_token()),
+                Some(&key),
+                &first,
+            )
+            .await;
+        sent.expect(202, None);
+        let again = s
+            .post(
+                "/payment/transfers",
+                Some(service_token()),
+                Some(&key),
+                &first,
+            )
+            .await;
+        again.expect(202, None);
+        assert_eq!(again.json["transferId"], sent.json["transferId"]);
+        let other = s
+            .post(
+                "/payment/transfers",
+                Some(service_token()),
+                Some(&key),
+                &json!({"fromRecipientId": a, "toRecipientId": b, "amount": 6, "currency": "USD"}),
+            )
+            .await;
+        other.expect(422, Some("idempotency_key_reused"));
+        for who in [&a, &b] {
+            let all = s
+                .get(
+                    &format!("/payment/transfers?recipientId={who}"),
+                    Some(admin_token()),
+                )
+                .await;
+            all.expect(200, None);
+            assert_eq!(
+                all.json["total"], 1,
+                "only the one accepted transfer was written"
+            );
+        }
+        if s.is_own() {
+            let all = s.get("/payment/transfers", Some(admin_token())).await;
+            assert_eq!(all.json["total"], 1);
+        }
+        // Posted by the worker, once: 5 moved.
+        let tid = id(&sent.json["transferId"]);
+        eventually("the transfer posted", || {
+            let (s, tid) = (&s, &tid);
+            async move { status(s, tid).await == "posted" }
+        })
+        .await;
+        assert_eq!(balance(&s, &a, "USD").await, (0, 995, 0));
+        assert_eq!(balance(&s, &b, "USD").await, (0, 5, 0));
+        // Tokens: service or admin; none is refused.
+        s.post("/payment/transfers", None, Some(&new_key()), &first)
+            .await
+            .expect(401, Some("unauthorized"));
+        // The database refuses a transfer to oneself and a second entry, whatever the code does.
+        if s.is_own() {
+            let db = s.db(Part::Payment).await;
+            let e = sqlx::query(
+                "INSERT INTO transfers (id, from_recipient_id, to_recipient_id, amount, currency)
+                 VALUES (gen_random_uuid(), $1::uuid, $1::uuid, 5, 'USD')",
+            )
+            .bind(&a)
+            .execute(&db)
+            .await
+            .unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("a_transfer_moves_between_two_recipients"),
+                "{e}"
+            );
+        }
+        assert_sound(&s).await;
+    }
+
+    #[tokio::test]
+    async fn a_payout_holds_its_amount_then_is_paid_once_out_of_the_platform() {
+        let s = stack().await;
+        let (a, _) = funded(&s, "seller", 1000).await;
+        let p = payout(&s, &a, 400).await;
+        p.expect(202, None);
+        let pid = id(&p.json["payoutId"]);
+        assert_eq!(
+            p.header("location"),
+            Some(format!("/payment/payouts/{pid}").as_str())
+        );
+        assert_eq!(
+            (
+                &p.json["recipientId"],
+                &p.json["amount"],
+                &p.json["status"],
+                &p.json["failureCode"]
+            ),
+            (&json!(a), &json!(400), &json!("pending"), &Value::Null)
+        );
+        // Held until the worker pays it (which it may have done already).
+        let now = balance(&s, &a, "USD").await;
+        assert!(
+            now == (0, 1000, 400) || now == (0, 600, 0),
+            "held until paid: {now:?}"
+        );
+        let paid = until_payout_settled(&s, &pid).await;
+        assert_eq!(paid["status"], "paid");
+        assert_eq!(balance(&s, &a, "USD").await, (0, 600, 0));
+        let journal = entries(&s, &format!("recipientId={a}&kind=payout")).await;
+        assert_eq!(journal["total"], 1);
+        assert_eq!(journal["entries"][0]["payoutId"], json!(pid));
+        assert_eq!(
+            legs(&journal["entries"][0]),
+            [leg(("available", Some(&a)), ("payouts", None), 400)]
+        );
+        // The totals are this test's alone only on a stack of its own.
+        if s.is_own() {
+            assert_eq!(entries(&s, "kind=payout").await["total"], 1);
+            let tb = s
+                .get("/payment/ledger/trial-balance", Some(admin_token()))
+                .await;
+            let usd = tb.json["currencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["currency"] == "USD")
+                .cloned()
+                .unwrap();
+            assert_eq!(
+                (&usd["payouts"], &usd["recipientsAvailable"]),
+                (&json!(400), &json!(600))
+            );
+        }
+        let list = s
+            .get(
+                &format!("/payment/payouts?recipientId={a}&status=paid"),
+                Some(admin_token()),
+            )
+            .await;
+        list.expect(200, None);
+        assert_eq!(list.json["total"], 1);
+        assert_eq!(list.json["payouts"][0]["payoutId"], json!(pid));
+        if s.is_own() {
+            let metrics = scrape(&s).await;
+            for series in [
+                r#"payouts_total{status="pending",service="payment"}"#,
+                r#"payouts_total{status="paid",service="payment"}"#,
+                r#"ledger_entries_total{kind="payout",service="payment"}"#,
+            ] {
+                assert_eq!(sample(&metrics, series), Some(1.0), "{series}");
+            }
+        }
+        let unknown = uuid::Uuid::now_v7();
+        let missing = s
+            .get(
+                &format!("/payment/payouts/{unknown}"),
+                Some(service_token()),
+            )
+            .await;
+        missing.expect(404, Some("payout_not_found"));
+        assert_eq!(missing.json["payoutId"], json!(unknown));
+        assert_sound(&s).await;
+    }
+
+    #[tokio::test]
+    async fn transfers_and_payouts_racing_for_one_balance_never_hold_more_than_it() {
+        let s = stack().await;
+        let (a, _) = funded(&s, "seller", 1000).await;
+        let b = recipient(&s, "partner").await;
+        let (transfers, payouts) = futures_util::join!(
+            join_all((0..30).map(|_| transfer(&s, &a, &b, 100))),
+            join_all((0..30).map(|_| payout(&s, &a, 100))),
+        );
+        let accepted = transfers
+            .iter()
+            .chain(&payouts)
+            .filter(|a| a.status == 202)
+            .count();
+        assert_eq!(accepted, 10, "exactly ⌊1000 / 100⌋ accepted");
+        for refused in transfers.iter().chain(&payouts).filter(|a| a.status != 202) {
+            refused.expect(409, Some("insufficient_funds"));
+        }
+        // Each accepted one holds its amount until the workers settle it (meanwhile, maybe): what is
+        // available is what is held.
+        let (pending, available, held) = balance(&s, &a, "USD").await;
+        assert_eq!((pending, available), (0, held));
+        eventually("all of it settled", || {
+            let (s, a) = (&s, &a);
+            async move { balance(s, a, "USD").await == (0, 0, 0) }
+        })
+        .await;
+        let moved = transfers.iter().filter(|a| a.status == 202).count() as i64;
+        let paid = payouts.iter().filter(|a| a.status == 202).count() as i64;
+        assert_eq!(balance(&s, &b, "USD").await, (0, 100 * moved, 0));
+        for (path, n) in [
+            (
+                format!("/payment/transfers?recipientId={a}&status=posted"),
+                moved,
+            ),
+            (format!("/payment/transfers?recipientId={a}"), moved),
+            (
+                format!("/payment/payouts?recipientId={a}&status=paid"),
+                paid,
+            ),
+            (format!("/payment/payouts?recipientId={a}"), paid),
+        ] {
+            let listed = s.get(&path, Some(service_token())).await;
+            listed.expect(200, None);
+            assert_eq!(listed.json["total"], n, "{path}");
+        }
+        assert_sound(&s).await;
+    }
+
+    #[tokio::test]
+    async fn payouts_that_cannot_be_are_refused_naming_why_and_write_nothing() {
+        let s = stack().await;
+        let (a, _) = funded(&s, "seller", 1000).await;
+        for (bad, field) in [
+            (
+                json!({"recipientId": a, "amount": 0, "currency": "USD"}),
+                "amount",
+            ),
+            (
+                json!({"recipientId": a, "amount": 5, "currency": "US"}),
+                "currency",
+            ),
+            (
+                json!({"recipientId": 7, "amount": 5, "currency": "USD"}),
+                "recipientId",
+            ),
+            (json!({"amount": 5, "currency": "USD"}), "recipientId"),
+            (
+                json!({"recipientId": a, "amount": 5, "currency": "USD", "destination": {}}),
+                "destination",
+            ),
+        ] {
+            refused_naming(&s.call("/payment/payouts", &bad).await, field);
+        }
+        let nobody = uuid::Uuid::now_v7();
+        let unknown = payout(&s, &nobody.to_string(), 5).await;
+        unknown.expect(422, Some("recipient_not_found"));
+        assert_eq!(unknown.json["recipientId"], json!(nobody));
+        let more = payout(&s, &a, 1001).await;
+        more.expect(409, Some("insufficient_funds"));
+        assert_eq!(
+            (&more.json["requested"], &more.json["available"]),
+            (&json!(1001), &json!(1000))
+        );
+        let all = s
+            .get(
+                &format!("/payment/payouts?recipientId={a}"),
+                Some(admin_token()),
+            )
+            .await;
+        all.expect(200, None);
+        assert_eq!(all.json["total"], 0, "nothing written");
+        if s.is_own() {
+            let all = s.get("/payment/payouts", Some(admin_token())).await;
+            assert_eq!(all.json["total"], 0, "nothing written");
+        }
+        assert_eq!(balance(&s, &a, "USD").await, (0, 1000, 0));
+        // A key is one request: sent again, the same payout; another body under it, refused.
+        let key = new_key();
+        let body = json!({"recipientId": a, "amount": 5, "currency": "USD"});
+        let sent = s
+            .post("/payment/payouts", Some(service_token()), Some(&key), &body)
+            .await;
+        sent.expect(202, None);
+        let again = s
+            .post("/payment/payouts", Some(service_token()), Some(&key), &body)
+            .await;
+        again.expect(202, None);
+        assert_eq!(again.json["payoutId"], sent.json["payoutId"]);
+        s.post(
+            "/payment/payouts",
+            Some(service_token()),
+            Some(&key),
+            &json!({"recipientId": a, "amount": 6, "currency": "USD"}),
+        )
+        .await
+        .expect(422, Some("idempotency_key_reused"));
+        s.post("/payment/payouts", None, Some(&new_key()), &body)
+            .await
+            .expect(401, Some("unauthorized"));
+        let all = s
+            .get(
+                &format!("/payment/payouts?recipientId={a}"),
+                Some(admin_token()),
+            )
+            .await;
+        assert_eq!(all.json["total"], 1, "one payout for the key");
+        if s.is_own() {
+            let all = s.get("/payment/payouts", Some(admin_token())).await;
+            assert_eq!(all.json["total"], 1, "one payout for the key");
+        }
+        // Paid by the worker, once: 5 left.
+        let paid = until_payout_settled(&s, &id(&sent.json["payoutId"])).await;
+        assert_eq!(paid["status"], "paid");
+        assert_eq!(balance(&s, &a, "USD").await, (0, 995, 0));
+        assert_sound(&s).await;
+    }
 }
