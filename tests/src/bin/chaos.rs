@@ -1275,90 +1275,35 @@ async fn run(args: Args) -> Report {
         }
     }
 
-    println!("chaos: faults over; waiting for every order to be terminal");
+    println!("chaos: faults over; waiting for every order, refund, transfer and payout to settle");
     let (order_db, stock_db, payment_db) = (
         stack.db(Part::Order).await,
         stack.db(Part::Stock).await,
         stack.db(Part::Payment).await,
     );
-    let quiet_started = Instant::now();
-    while quiet_started.elapsed() < Duration::from_secs_f64(args.quiet_timeout) {
-        if invariants::unfinished(&order_db).await.unwrap_or(1) == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let quiet_after_s = quiet_started.elapsed().as_secs_f64();
-    // A refund whose request was cut off (payment killed between writing it and the processor's
-    // answer) and not retried is settled by the release worker, which asks the processor again
-    // for refunds older than 5 s.
-    println!("chaos: waiting for every refund to be settled");
-    let settle_started = Instant::now();
-    let mut unsettled = 0;
-    while settle_started.elapsed() < Duration::from_secs(45) {
-        unsettled = invariants::unsettled_refunds(&payment_db)
-            .await
-            .unwrap_or(1);
-        if unsettled == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let refunds_settled_after_s = settle_started.elapsed().as_secs_f64();
-    // Transfers are posted every 200 ms; a payout whose worker was killed waits for its lease
-    // (10 s) to run out before it is asked for again.
-    println!("chaos: waiting for every transfer and payout to be settled");
-    let moves_started = Instant::now();
-    let mut unmoved = 0;
-    while moves_started.elapsed() < Duration::from_secs(45) {
-        unmoved = sqlx::query_scalar::<_, i64>(
-            "SELECT (SELECT count(*) FROM transfers WHERE status = 'pending')
-                    + (SELECT count(*) FROM payouts WHERE status = 'pending')",
-        )
-        .fetch_one(&payment_db)
-        .await
-        .unwrap_or(1);
-        if unmoved == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let moves_settled_after_s = moves_started.elapsed().as_secs_f64();
-
-    let findings = invariants::check_all(&Databases {
-        order: &order_db,
-        stock: &stock_db,
-        payment: &payment_db,
-    })
+    // Then every refund and every transfer and payout settled, and every invariant checked.
+    let (findings, settling) = invariants::settle_then_check(
+        &Databases {
+            order: &order_db,
+            stock: &stock_db,
+            payment: &payment_db,
+        },
+        invariants::Callers::OrderOnly,
+        Duration::from_secs_f64(args.quiet_timeout),
+    )
     .await
     .expect("invariant queries run");
+    let invariants::Settling {
+        quiet_after_s,
+        refunds_settled_after_s,
+        moves_settled_after_s,
+    } = settling;
     let mut checked: Vec<String> = findings.checked.iter().map(|c| c.to_string()).collect();
     let mut violations = findings.violations;
     let mut record = |name: &str, found: Vec<String>| {
         checked.push(name.to_string());
         violations.extend(found.into_iter().map(|v| format!("{name}: {v}")));
     };
-    record(
-        "refunds_settled_once_quiet",
-        if unsettled == 0 {
-            Vec::new()
-        } else {
-            vec![format!(
-                "{unsettled} refunds are still unsettled {refunds_settled_after_s:.0} s after every order was terminal"
-            )]
-        },
-    );
-
-    record(
-        "transfers_and_payouts_settled_once_quiet",
-        if unmoved == 0 {
-            Vec::new()
-        } else {
-            vec![format!(
-                "{unmoved} transfers and payouts are still pending {moves_settled_after_s:.0} s after the refunds settled"
-            )]
-        },
-    );
     record("money_move_answers_as_expected", moves.surprises.clone());
 
     // What the clients were told agrees with what happened.
