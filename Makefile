@@ -4,7 +4,8 @@ STACK := scripts/stack.sh
 PROFILE ?= release
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: run up down stop start build deps test-deps test lint fmt clean bench chaos sqlx-prepare validate-kubernetes
+.PHONY: run up down stop start build deps test-deps test lint fmt clean bench chaos sqlx-prepare validate-kubernetes \
+	compose-images compose-test
 
 ## run: install what is missing, build, and run the whole stack in the foreground (Ctrl-C stops it)
 run: deps build
@@ -31,17 +32,33 @@ deps:
 test-deps: deps
 	$(STACK) test-deps
 
+## build: the three services' binaries (target/release, or target/debug with PROFILE=debug)
 build:
-	cargo build $(CARGO_PROFILE_FLAG) --bins
+	cargo build $(CARGO_PROFILE_FLAG) -p order -p payment -p stock
 
 ## test: everything the tests need, unit and integration tests against the real stack (schemathesis
-## against every service's OpenAPI document included), then a short chaos run (20 s of faults, seed 5)
+## against every service's OpenAPI document included), a short chaos run (20 s of faults, seed 5),
+## then the compose test wherever a container engine answers (`docker info`)
 test: test-deps
 	bash scripts/validate-kubernetes.sh
 	cargo build --bins
 	TEST_DATABASE_URL=$$($(STACK) test-postgres) cargo test --workspace --no-fail-fast -- --test-threads=$${TEST_THREADS:-4}; \
 	status=$$?; $(STACK) test-postgres-stop; [ $$status = 0 ] || exit $$status
 	target/debug/chaos --seconds 20 --seed 5 --instances 2 --out .stack/chaos-test
+	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory compose-test; \
+	else echo "compose-test skipped: no container engine answers (docker info fails)"; fi
+
+## compose-images: every image docker-compose.yml's default profile needs, on an engine that cannot
+## pull: debian:bookworm-slim made with debootstrap when missing (once), then PostgreSQL, Redis,
+## nginx and the services' image (with the host's release build)
+compose-images: deps
+	scripts/compose.sh images
+
+## compose-test: docker-compose.yml for real, under a project of its own, from nothing: up --wait,
+## the black-box tests and schemathesis through its nginx, the invariants on its databases; leaves
+## nothing behind (docs/testing.md#docker-compose)
+compose-test: compose-images test-deps
+	scripts/compose.sh test
 
 ## chaos: checkout under a seeded fault schedule, then the invariants (docs/guarantees.md); .stack/chaos/result.json
 ## (CHAOS_SECONDS=60, SEED= from the clock unless given, CHAOS_CLIENTS=16, INSTANCES=n: kills take one instance)
