@@ -141,9 +141,15 @@ APT
 # the host's release build (the same build `make up` makes) instead of its Rust build stage, which
 # needs a Rust image no registry can give here.
 cmd_images() {
+    local step
+    step="$(now)"
     cmd_base
+    log "base ready in $(since "$step") s"
+    step="$(now)"
     log "building the services (make build: the release build make up makes)"
     make -C "$ROOT" --no-print-directory --quiet build PROFILE=release >/dev/null
+    log "release build done in $(since "$step") s"
+    step="$(now)"
     log "building the PostgreSQL, Redis and nginx images (docker compose build)"
     compose_of_repo build --quiet postgres redis nginx
     log "building the services' image (the Dockerfile's runtime stage and the release binaries)"
@@ -154,6 +160,7 @@ cmd_images() {
     docker build --quiet --target runtime -t checkout-platform-runtime:latest "$ROOT" >/dev/null
     docker build --quiet -t checkout-platform:latest \
         -f "$ROOT/tests/compose/services.Dockerfile" "$WORK/bin" >/dev/null
+    log "images built in $(since "$step") s:"
     docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' \
         | grep -E '^(checkout-|debian:bookworm-slim)' | sed 's/^/  /' >&2
 }
@@ -447,7 +454,7 @@ cmd_test() {
     cat >"$TEST_DIR/result.json" <<EOF
 {"healthy_after_s": $healthy_after, "black_box_and_checks_s": $tests_s, "addresses": "$(cat "$TEST_DIR/addresses")"}
 EOF
-    log "compose test passed: healthy $healthy_after s after up; result in $TEST_DIR/result.json"
+    log "compose test passed in $(since "$started") s: healthy $healthy_after s after up; result in $TEST_DIR/result.json"
 }
 
 case "${1:-}" in
