@@ -32,9 +32,10 @@ deps:
 test-deps: deps
 	$(STACK) test-deps
 
-## build: the three services' binaries (target/release, or target/debug with PROFILE=debug)
+## build: every binary of the workspace (target/release, or target/debug with PROFILE=debug): the
+## services, and the chaos harness, load generator and invariant checker, built with the same features
 build:
-	cargo build $(CARGO_PROFILE_FLAG) -p order -p payment -p stock
+	cargo build $(CARGO_PROFILE_FLAG) --bins
 
 ## test: everything the tests need, unit and integration tests against the real stack (schemathesis
 ## against every service's OpenAPI document included), a short chaos run (20 s of faults, seed 5),

@@ -314,9 +314,18 @@ follow_new_addresses() {
     order_after="$(address_of order)"
     [ "$order_after" != "$order_before" ] \
         || die "order came back on its old address $order_before: nothing to follow"
+    local back
+    back="$(now)"
     until_reachable order
     [ "$(started_at nginx)" = "$nginx_started" ] || die "nginx was restarted: it did not follow by itself"
-    log "order back on $order_after, reached through the same nginx"
+    log "order back on $order_after, reached through the same nginx $(since "$back") s after it started"
+    # payment is still stopped (its last address is order's now): nginx answers for it.
+    local answer
+    answer="$(curl -sS -w ' %{http_code}' "http://127.0.0.1:$(get_env NGINX_PORT)/payment/health/ready")"
+    case "$answer" in
+        *'"code":"service_unavailable"'*' 503') ;;
+        *) die "with payment stopped, nginx answered: $answer" ;;
+    esac
     compose_test up --detach --wait --no-build >"$TEST_DIR/up-again.log" 2>&1 \
         || { cat "$TEST_DIR/up-again.log" >&2; die "docker compose up --wait (again) failed"; }
     payment_after="$(address_of payment)"
