@@ -170,7 +170,7 @@ cmd_images() {
 compose_of_repo() {
     local env="$WORK/build.env"
     mkdir -p "$WORK"
-    [ -f "$env" ] || cp "$ROOT/.env.example" "$env"
+    cp "$ROOT/.env.example" "$env"
     docker compose --project-directory "$ROOT" -f "$ROOT/docker-compose.yml" --env-file "$env" "$@"
 }
 
@@ -273,6 +273,12 @@ check_postgres_healthy_means_serving() {
     log "postgres healthy after $(since "$started") s, and each database answers over TCP at once"
 }
 
+# The black-box tests and the invariant checker are built as `make test` builds them (the whole
+# workspace: a build of the tests package alone unifies features otherwise, and compiles it again).
+build_tests() {
+    (cd "$ROOT" && cargo build --quiet --bins && cargo test --quiet --workspace --test api --no-run)
+}
+
 black_box() {
     local filter=$1 settings=$2
     shift 2
@@ -281,12 +287,12 @@ black_box() {
     tokens="$(get_env SERVICE_TOKENS)"
     admin="$(get_env ADMIN_TOKENS)"
     (cd "$ROOT" && TEST_STACK_URL="$url" TEST_SERVICE_TOKENS="$tokens" TEST_ADMIN_TOKEN="${admin%%,*}" \
-        TEST_STACK_SETTINGS="$settings" cargo test --quiet -p tests --test api -- \
+        TEST_STACK_SETTINGS="$settings" cargo test --quiet --workspace --test api -- \
         --test-threads="${TEST_THREADS:-4}" "$filter" "$@")
 }
 
 invariants() {
-    (cd "$ROOT" && cargo run --quiet -p tests --bin invariants -- --server "$(postgres_server)" "$@")
+    "${CARGO_TARGET_DIR:-$ROOT/target}/debug/invariants" --server "$(postgres_server)" "$@"
 }
 
 started_at() { docker inspect -f '{{.State.StartedAt}}' "$(container_of "$1")"; }
@@ -390,6 +396,7 @@ cmd_test() {
         docker image inspect "$image:latest" >/dev/null 2>&1 || die "$image:latest is missing: make compose-images"
     done
     mkdir -p "$TEST_DIR"
+    build_tests
     # From nothing: whatever an earlier run that was killed left goes first.
     take_down
     trap on_exit EXIT
