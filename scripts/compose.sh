@@ -18,13 +18,8 @@ SERVICES=(order payment stock)
 
 log() { printf '\033[1m[compose]\033[0m %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-apt_install() {
-    command -v apt-get >/dev/null || die "please install: $*"
-    log "installing $*"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+# shellcheck source=scripts/common.sh
+. "$ROOT/scripts/common.sh"
 
 # ----- what the commands below need -----
 
@@ -185,12 +180,6 @@ compose_test() {
 }
 
 random_secret() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-
-free_port() {
-    local port=$1
-    while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-    echo "$port"
-}
 
 # Sets NAME=value in the test's .env (an operator editing .env).
 set_env() {

@@ -16,7 +16,8 @@ SERVICE_VARS='^(PAYMENT_|SPLIT_|TRANSFER_|PAYOUT_|RESERVATION_|IDEMPOTENCY_|CHEC
 
 log() { printf '\033[1m[stack]\033[0m %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+# shellcheck source=scripts/common.sh
+. "$ROOT/scripts/common.sh"
 
 pg_bin() {
     local d
@@ -34,10 +35,7 @@ cmd_deps() {
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
     command -v curl >/dev/null || missing+=(curl)
     if [ ${#missing[@]} -gt 0 ]; then
-        command -v apt-get >/dev/null || die "please install: ${missing[*]}"
-        log "installing ${missing[*]}"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        apt_install "${missing[@]}"
     fi
     command -v cargo >/dev/null || die "cargo is needed (https://rustup.rs)"
 }
@@ -50,16 +48,9 @@ cmd_test_deps() {
     if "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
         return 0
     fi
-    command -v python3 >/dev/null || {
-        command -v apt-get >/dev/null || die "please install python3"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 >/dev/null
-    }
+    command -v python3 >/dev/null || apt_install python3
     if ! python3 -m venv "$venv" >/dev/null 2>&1; then
-        command -v apt-get >/dev/null || die "please install python3-venv"
-        log "installing python3-venv"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        apt_install python3-venv
         rm -rf "$venv"
         python3 -m venv "$venv"
     fi
@@ -69,12 +60,6 @@ cmd_test_deps() {
 }
 
 nginx_bin() { command -v nginx || echo /usr/sbin/nginx; }
-
-free_port() {
-    local port=$1
-    while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-    echo "$port"
-}
 
 # Whether a process runs. A process killed a moment ago may not be reaped yet: `kill -0` still
 # succeeds on it, but it is a zombie (state Z) and gone for every purpose here.

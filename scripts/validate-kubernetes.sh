@@ -23,7 +23,8 @@ VENV="$ROOT/.stack/venv"
 
 log() { printf '\033[1m[kubernetes]\033[0m %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+# shellcheck source=scripts/common.sh
+. "$ROOT/scripts/common.sh"
 
 install_validator() {
     if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c \
@@ -31,16 +32,9 @@ install_validator() {
         2>/dev/null; then
         return 0
     fi
-    command -v python3 >/dev/null || {
-        command -v apt-get >/dev/null || die "please install python3"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 >/dev/null
-    }
+    command -v python3 >/dev/null || apt_install python3
     if [ ! -x "$VENV/bin/pip" ] && ! python3 -m venv "$VENV" >/dev/null 2>&1; then
-        command -v apt-get >/dev/null || die "please install python3-venv"
-        log "installing python3-venv"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        apt_install python3-venv
         rm -rf "$VENV"
         python3 -m venv "$VENV"
     fi
