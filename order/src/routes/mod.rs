@@ -1,5 +1,6 @@
 //! HTTP routes of the order service: public, no token; `/checkout` behind the Idempotency-Key
-//! layer. A method a path does not serve answers 405 with `Allow`.
+//! layer — the one route whose 202 is not replayed but answers the order's state then. A method a
+//! path does not serve answers 405 with `Allow`.
 
 pub mod checkout;
 pub mod orders;
@@ -14,7 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         only(web::resource("/checkout"), &["POST"]).route(
             web::post()
                 .to(checkout::checkout)
-                .wrap(from_fn(idempotency::layer)),
+                .wrap(from_fn(idempotency::layer_answering_current_state)),
         ),
     )
     .service(only(web::resource("/orders/{id}"), &["GET"]).route(web::get().to(orders::get)))

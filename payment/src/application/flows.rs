@@ -25,8 +25,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// How many times a charge decided alone tries again after losing a race.
+/// How many times a charge decided alone tries again after losing a race, and a capture after a
+/// split rule was written while it was being split.
 const ATTEMPTS: usize = 3;
+/// The constraint that refuses a settlement whose captures were split by rules read before a rule
+/// was written (migration `0008`).
+const RULES_CHANGED: &str = "split_rules_unchanged_since_read";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlowError {
@@ -52,7 +56,8 @@ pub enum Charged {
 
 pub enum Retried {
     Payment(Payment),
-    NotRetryable(Payment),
+    /// With whether its order was compensated already.
+    NotRetryable(Payment, bool),
     NotFound,
     KeyReused,
 }
@@ -219,7 +224,7 @@ impl Payments {
                     Retried::Payment(self.run_attempt(&p, attempt).await?)
                 }
                 RetryStart::Done(p) => Retried::Payment(p),
-                RetryStart::NotRetryable(p) => Retried::NotRetryable(p),
+                RetryStart::NotRetryable(p, compensated) => Retried::NotRetryable(p, compensated),
                 RetryStart::NotFound => Retried::NotFound,
                 RetryStart::KeyReused => Retried::KeyReused,
             },
@@ -229,8 +234,9 @@ impl Payments {
 
 /// Settles payments and captures those that succeed, in one statement: each line split by the
 /// rule of its product in force when the payment was made (read for the batch in one query
-/// before), the allocations, the capture entries and the pending credits written by the statement
-/// that settles — for the payments it settles only. A payment settled already is not settled
+/// before, and read again if a rule was written meanwhile), the allocations, the capture entries
+/// and the pending credits written by the statement that settles — for the payments it settles
+/// only. A payment settled already is not settled
 /// again, so it is never captured twice (and the unique index
 /// `one_entry_per_payment_kind_and_refund` would refuse a second capture entry).
 async fn settle_and_capture(
@@ -244,31 +250,46 @@ async fn settle_and_capture(
         .filter(|s| s.status == PaymentStatus::Succeeded)
         .map(|s| s.payment_id)
         .collect();
-    let inputs = if succeeding.is_empty() {
-        Vec::new()
-    } else {
-        store::capture_inputs(pool, &succeeding).await?
-    };
-    let captures: Vec<(&Settlement, Capture)> = settlements
-        .iter()
-        .filter(|s| s.status == PaymentStatus::Succeeded)
-        .filter_map(|s| {
-            let input = inputs.iter().find(|i| i.payment_id == s.payment_id)?;
-            Some((
-                s,
-                split::capture(s.amount, input.lines.as_deref(), |product| {
-                    input.rules.iter().find(|r| r.applies(product, s.made_at))
-                }),
-            ))
-        })
-        .collect();
-    let rows = CaptureRows::of(
-        &captures
+    let mut tries = 0;
+    let (captures, settled) = loop {
+        let (inputs, rules_read_at) = if succeeding.is_empty() {
+            (Vec::new(), None)
+        } else {
+            store::capture_inputs(pool, &succeeding).await?
+        };
+        // Lines without products are not split by rules: nothing to line up with.
+        let rules_read_at = rules_read_at.filter(|_| inputs.iter().any(|i| i.lines.is_some()));
+        let captures: Vec<(&Settlement, Capture)> = settlements
             .iter()
-            .map(|(s, capture)| (s.payment_id, s.currency, capture))
-            .collect::<Vec<_>>(),
-    );
-    let settled = store::settle(pool, settlements, &rows, hold).await?;
+            .filter(|s| s.status == PaymentStatus::Succeeded)
+            .filter_map(|s| {
+                let input = inputs.iter().find(|i| i.payment_id == s.payment_id)?;
+                Some((
+                    s,
+                    split::capture(s.amount, input.lines.as_deref(), |product| {
+                        input.rules.iter().find(|r| r.applies(product, s.made_at))
+                    }),
+                ))
+            })
+            .collect();
+        let rows = CaptureRows::of(
+            &captures
+                .iter()
+                .map(|(s, capture)| (s.payment_id, s.currency, capture))
+                .collect::<Vec<_>>(),
+        );
+        match store::settle(pool, settlements, &rows, rules_read_at, hold).await {
+            Ok(settled) => break (captures, settled),
+            // A rule was written since the rules were read: read them again.
+            Err(e) if e.violates(RULES_CHANGED) && tries + 1 < ATTEMPTS => tries += 1,
+            Err(e) if e.violates(RULES_CHANGED) => {
+                return Err(StorageError::LostRace(
+                    "split rules kept being written while the payment was captured",
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+    };
     // Counted for what this statement captured: the payments it settled as succeeded.
     for (s, capture) in &captures {
         let now = settled

@@ -198,13 +198,11 @@ async fn record(
             .collect();
         // Every settled payout's row, paid or failed, is locked here in order, before its hold
         // is lowered below.
-        let mut changes = split::balance_changes(&of_currency);
-        for p in settled.iter().filter(|p| p.currency == currency) {
-            if !changes.iter().any(|(r, _, _)| *r == p.recipient_id) {
-                changes.push((p.recipient_id, 0, 0));
-            }
-        }
-        changes.sort_by_key(|(r, _, _)| *r);
+        let settled_here = settled
+            .iter()
+            .filter(|p| p.currency == currency)
+            .map(|p| p.recipient_id);
+        let changes = split::locking_also(split::balance_changes(&of_currency), settled_here);
         ledger::change_balances(&mut tx, currency, &changes).await?;
     }
     let holds: Vec<_> = settled

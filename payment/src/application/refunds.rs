@@ -144,7 +144,15 @@ impl Payments {
         };
         let amount = match refund_amount(&payment, ask) {
             Ok(amount) => amount,
-            Err(why) => return Ok(Written::Refused(payment, why)),
+            Err(why) => {
+                if ask == RefundAsk::Rest {
+                    // `/refund` answered: the order was compensated, and the payment is never
+                    // charged afterwards (a retry of it is refused).
+                    store::mark_compensated(&mut tx, payment_id).await?;
+                    tx.commit().await?;
+                }
+                return Ok(Written::Refused(payment, why));
+            }
         };
         let held = ledger::held(&mut tx, payment_id).await?;
         let reversal = split::reversal(&held, payment.amount, payment.refunded_amount, amount)

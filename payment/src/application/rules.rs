@@ -1,7 +1,9 @@
 //! New versions of split rules: checked (pure, [`rules::check`]), then written in one transaction
-//! holding the product's lock — the latest version ended at the new one's start, the new one
-//! numbered after it — so that concurrent writers of one product line up and at most one version
-//! is ever in force (the exclusion constraint holds it too).
+//! holding the rules' lock — the latest version ended at the new one's start, the new one
+//! numbered after it — so that concurrent writers line up and at most one version of a product is
+//! ever in force (the exclusion constraint holds it too). The lock is taken before the clock is
+//! read for the start, and the rules' counter moves before the commit, so that no capture splits a
+//! payment made after that start by the rule it ends (migration `0008`).
 
 use crate::domain::rules::{self, Misplaced, SharesInvalid};
 use crate::storage::recipients;
@@ -36,7 +38,7 @@ pub async fn create(
         return Ok(RuleCreated::Invalid(why));
     }
     let mut tx = pool.begin().await?;
-    store::lock_product(&mut tx, new.product_id).await?;
+    store::lock_rules(&mut tx).await?;
     if let Some((id, fingerprint)) = store::by_key(&mut tx, &idem.scoped).await? {
         if fingerprint != idem.fingerprint {
             return Ok(RuleCreated::KeyReused);
@@ -64,6 +66,7 @@ pub async fn create(
     if let Some((latest_id, _, _)) = latest {
         store::end(&mut tx, latest_id, from).await?;
     }
+    store::bump_epoch(&mut tx).await?;
     let id = store::insert(
         &mut tx,
         &NewVersion {

@@ -112,7 +112,14 @@ pub async fn post_pending(payments: &Payments) -> Result<usize, StorageError> {
             .filter(|(t, _)| t.currency == currency)
             .flat_map(|(_, legs)| legs.iter().cloned())
             .collect();
-        ledger::change_balances(&mut tx, currency, &split::balance_changes(&of_currency)).await?;
+        // Every source's row is locked here, in order, before its hold is lowered below — one
+        // whose changes net to zero too.
+        let sources = claimed
+            .iter()
+            .filter(|t| t.currency == currency)
+            .map(|t| t.from_recipient_id);
+        let changes = split::locking_also(split::balance_changes(&of_currency), sources);
+        ledger::change_balances(&mut tx, currency, &changes).await?;
     }
     let holds: Vec<_> = claimed
         .iter()

@@ -331,6 +331,24 @@ pub fn balance_changes(legs: &[Leg]) -> Vec<(Uuid, i64, i64)> {
     changes
 }
 
+/// `changes` with a change of nothing for each recipient of `also` that has none, sorted by
+/// recipient: a writer that also touches other balance rows of the currency afterwards (lowering
+/// the holds of transfers and payouts) has every one of them locked by the one statement that
+/// changes balances, in the one order — a recipient whose changes net to zero (A→B and B→C in one
+/// batch) included, so that it is not locked later, out of order.
+pub fn locking_also(
+    mut changes: Vec<(Uuid, i64, i64)>,
+    also: impl IntoIterator<Item = Uuid>,
+) -> Vec<(Uuid, i64, i64)> {
+    for recipient in also {
+        if !changes.iter().any(|(r, _, _)| *r == recipient) {
+            changes.push((recipient, 0, 0));
+        }
+    }
+    changes.sort_by_key(|(r, _, _)| *r);
+    changes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,5 +524,21 @@ mod tests {
         assert_eq!(legs.len(), 1);
         assert_eq!(legs[0].amount, 350);
         assert_eq!(balance_changes(&legs), [(r(2), -350, 350)]);
+    }
+
+    #[test]
+    fn a_recipient_whose_transfers_net_to_zero_is_still_locked_in_order() {
+        // A→B and B→C in one batch: B's changes net to zero, but its hold is lowered.
+        let legs: Vec<Leg> = [transfer(r(1), r(2), 100), transfer(r(2), r(3), 100)].concat();
+        let changes = balance_changes(&legs);
+        assert_eq!(changes, [(r(1), 0, -100), (r(3), 0, 100)]);
+        assert_eq!(
+            locking_also(changes, [r(1), r(2)]),
+            [(r(1), 0, -100), (r(2), 0, 0), (r(3), 0, 100)]
+        );
+        assert_eq!(
+            locking_also(vec![(r(3), 0, 5)], [r(2), r(1), r(2)]),
+            [(r(1), 0, 0), (r(2), 0, 0), (r(3), 0, 5)]
+        );
     }
 }

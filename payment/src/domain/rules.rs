@@ -2,7 +2,7 @@
 //! with the reason — and the shares as the split arithmetic takes them.
 
 use super::split::ShareKind;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use shared::contract::splits::Share;
 
 /// Basis points in a whole: 10000 is 100 %.
@@ -77,24 +77,36 @@ pub enum Misplaced {
     NotAfterLatest { latest_from: DateTime<Utc> },
 }
 
-/// When a new version of a product's rule starts: `requested`, or `now` when not given. One more
-/// than `slack` in the past is refused (a rule never changes how payments already made are split,
-/// beyond the clock differences between machines), and so is one not later than the start of the
-/// product's latest version (versions follow each other; the new one ends the latest).
+/// When a new version of a product's rule starts: `requested`, or `now` when not given, at the
+/// precision the database stores (whole microseconds, truncated as the driver sends it), so that
+/// what is compared here is what is stored.
+///
+/// A start in the past is refused beyond `slack` (the clock differences between machines); within
+/// it, the rule starts `now`, the moment it is written: payments made in those seconds were split
+/// already, by the rule then in force, and a rule never changes how a payment already made is
+/// split. A start not later than the product's latest version's is refused too (versions follow
+/// each other; the new one ends the latest).
 pub fn place(
     now: DateTime<Utc>,
     requested: Option<DateTime<Utc>>,
     latest_from: Option<DateTime<Utc>>,
     slack: TimeDelta,
 ) -> Result<DateTime<Utc>, Misplaced> {
-    let from = requested.unwrap_or(now);
+    let now = stored(now);
+    let from = requested.map_or(now, stored);
     if from < now - slack {
         return Err(Misplaced::InPast { now });
     }
+    let from = from.max(now);
     match latest_from {
         Some(latest_from) if from <= latest_from => Err(Misplaced::NotAfterLatest { latest_from }),
         _ => Ok(from),
     }
+}
+
+/// An instant as PostgreSQL stores it: whole microseconds (the driver truncates the rest).
+pub fn stored(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
 }
 
 #[cfg(test)]
@@ -141,7 +153,9 @@ mod tests {
         let slack = TimeDelta::seconds(5);
         let at = |s: i64| now + TimeDelta::seconds(s);
         assert_eq!(place(now, None, None, slack), Ok(now));
-        assert_eq!(place(now, Some(at(-5)), None, slack), Ok(at(-5)));
+        // Within the slack: moved to the moment the rule is written.
+        assert_eq!(place(now, Some(at(-5)), None, slack), Ok(now));
+        assert_eq!(place(now, Some(at(-1)), Some(at(-100)), slack), Ok(now));
         assert_eq!(
             place(now, Some(at(-6)), None, slack),
             Err(Misplaced::InPast { now })
@@ -159,6 +173,32 @@ mod tests {
                 latest_from: at(60)
             })
         );
+        // A start moved to now is still compared with the latest version's.
+        assert_eq!(
+            place(now, Some(at(-2)), Some(now), slack),
+            Err(Misplaced::NotAfterLatest { latest_from: now })
+        );
+    }
+
+    #[test]
+    fn starts_are_compared_at_the_stored_precision() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let slack = TimeDelta::seconds(5);
+        let latest = now + TimeDelta::days(1);
+        let below_a_microsecond = latest + TimeDelta::nanoseconds(100);
+        assert_eq!(
+            place(now, Some(below_a_microsecond), Some(latest), slack),
+            Err(Misplaced::NotAfterLatest {
+                latest_from: latest
+            })
+        );
+        let next = latest + TimeDelta::nanoseconds(1_500);
+        assert_eq!(
+            place(now, Some(next), Some(latest), slack),
+            Ok(latest + TimeDelta::microseconds(1))
+        );
+        let now_with_nanos = now + TimeDelta::nanoseconds(999);
+        assert_eq!(place(now_with_nanos, None, None, slack), Ok(now));
     }
 
     #[test]

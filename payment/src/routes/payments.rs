@@ -29,8 +29,12 @@ pub enum PaymentError {
     },
     #[error("order {order_id} already has payment {payment_id}")]
     Exists { order_id: String, payment_id: Uuid },
-    #[error("payment {id} is {status}; only failed payments can be retried")]
-    NotRetryable { id: Uuid, status: PaymentStatus },
+    #[error("payment {id} is {status}{}; only a failed payment whose order was not compensated can be retried", if *compensated { " and its order was compensated (/refund)" } else { "" })]
+    NotRetryable {
+        id: Uuid,
+        status: PaymentStatus,
+        compensated: bool,
+    },
     #[error("idempotency key reused")]
     KeyReused,
     #[error(transparent)]
@@ -68,7 +72,7 @@ impl ToProblem for PaymentError {
             } => Problem::new(StatusCode::CONFLICT, ProblemCode::PaymentExists, detail)
                 .order_id(order_id)
                 .payment_id(*payment_id),
-            PaymentError::NotRetryable { id, status } => Problem::new(
+            PaymentError::NotRetryable { id, status, .. } => Problem::new(
                 StatusCode::CONFLICT,
                 ProblemCode::PaymentNotRetryable,
                 detail,
@@ -168,9 +172,10 @@ pub async fn retry(
     let id = id.into_inner();
     match state.payments.retry(id, &idem).await? {
         Retried::Payment(p) => Ok(HttpResponse::Ok().json(p)),
-        Retried::NotRetryable(p) => Err(PaymentError::NotRetryable {
+        Retried::NotRetryable(p, compensated) => Err(PaymentError::NotRetryable {
             id,
             status: p.status,
+            compensated,
         }),
         Retried::NotFound => Err(PaymentError::NotFound(id)),
         Retried::KeyReused => Err(PaymentError::KeyReused),
@@ -244,6 +249,7 @@ mod tests {
             PaymentError::NotRetryable {
                 id: Uuid::nil(),
                 status: PaymentStatus::Succeeded,
+                compensated: false,
             },
             PaymentError::KeyReused,
             PaymentError::Flow(FlowError::Processor(ProcessorError::Unavailable(

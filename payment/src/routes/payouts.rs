@@ -90,6 +90,10 @@ pub async fn create(
         Ok(Created::New(p) | Created::Existing(p)) => p,
         Ok(Created::KeyReused) => return Err(PayoutError::KeyReused),
         Err(Refused::UnknownRecipient(id)) => return Err(PayoutError::UnknownRecipient(id)),
+        // A payout has one recipient: storage never refuses it as a transfer to itself.
+        Err(Refused::SameRecipient(_)) => {
+            return Err(StorageError::other("a payout refused as a transfer to itself").into())
+        }
         Err(Refused::InsufficientFunds { spendable }) => {
             return Err(PayoutError::InsufficientFunds {
                 recipient: new.recipient_id,

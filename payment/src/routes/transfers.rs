@@ -106,14 +106,12 @@ pub async fn create(
     body: Json<NewTransfer>,
 ) -> Result<HttpResponse, TransferError> {
     let new = body.0;
-    if new.from_recipient_id == new.to_recipient_id {
-        return Err(TransferError::SameRecipient(new.from_recipient_id));
-    }
     let accepted =
         transfers::accept(&state.payments, &new, &idem.scoped, &idem.fingerprint).await?;
     let transfer = match accepted {
         Ok(Created::New(t) | Created::Existing(t)) => t,
         Ok(Created::KeyReused) => return Err(TransferError::KeyReused),
+        Err(Refused::SameRecipient(id)) => return Err(TransferError::SameRecipient(id)),
         Err(Refused::UnknownRecipient(id)) => return Err(TransferError::UnknownRecipient(id)),
         Err(Refused::InsufficientFunds { spendable }) => {
             return Err(TransferError::InsufficientFunds {

@@ -179,6 +179,8 @@ pub async fn change_balances(
 
 /// Why a transfer or a payout was not accepted.
 pub enum Refused {
+    /// A transfer from a recipient to itself.
+    SameRecipient(Uuid),
     /// The recipient does not exist.
     UnknownRecipient(Uuid),
     /// The source's `available − held` in the currency, when it did not cover the amount.

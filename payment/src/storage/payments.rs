@@ -211,13 +211,16 @@ pub struct CaptureInputs {
 }
 
 /// The capture inputs of payments, in one query (the rules found by the exclusion constraint's
-/// index, one per line at most).
+/// index, one per line at most), with the rules' counter as that query saw it: what
+/// [`settle`] checks that no rule was written since (migration `0008`). `None` when none of the
+/// payments was found.
 pub async fn capture_inputs(
     pool: &PgPool,
     ids: &[Uuid],
-) -> Result<Vec<CaptureInputs>, StorageError> {
+) -> Result<(Vec<CaptureInputs>, Option<i64>), StorageError> {
     let rows = sqlx::query!(
-        r#"SELECT p.id, p.lines AS "lines: Json<Vec<ChargeLine>>", r.id AS "rule_id?",
+        r#"SELECT (SELECT epoch FROM split_rules_epoch) AS "epoch!",
+                  p.id, p.lines AS "lines: Json<Vec<ChargeLine>>", r.id AS "rule_id?",
                   r.product_id AS "product_id?", r.effective_from AS "effective_from?",
                   r.effective_to, s.recipient_id AS "recipient_id?", s.kind AS "kind?",
                   s.basis_points, s.amount
@@ -235,6 +238,7 @@ pub async fn capture_inputs(
     )
     .fetch_all(pool)
     .await?;
+    let epoch = rows.first().map(|r| r.epoch);
     let mut inputs: Vec<CaptureInputs> = Vec::new();
     for row in rows {
         if inputs.last().is_none_or(|i| i.payment_id != row.id) {
@@ -266,7 +270,7 @@ pub async fn capture_inputs(
             }),
         }
     }
-    Ok(inputs)
+    Ok((inputs, epoch))
 }
 
 /// The last phase of a batch of charges and retries, in one statement (atomic without a
@@ -275,10 +279,15 @@ pub async fn capture_inputs(
 /// payment settled already (by a concurrent request, or another instance) is never captured
 /// again. Returns, per settlement, the payment it settled, or `None` for one settled already or
 /// repeated in the batch (the statement changes a row once).
+///
+/// `rules_read_at` is the rules' counter [`capture_inputs`] returned for the captures' inputs: the
+/// statement is refused (constraint `split_rules_unchanged_since_read`) if a rule was written
+/// since, so that the captures are split again by what is in force now.
 pub async fn settle(
     pool: &PgPool,
     settlements: &[Settlement],
     captures: &CaptureRows,
+    rules_read_at: Option<i64>,
     hold: Duration,
 ) -> Result<Vec<Option<Payment>>, StorageError> {
     let ids: Vec<Uuid> = settlements.iter().map(|s| s.payment_id).collect();
@@ -301,11 +310,15 @@ pub async fn settle(
                FROM s
                WHERE s.attempt > 0 AND a.payment_id = s.id AND a.attempt = s.attempt
                  AND a.outcome IS NULL
+           ), rules AS MATERIALIZED (
+               -- Refuses the statement if a rule was written since the captures' rules were read
+               -- (migration 0008); NULL when nothing is split by a rule.
+               SELECT split_rules_unchanged_since($19::bigint) AS unchanged
            ), settled AS (
                UPDATE payments p SET status = s.status, failure_code = s.failure_code,
                                      retries = GREATEST(p.retries, s.attempt), updated_at = now()
                FROM s
-               WHERE p.id = s.id AND p.status = 'pending'
+               WHERE p.id = s.id AND p.status = 'pending' AND (SELECT unchanged FROM rules)
                RETURNING p.*
            ), captured AS (
                SELECT id FROM settled WHERE status = 'succeeded'
@@ -363,6 +376,7 @@ pub async fn settle(
         &c.l_positions,
         &c.l_recipients as _,
         &c.l_amounts,
+        rules_read_at,
     )
     .fetch_all(pool)
     .await?;
@@ -416,6 +430,18 @@ pub async fn add_refunded(
     .await?)
 }
 
+/// Marks a (locked) payment that `/refund` answered: its order was compensated, so it is never
+/// charged again (the constraint `a_compensated_payment_is_not_charged_again` holds it too).
+pub async fn mark_compensated(conn: &mut PgConnection, id: Uuid) -> Result<(), StorageError> {
+    sqlx::query!(
+        "UPDATE payments SET compensated = true WHERE id = $1 AND NOT compensated",
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub enum RefundStart {
     Payment(Payment),
     /// The order had no payment: a tombstone now refuses a late charge.
@@ -461,7 +487,8 @@ pub enum RetryStart {
     Resume(Payment, i32),
     /// This key's attempt is settled: answer the payment as it is.
     Done(Payment),
-    NotRetryable(Payment),
+    /// Not failed, or failed and compensated already (`/refund` answered for it).
+    NotRetryable(Payment, bool),
     NotFound,
     KeyReused,
 }
@@ -488,6 +515,10 @@ pub async fn open_retry(
     let Some(payment) = payment else {
         return Ok(RetryStart::NotFound);
     };
+    let compensated =
+        sqlx::query_scalar!("SELECT compensated FROM payments WHERE id = $1", payment_id)
+            .fetch_one(&mut *tx)
+            .await?;
     let previous = sqlx::query!(
         "SELECT payment_id, attempt, request_hash, outcome FROM payment_attempts
          WHERE idempotency_key = $1",
@@ -501,7 +532,10 @@ pub async fn open_retry(
         }
         Some(p) if p.outcome.is_none() => RetryStart::Resume(payment, p.attempt),
         Some(_) => RetryStart::Done(payment),
-        None if payment.status != PaymentStatus::Failed => RetryStart::NotRetryable(payment),
+        // Only a failed payment is tried again, and not once its order was compensated.
+        None if payment.status != PaymentStatus::Failed || compensated => {
+            RetryStart::NotRetryable(payment, compensated)
+        }
         None => {
             let attempt = payment.retries + 1;
             sqlx::query!(

@@ -12,7 +12,9 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// Accepts a payout in one transaction: written under its key, its amount held if `available −
-/// held` covers it ([`ledger::hold`]); refused, it writes nothing.
+/// held` covers it ([`ledger::hold`]); refused, it writes nothing. A key written before is
+/// answered first, before any refusal: the payout as first answered for the same request,
+/// `KeyReused` for another.
 pub async fn accept(
     pool: &PgPool,
     new: &NewPayout,
@@ -24,7 +26,10 @@ pub async fn accept(
         .await?
         .first()
     {
-        return Ok(Err(Refused::UnknownRecipient(*unknown)));
+        return Ok(match by_key(&mut tx, key, fingerprint).await? {
+            Some(before) => Ok(before),
+            None => Err(Refused::UnknownRecipient(*unknown)),
+        });
     }
     let inserted = sqlx::query_as!(
         Payout,
@@ -43,7 +48,10 @@ pub async fn accept(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(payout) = inserted else {
-        return by_key(&mut tx, key, fingerprint).await.map(Ok);
+        return match by_key(&mut tx, key, fingerprint).await? {
+            Some(before) => Ok(Ok(before)),
+            None => Err(StorageError::LostRace("the payout's key")),
+        };
     };
     let held = ledger::hold(&mut tx, new.recipient_id, new.currency, new.amount.get()).await?;
     if let Err(refused) = held {
@@ -54,24 +62,38 @@ pub async fn accept(
     Ok(Ok(Created::New(payout)))
 }
 
+/// The payout written before under `key`, if any: as it was first answered (`pending`, as
+/// accepted) if the request is the same, `KeyReused` if not.
 async fn by_key(
     conn: &mut PgConnection,
     key: &str,
     fingerprint: &str,
-) -> Result<Created<Payout>, StorageError> {
+) -> Result<Option<Created<Payout>>, StorageError> {
     let before = sqlx::query!(
         r#"SELECT id, request_hash AS "request_hash!" FROM payouts WHERE idempotency_key = $1"#,
         key
     )
     .fetch_optional(&mut *conn)
-    .await?
-    .ok_or(StorageError::LostRace("the payout's key"))?;
+    .await?;
+    let Some(before) = before else {
+        return Ok(None);
+    };
     if before.request_hash != fingerprint {
-        return Ok(Created::KeyReused);
+        return Ok(Some(Created::KeyReused));
     }
     match get_with(conn, before.id).await? {
-        Some(p) => Ok(Created::Existing(p)),
+        Some(p) => Ok(Some(Created::Existing(as_accepted(p)))),
         None => Err(StorageError::LostRace("the payout's key")),
+    }
+}
+
+/// A payout as its acceptance answered it: pending, no failure, changed last when it was made.
+fn as_accepted(payout: Payout) -> Payout {
+    Payout {
+        status: PayoutStatus::Pending,
+        failure_code: None,
+        updated_at: payout.created_at,
+        ..payout
     }
 }
 

@@ -1,7 +1,7 @@
 //! Split rules: versions per product, each in force from its `effective_from` until the next
 //! one's (the exclusion constraint `one_split_rule_in_force` keeps them from overlapping), with
 //! their shares. A rule is written once and changes only to end; the functions that write take
-//! the caller's transaction, which holds the product's lock.
+//! the caller's transaction, which holds the rules' lock ([`lock_rules`]).
 
 use super::StorageError;
 use chrono::{DateTime, Utc};
@@ -10,14 +10,21 @@ use shared::contract::values::{Amount, BasisPoints, ItemId};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-/// Serialises the writers of a product's rules until the transaction ends.
-pub async fn lock_product(conn: &mut PgConnection, product: ItemId) -> Result<(), StorageError> {
-    sqlx::query!(
-        "SELECT pg_advisory_xact_lock(hashtextextended('product:' || $1::bigint, 0))",
-        product.get()
-    )
-    .fetch_one(conn)
-    .await?;
+/// Takes the rules' lock exclusively until the transaction ends: writers of rules take turns, and
+/// captures wait for a writer holding it (see migration `0008`). Taken before the clock is read for
+/// the new rule's start.
+pub async fn lock_rules(conn: &mut PgConnection) -> Result<(), StorageError> {
+    sqlx::query!("SELECT pg_advisory_xact_lock(split_rules_epoch_lock())")
+        .fetch_one(conn)
+        .await?;
+    Ok(())
+}
+
+/// Tells captures that read the rules before this transaction commits to read them again.
+pub async fn bump_epoch(conn: &mut PgConnection) -> Result<(), StorageError> {
+    sqlx::query!("UPDATE split_rules_epoch SET epoch = epoch + 1")
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

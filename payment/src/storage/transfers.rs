@@ -12,7 +12,8 @@ use uuid::Uuid;
 /// Accepts a transfer in one transaction: written under its key, and its amount held on the
 /// source's balance row only if `available − held` covers it — the conditional update locks the
 /// row, so concurrent acceptances take turns and each sees what the others held. Refused, it
-/// writes nothing.
+/// writes nothing. A key written before is answered first, before any refusal: the transfer as
+/// first answered for the same request, `KeyReused` for another.
 pub async fn accept(
     pool: &PgPool,
     new: &NewTransfer,
@@ -21,8 +22,17 @@ pub async fn accept(
 ) -> Result<Result<Created<Transfer>, Refused>, StorageError> {
     let mut tx = pool.begin().await?;
     let ids = [new.from_recipient_id, new.to_recipient_id];
-    if let Some(unknown) = recipients::unknown(&mut tx, &ids).await?.first() {
-        return Ok(Err(Refused::UnknownRecipient(*unknown)));
+    let refused = if new.from_recipient_id == new.to_recipient_id {
+        Some(Refused::SameRecipient(new.from_recipient_id))
+    } else {
+        let unknown = recipients::unknown(&mut tx, &ids).await?;
+        unknown.first().map(|id| Refused::UnknownRecipient(*id))
+    };
+    if let Some(refused) = refused {
+        return Ok(match by_key(&mut tx, key, fingerprint).await? {
+            Some(before) => Ok(before),
+            None => Err(refused),
+        });
     }
     let inserted = sqlx::query_as!(
         Transfer,
@@ -45,7 +55,10 @@ pub async fn accept(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(transfer) = inserted else {
-        return by_key(&mut tx, key, fingerprint).await.map(Ok);
+        return match by_key(&mut tx, key, fingerprint).await? {
+            Some(before) => Ok(Ok(before)),
+            None => Err(StorageError::LostRace("the transfer's key")),
+        };
     };
     let held = ledger::hold(
         &mut tx,
@@ -62,25 +75,38 @@ pub async fn accept(
     Ok(Ok(Created::New(transfer)))
 }
 
-/// The transfer written before under `key`: the same one if the request is the same.
+/// The transfer written before under `key`, if any: as it was first answered (`pending`, as
+/// accepted: a 202 is replayed as first answered, whatever the worker did since) if the request is
+/// the same, `KeyReused` if not.
 async fn by_key(
     conn: &mut PgConnection,
     key: &str,
     fingerprint: &str,
-) -> Result<Created<Transfer>, StorageError> {
+) -> Result<Option<Created<Transfer>>, StorageError> {
     let before = sqlx::query!(
         r#"SELECT id, request_hash AS "request_hash!" FROM transfers WHERE idempotency_key = $1"#,
         key
     )
     .fetch_optional(&mut *conn)
-    .await?
-    .ok_or(StorageError::LostRace("the transfer's key"))?;
+    .await?;
+    let Some(before) = before else {
+        return Ok(None);
+    };
     if before.request_hash != fingerprint {
-        return Ok(Created::KeyReused);
+        return Ok(Some(Created::KeyReused));
     }
     match get_with(conn, before.id).await? {
-        Some(t) => Ok(Created::Existing(t)),
+        Some(t) => Ok(Some(Created::Existing(as_accepted(t)))),
         None => Err(StorageError::LostRace("the transfer's key")),
+    }
+}
+
+/// A transfer as its acceptance answered it: pending, changed last when it was made.
+fn as_accepted(transfer: Transfer) -> Transfer {
+    Transfer {
+        status: TransferStatus::Pending,
+        updated_at: transfer.created_at,
+        ..transfer
     }
 }
 

@@ -66,15 +66,25 @@ pub fn key_reused() -> Problem {
     )
 }
 
-/// Whether an answer is kept for replay: business outcomes are, while 5xx answers, validation
-/// failures and other answers given before anything executed are not, so the key may be retried.
-/// Neither is 202: the work goes on, and a retry must answer its state then.
-fn is_stored(status: StatusCode) -> bool {
+/// What a route's 202 means for a retry of its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accepted {
+    /// A result like any other, replayed as first answered (transfers, payouts).
+    Replayed,
+    /// The state of work that goes on: not kept, so that a retry answers the state then (order's
+    /// checkout, whose retry answers the order as it is).
+    CurrentState,
+}
+
+/// Whether an answer is kept for replay: business outcomes are (a 202 unless the route answers
+/// current state), while 5xx answers, validation failures and other answers given before anything
+/// executed are not, so the key may be retried.
+fn is_stored(status: StatusCode, accepted: Accepted) -> bool {
     !(status.is_server_error()
+        || (status == StatusCode::ACCEPTED && accepted == Accepted::CurrentState)
         || matches!(
             status,
-            StatusCode::ACCEPTED
-                | StatusCode::BAD_REQUEST
+            StatusCode::BAD_REQUEST
                 | StatusCode::UNAUTHORIZED
                 | StatusCode::FORBIDDEN
                 | StatusCode::REQUEST_TIMEOUT
@@ -97,16 +107,36 @@ fn replay(response: StoredResponse) -> HttpResponse {
     builder.body(response.body)
 }
 
-/// The middleware. Needs `web::Data<Store>` and `web::Data<Metrics>` in app data.
+/// The middleware. Needs `web::Data<Store>` and `web::Data<Metrics>` in app data. A 202 is kept
+/// and replayed like any other result.
+pub async fn layer(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    run(req, next, Accepted::Replayed).await
+}
+
+/// The middleware for a route whose 202 answers the state of work that goes on (order's
+/// checkout): a 202 is not kept, so a retry of the key runs the handler again, which answers the
+/// state then. Everything else as [`layer`].
+pub async fn layer_answering_current_state(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    run(req, next, Accepted::CurrentState).await
+}
+
+/// The middleware's steps:
 ///
 /// 1. parse the key ([`IdempotencyKey::parse`]);
 /// 2. read the body and fingerprint the request;
 /// 3. claim the key in Redis — or answer from what is there ([`answer_existing`]);
 /// 4. run the handler with the key in its request ([`IdempotencyContext`]);
 /// 5. keep its answer for replay, or release the key ([`keep_or_release`]).
-pub async fn layer(
+async fn run(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
+    accepted: Accepted,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let (Some(store), Some(metrics)) = (
         req.app_data::<web::Data<Store>>().cloned(),
@@ -168,7 +198,9 @@ pub async fn layer(
     });
     req.set_payload(Payload::from(body));
     match next.call(req).await {
-        Ok(response) => Ok(keep_or_release(&store, &claimed, response.map_into_boxed_body()).await),
+        Ok(response) => {
+            Ok(keep_or_release(&store, &claimed, response.map_into_boxed_body(), accepted).await)
+        }
         Err(e) => {
             release(&store, &claimed.redis_key, &claimed.marker).await;
             Err(e)
@@ -229,8 +261,9 @@ async fn keep_or_release(
     store: &Store,
     claimed: &Claimed,
     response: ServiceResponse<BoxBody>,
+    accepted: Accepted,
 ) -> ServiceResponse<BoxBody> {
-    if !is_stored(response.status()) {
+    if !is_stored(response.status(), accepted) {
         release(store, &claimed.redis_key, &claimed.marker).await;
         return response;
     }
@@ -291,11 +324,22 @@ mod tests {
 
     #[test]
     fn business_answers_are_stored_but_not_failures_before_execution() {
-        for s in [200, 201, 402, 404, 409, 422] {
-            assert!(is_stored(StatusCode::from_u16(s).unwrap()), "{s}");
+        for accepted in [Accepted::Replayed, Accepted::CurrentState] {
+            for s in [200, 201, 402, 404, 409, 422] {
+                assert!(is_stored(StatusCode::from_u16(s).unwrap(), accepted), "{s}");
+            }
+            for s in [400, 401, 403, 413, 429, 500, 502, 503, 504] {
+                assert!(
+                    !is_stored(StatusCode::from_u16(s).unwrap(), accepted),
+                    "{s}"
+                );
+            }
         }
-        for s in [202, 400, 401, 403, 413, 429, 500, 502, 503, 504] {
-            assert!(!is_stored(StatusCode::from_u16(s).unwrap()), "{s}");
-        }
+    }
+
+    #[test]
+    fn a_202_is_replayed_unless_the_route_answers_current_state() {
+        assert!(is_stored(StatusCode::ACCEPTED, Accepted::Replayed));
+        assert!(!is_stored(StatusCode::ACCEPTED, Accepted::CurrentState));
     }
 }

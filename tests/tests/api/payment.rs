@@ -236,6 +236,60 @@ mod black_box {
             .expect(400, Some("validation_error"));
     }
 
+    /// A failed payment whose order was compensated (`/refund` answered for it, by order or by
+    /// payment) is never charged afterwards: a retry is 409 `payment_not_retryable`, and the
+    /// payment stays as it was. One not compensated is still retried.
+    #[tokio::test]
+    async fn a_failed_payment_is_not_retried_once_refund_answered_for_it() {
+        let s = Stack::start().await;
+        let retry = |id: Value| {
+            let s = &s;
+            async move {
+                s.call(
+                    &format!("/payment/payments/{}/retry", id.as_str().unwrap()),
+                    &json!({}),
+                )
+                .await
+            }
+        };
+        for by_order in [true, false] {
+            let order = new_order_id();
+            let declined = charge(&s, &order, 200_000).await;
+            declined.expect(201, None);
+            assert_eq!(declined.json["status"], "failed");
+            let id = declined.json["paymentId"].clone();
+            let target = if by_order {
+                json!({"orderId": order})
+            } else {
+                json!({"paymentId": id})
+            };
+            let r = s.call("/payment/refund", &target).await;
+            r.expect(200, None);
+            assert_eq!(r.json["status"], "failed");
+            let r = retry(id.clone()).await;
+            r.expect(409, Some("payment_not_retryable"));
+            assert_eq!(r.json["paymentId"], id);
+            assert_eq!(r.json["paymentStatus"], "failed");
+            assert!(
+                r.json["detail"].as_str().unwrap().contains("compensated"),
+                "{}",
+                r.text
+            );
+            let after = payment(&s, &id).await;
+            assert_eq!(
+                (after["status"].as_str(), after["retries"].as_i64()),
+                (Some("failed"), Some(0)),
+                "by order: {by_order}"
+            );
+        }
+        // Not compensated: the processor is asked again.
+        let declined = charge(&s, &new_order_id(), 200_000).await;
+        let id = declined.json["paymentId"].clone();
+        let r = retry(id.clone()).await;
+        r.expect(200, None);
+        assert_eq!(r.json["retries"], 1);
+    }
+
     #[tokio::test]
     async fn a_refund_before_its_charge_leaves_a_tombstone() {
         let s = Stack::start().await;

@@ -1298,6 +1298,93 @@ async fn the_marketplace_is_counted_in_payments_metrics() {
     assert_ledger_sound(&s).await;
 }
 
+/// A payment captured while a rule's transaction is between choosing its start and committing is
+/// split by the rule afterwards named in force at its instant. No request can hold a rule's
+/// transaction there, so the test does: its own transaction locks the product's latest rule, which
+/// the writer ends after reading its clock. The checkout runs meanwhile; the test lets the writer
+/// commit once the checkout finished, or its capture waits for the writer.
+#[tokio::test]
+async fn a_payment_captured_while_a_rule_is_written_is_split_by_the_rule_named_in_force() {
+    let s = Stack::start().await;
+    let (a, b) = (recipient(&s, "old").await, recipient(&s, "new").await);
+    let item = s.create_item(400, "USD", 10).await;
+    let v1 = rule(&s, item, json!([pct(&a, 10_000)])).await;
+    let db = s.db(Part::Payment).await;
+    let mut holder = db.begin().await.unwrap();
+    sqlx::query("SELECT id FROM split_rules WHERE id = $1::uuid FOR UPDATE")
+        .bind(&v1)
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    let me: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    let waiting_on = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(me)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+                > 0
+        }
+    };
+    let v2_body = json!({"productId": item, "shares": [pct(&b, 10_000)]});
+    let writing = new_rule(&s, &v2_body);
+    let selling = async {
+        eventually("the writer read its clock and waits", || {
+            waiting_on(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+            )
+        })
+        .await;
+        let checkout = s.checkout(json!({"itemId": item, "quantity": 1}));
+        tokio::pin!(checkout);
+        let mut holder = Some(holder);
+        let sale = loop {
+            tokio::select! {
+                sale = &mut checkout => break sale,
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                    let capture_waits = waiting_on(
+                        "SELECT count(*) FROM pg_stat_activity
+                         WHERE wait_event = 'advisory' AND pid <> $1",
+                    )
+                    .await;
+                    if capture_waits {
+                        if let Some(holder) = holder.take() {
+                            holder.commit().await.unwrap();
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(holder) = holder.take() {
+            holder.commit().await.unwrap();
+        }
+        sale
+    };
+    let (written, sale) = futures_util::join!(writing, selling);
+    written.expect(201, None);
+    sale.expect(201, None);
+    let v2 = id(&written.json["splitRuleId"]);
+    let paid = id(&sale.json["paymentId"]);
+    let made = payment(&s, &paid).await["createdAt"].clone();
+    let at = id(&made).replace('+', "%2B");
+    let then = rules_of(&s, &format!("productId={item}&at={at}")).await;
+    assert_eq!(then.len(), 1, "{then:?}");
+    let named = id(&then[0]["splitRuleId"]);
+    assert_eq!(
+        allocations(&s, &paid).await,
+        [alloc(item, if named == v2 { &b } else { &a }, &named, 400)],
+        "split by the rule named in force at the payment's instant ({}; v1 {v1}, v2 {v2})",
+        if named == v2 { "v2" } else { "v1" }
+    );
+    assert_eq!(named, v2, "made after the new rule's start");
+    assert_ledger_sound(&s).await;
+}
+
 /// These speak only HTTP to nginx, and also run against a stack the suite did not start (`TEST_STACK_URL`).
 mod black_box {
     use super::*;
@@ -2170,6 +2257,84 @@ mod black_box {
             // Anyone's checkouts credit the platform on a shared stack.
             assert_eq!(balance(&s, PLATFORM, "USD").await, (200, 0, 0));
         }
+        assert_ledger_sound(&s).await;
+    }
+
+    /// A rule asked to start a few seconds ago (within the clock slack) starts when it is written:
+    /// the payment made in those seconds keeps the split of the rule then in force, and `at=` its
+    /// instant still names that rule.
+    #[tokio::test]
+    async fn a_rule_started_within_the_slack_starts_when_written_and_never_renames_a_split() {
+        let s = Stack::start().await;
+        let (a, b) = (recipient(&s, "old").await, recipient(&s, "new").await);
+        let item = s.create_item(300, "USD", 10).await;
+        let v1 = rule(&s, item, json!([pct(&a, 10_000)])).await;
+        let sale = s.checkout(json!({"itemId": item, "quantity": 1})).await;
+        sale.expect(201, None);
+        let paid = id(&sale.json["paymentId"]);
+        let made = payment(&s, &paid).await["createdAt"].clone();
+        assert_eq!(allocations(&s, &paid).await, [alloc(item, &a, &v1, 300)]);
+
+        // Version 2 asked to start at the payment's instant, a moment ago.
+        let asked = id(&made);
+        let v2 = new_rule(
+            &s,
+            &json!({"productId": item, "effectiveFrom": asked, "shares": [pct(&b, 10_000)]}),
+        )
+        .await;
+        v2.expect(201, None);
+        let started = instant(&v2.json["effectiveFrom"]);
+        assert!(
+            started > instant(&made),
+            "moved to when it was written: {started} after the payment's {made}"
+        );
+        let at = asked.replace('+', "%2B");
+        let then = rules_of(&s, &format!("productId={item}&at={at}")).await;
+        assert_eq!(then.len(), 1, "{then:?}");
+        assert_eq!(
+            then[0]["splitRuleId"],
+            v1.as_str(),
+            "at the payment's instant, the rule its split used"
+        );
+        assert_eq!(allocations(&s, &paid).await, [alloc(item, &a, &v1, 300)]);
+        // Version 1 ends where version 2 starts.
+        let rules = rules_of(&s, &format!("productId={item}")).await;
+        assert_eq!(instant(&rules[1]["effectiveTo"]), started);
+        assert_ledger_sound(&s).await;
+    }
+
+    /// Instants are stored to the microsecond: a start that differs from the latest version's
+    /// only below it is the same start (409), not a failed write (500); one a microsecond and a
+    /// half later starts at the next microsecond.
+    #[tokio::test]
+    async fn starts_that_differ_below_the_microsecond_are_compared_as_stored() {
+        let s = Stack::start().await;
+        let a = recipient(&s, "seller").await;
+        let item = s.create_item(100, "USD", 10).await;
+        let whole = |secs: i64| {
+            DateTime::from_timestamp(Utc::now().timestamp() + secs, 0)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S")
+                .to_string()
+        };
+        let day = whole(86_400);
+        let body =
+            |from: String| json!({"productId": item, "effectiveFrom": from, "shares": [rest(&a)]});
+        let v1 = new_rule(&s, &body(format!("{day}Z"))).await;
+        v1.expect(201, None);
+        let v2 = new_rule(&s, &body(format!("{day}.0000001Z"))).await;
+        v2.expect(409, Some("split_rule_overlap"));
+        assert!(detail(&v2).contains("effectiveFrom"), "{}", v2.text);
+        let v2 = new_rule(&s, &body(format!("{day}.0000015Z"))).await;
+        v2.expect(201, None);
+        assert_eq!(
+            instant(&v2.json["effectiveFrom"]),
+            instant(&json!(format!("{day}.000001Z"))),
+            "stored to the microsecond"
+        );
+        let rules = rules_of(&s, &format!("productId={item}")).await;
+        assert_eq!(versions(&rules), [2, 1]);
+        assert_eq!(rules[1]["effectiveTo"], v2.json["effectiveFrom"]);
         assert_ledger_sound(&s).await;
     }
 

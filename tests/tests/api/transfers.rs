@@ -292,9 +292,206 @@ async fn two_payment_instances_share_the_backlogs_and_settle_each_transfer_and_p
     assert_sound(&s).await;
 }
 
+/// Every writer of balance rows locks them in one order (by currency, then recipient). A batch
+/// with A→B and B→C nets B's balance to zero; the worker must still lock B's row in its place —
+/// before C's — not afterwards, when it lowers B's hold, or a refund that debits B then C deadlocks
+/// with it. No request can force that interleaving, so this test plays the refund by hand: its
+/// transaction locks B's row, the worker is let run (payment restarted with its worker on) and
+/// waits for B; the "refund" then asks for C's row without waiting, which it gets only if the
+/// worker has not taken C before B.
+#[tokio::test]
+async fn the_transfer_worker_locks_balance_rows_in_order_when_a_recipient_nets_to_zero() {
+    // The worker looks at startup, then not for ten minutes: the transfers stay pending.
+    let s = stack_with(600_000, &[]).await;
+    let (a, _) = funded(&s, "a", 1000).await;
+    let (x, _) = funded(&s, "x", 1000).await;
+    let (y, _) = funded(&s, "y", 1000).await;
+    // B sorts before C, so that a refund debiting both locks B first.
+    let (b, c) = if x < y { (x, y) } else { (y, x) };
+    let ab = transfer(&s, &a, &b, 100).await;
+    ab.expect(202, None);
+    let bc = transfer(&s, &b, &c, 100).await;
+    bc.expect(202, None);
+    s.stop(Part::Payment).await;
+
+    let db = s.db(Part::Payment).await;
+    let mut refund = db.begin().await.unwrap();
+    let lock = |who: &str| {
+        format!(
+            "SELECT recipient_id FROM balances WHERE recipient_id = '{who}' AND currency = 'USD' FOR UPDATE"
+        )
+    };
+    sqlx::query(&lock(&b))
+        .fetch_one(&mut *refund)
+        .await
+        .unwrap();
+    let me: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *refund)
+        .await
+        .unwrap();
+    s.start_part(Part::Payment, &[("TRANSFER_INTERVAL_MS", "100")])
+        .await;
+    eventually("the worker waits for B's row", || {
+        let db = &db;
+        async move {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+            )
+            .bind(me)
+            .fetch_one(db)
+            .await
+            .unwrap();
+            waiting > 0
+        }
+    })
+    .await;
+    let c_row = sqlx::query(&format!("{} NOWAIT", lock(&c)))
+        .fetch_one(&mut *refund)
+        .await;
+    assert!(
+        c_row.is_ok(),
+        "the worker took C's row before B's (it waits for B while holding C): a refund debiting B \
+         then C would deadlock with it: {c_row:?}"
+    );
+    refund.commit().await.unwrap();
+    for t in [&ab, &bc] {
+        let t = id(&t.json["transferId"]);
+        eventually("the transfer posted", || {
+            let (s, t) = (&s, &t);
+            async move { status(s, t).await == "posted" }
+        })
+        .await;
+    }
+    assert_eq!(balance(&s, &a, "USD").await, (0, 900, 0));
+    assert_eq!(balance(&s, &b, "USD").await, (0, 1000, 0));
+    assert_eq!(balance(&s, &c, "USD").await, (0, 1100, 0));
+    assert_sound(&s).await;
+}
+
 /// These speak only HTTP to nginx, and also run against a stack the suite did not start (`TEST_STACK_URL`).
 mod black_box {
     use super::*;
+
+    /// A 202 is a result like any other: a transfer and a payout sent again under their key are
+    /// answered as first accepted (`pending`, replayed) even once the worker settled them; another
+    /// request under the key is `idempotency_key_reused` before anything else is said of it; and
+    /// after Redis lost its data the retry is answered from PostgreSQL with the same resource as
+    /// first answered.
+    #[tokio::test]
+    async fn a_transfer_or_payout_sent_again_is_answered_as_first_accepted_after_it_settled() {
+        let s = stack().await;
+        let (a, _) = funded(&s, "sender", 1000).await;
+        let b = recipient(&s, "receiver").await;
+        let unknown = "00000000-0000-7000-8000-00000000beef";
+
+        let key = new_key();
+        let body =
+            json!({"fromRecipientId": a, "toRecipientId": b, "amount": 10, "currency": "USD"});
+        let send = |key: String, body: Value| {
+            let s = &s;
+            async move {
+                s.post(
+                    "/payment/transfers",
+                    Some(service_token()),
+                    Some(&key),
+                    &body,
+                )
+                .await
+            }
+        };
+        let first = send(key.clone(), body.clone()).await;
+        first.expect(202, None);
+        assert_eq!(first.json["status"], "pending");
+        let transfer = id(&first.json["transferId"]);
+        eventually("the transfer posted", || {
+            let (s, t) = (&s, &transfer);
+            async move { status(s, t).await == "posted" }
+        })
+        .await;
+        let again = send(key.clone(), body.clone()).await;
+        again.expect(202, None);
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        assert_eq!(again.text, first.text, "replayed as first answered");
+        assert_eq!(again.header("location"), first.header("location"));
+        for other in [
+            json!({"fromRecipientId": a, "toRecipientId": a, "amount": 10, "currency": "USD"}),
+            json!({"fromRecipientId": a, "toRecipientId": unknown, "amount": 10, "currency": "USD"}),
+            json!({"fromRecipientId": a, "toRecipientId": b, "amount": 11, "currency": "USD"}),
+        ] {
+            send(key.clone(), other)
+                .await
+                .expect(422, Some("idempotency_key_reused"));
+        }
+
+        let payout_key = new_key();
+        let payout_body = json!({"recipientId": a, "amount": 5, "currency": "USD"});
+        let pay = |key: String, body: Value| {
+            let s = &s;
+            async move {
+                s.post("/payment/payouts", Some(service_token()), Some(&key), &body)
+                    .await
+            }
+        };
+        let paid = pay(payout_key.clone(), payout_body.clone()).await;
+        paid.expect(202, None);
+        assert_eq!(paid.json["status"], "pending");
+        let payout_id = id(&paid.json["payoutId"]);
+        assert_eq!(until_payout_settled(&s, &payout_id).await["status"], "paid");
+        let again = pay(payout_key.clone(), payout_body.clone()).await;
+        again.expect(202, None);
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        assert_eq!(again.text, paid.text, "replayed as first answered");
+        for other in [
+            json!({"recipientId": unknown, "amount": 5, "currency": "USD"}),
+            json!({"recipientId": a, "amount": 6, "currency": "USD"}),
+        ] {
+            pay(payout_key.clone(), other)
+                .await
+                .expect(422, Some("idempotency_key_reused"));
+        }
+
+        if s.is_own() {
+            // Redis forgets every answer: PostgreSQL answers, with the resource as first answered.
+            assert_eq!(s.redis("FLUSHALL"), "+OK");
+            let from_db = send(key.clone(), body.clone()).await;
+            from_db.expect(202, None);
+            assert_eq!(from_db.json, first.json, "the transfer as first answered");
+            assert_eq!(from_db.header("location"), first.header("location"));
+            let from_db = pay(payout_key.clone(), payout_body.clone()).await;
+            from_db.expect(202, None);
+            assert_eq!(from_db.json, paid.json, "the payout as first answered");
+            assert_eq!(s.redis("FLUSHALL"), "+OK");
+            send(
+                key.clone(),
+                json!({"fromRecipientId": a, "toRecipientId": a, "amount": 10, "currency": "USD"}),
+            )
+            .await
+            .expect(422, Some("idempotency_key_reused"));
+            assert_eq!(s.redis("FLUSHALL"), "+OK");
+            pay(
+                payout_key.clone(),
+                json!({"recipientId": unknown, "amount": 5, "currency": "USD"}),
+            )
+            .await
+            .expect(422, Some("idempotency_key_reused"));
+        }
+        let all = s
+            .get(
+                &format!("/payment/transfers?recipientId={a}"),
+                Some(admin_token()),
+            )
+            .await;
+        assert_eq!(all.json["total"], 1, "one transfer for the key");
+        let all = s
+            .get(
+                &format!("/payment/payouts?recipientId={a}"),
+                Some(admin_token()),
+            )
+            .await;
+        assert_eq!(all.json["total"], 1, "one payout for the key");
+        assert_eq!(balance(&s, &a, "USD").await, (0, 985, 0));
+        assert_sound(&s).await;
+    }
 
     #[tokio::test]
     async fn a_transfer_holds_its_amount_then_is_posted_once_moving_available_money() {
