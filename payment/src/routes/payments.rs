@@ -161,7 +161,8 @@ pub async fn refund(
     }
 }
 
-/// Asks the processor again for a `failed` payment (service token).
+/// Asks the processor again for a `failed` payment whose order was not compensated (`/refund` not
+/// answered for it) (service token).
 #[utoipa::path(post, path = "/payments/{paymentId}/retry", operation_id = "retryPayment", params(("paymentId" = Uuid, Path)), tag = "payments",
     responses((status = 200, body = Payment, description = "the payment after the new attempt")))]
 pub async fn retry(

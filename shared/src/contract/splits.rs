@@ -260,7 +260,8 @@ impl PartialSchema for Shares {
 impl ToSchema for Shares {}
 
 /// `POST /split-rules` (admin): a new version of a product's rule, in force from `effectiveFrom`
-/// (now when not given) until the next version's.
+/// (now when not given) until the next version's. A start less than 5 s in the past starts when
+/// the rule is written; one further back is refused. Starts are stored to the microsecond.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NewSplitRule {
