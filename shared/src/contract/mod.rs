@@ -64,6 +64,7 @@ pub fn schemas() -> Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>
         add::<Limit>(&mut all);
         add::<Offset>(&mut all);
         add::<Currency>(&mut all);
+        add::<ActiveCurrency>(&mut all);
         add::<OrderRef>(&mut all);
         add::<CustomerId>(&mut all);
         add::<ItemName>(&mut all);
@@ -157,4 +158,64 @@ pub fn schemas() -> Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>
         add::<Accepted>(&mut all);
     }
     all
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::de::DeserializeOwned;
+    use serde_json::{json, Value};
+
+    /// Each request body that names a currency takes an active ISO 4217 code only, and its
+    /// error names the value; each answer reads any currency as it was stored.
+    #[test]
+    fn request_bodies_take_only_active_currencies_and_answers_read_any() {
+        fn takes<T: DeserializeOwned>(body: Value) {
+            let with = |currency: &str| {
+                let mut b = body.clone();
+                b["currency"] = json!(currency);
+                serde_json::from_value::<T>(b)
+            };
+            assert!(with("EUR").is_ok(), "{body}");
+            assert!(with("XCG").is_ok(), "{body}");
+            for bad in ["QQQ", "usd", "XTS", "XXX", "BOV", "XAU", "HRK"] {
+                let e = with(bad).err().map(|e| e.to_string()).unwrap_or_default();
+                assert!(e.contains("active ISO 4217"), "{bad} in {body}: {e:?}");
+            }
+        }
+        let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        takes::<super::stock::NewItem>(json!({"name": "Pen", "price": 150, "stock": 3}));
+        takes::<super::payment::ChargeRequest>(json!({"amount": 500}));
+        takes::<super::transfers::NewTransfer>(
+            json!({"fromRecipientId": a, "toRecipientId": b, "amount": 5}),
+        );
+        takes::<super::transfers::NewPayout>(json!({"recipientId": a, "amount": 5}));
+
+        let item: super::stock::Item = serde_json::from_value(json!({
+            "id": 7, "name": "old", "price": 700, "currency": "QQQ", "stock": 5, "reserved": 0,
+            "available": 5
+        }))
+        .unwrap();
+        assert_eq!(item.currency.as_str(), "QQQ");
+    }
+
+    /// The documents say so: a request's currency is an `ActiveCurrency` (the list), an answer's
+    /// a `Currency` (three upper-case letters).
+    #[test]
+    fn request_currencies_are_documented_as_the_active_list() {
+        use utoipa::PartialSchema;
+        let currency = |schema: utoipa::openapi::RefOr<utoipa::openapi::Schema>| {
+            serde_json::to_value(schema).unwrap()["properties"]["currency"]["$ref"].clone()
+        };
+        let active = json!("#/components/schemas/ActiveCurrency");
+        assert_eq!(currency(super::stock::NewItem::schema()), active);
+        assert_eq!(currency(super::payment::ChargeRequest::schema()), active);
+        assert_eq!(currency(super::transfers::NewTransfer::schema()), active);
+        assert_eq!(currency(super::transfers::NewPayout::schema()), active);
+        assert_eq!(
+            currency(super::stock::Item::schema()),
+            json!("#/components/schemas/Currency")
+        );
+        let names: Vec<String> = super::schemas().into_iter().map(|(n, _)| n).collect();
+        assert!(names.iter().any(|n| n == "ActiveCurrency"), "{names:?}");
+    }
 }

@@ -3,7 +3,8 @@
 
 use super::stock::{one_of_two_ids, uuid_schema};
 use super::values::{
-    Amount, Currency, CustomerId, Invalid, ItemId, Limit, Offset, OrderRef, Reference, Units,
+    ActiveCurrency, Amount, Currency, CustomerId, Invalid, ItemId, Limit, Offset, OrderRef,
+    Reference, Units,
 };
 use super::CanceledOrder;
 use chrono::{DateTime, Utc};
@@ -35,6 +36,7 @@ pub struct ChargeRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<CustomerId>,
     pub amount: Amount,
+    #[schema(value_type = ActiveCurrency)]
     pub currency: Currency,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<Reference>,
@@ -53,7 +55,7 @@ struct ChargeForm {
     #[serde(default)]
     customer_id: Option<CustomerId>,
     amount: Amount,
-    currency: Currency,
+    currency: ActiveCurrency,
     #[serde(default)]
     reference: Option<Reference>,
     #[serde(default)]
@@ -76,7 +78,7 @@ impl TryFrom<ChargeForm> for ChargeRequest {
             order_id: form.order_id,
             customer_id: form.customer_id,
             amount: form.amount,
-            currency: form.currency,
+            currency: form.currency.into(),
             reference: form.reference,
             lines: form.lines,
         })

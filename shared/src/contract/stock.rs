@@ -3,8 +3,8 @@
 
 use super::cart::{either_form, either_form_schema, CartLines};
 use super::values::{
-    Currency, Invalid, ItemId, ItemName, Limit, Offset, OrderRef, Price, Quantity, RestockQuantity,
-    StockLevel,
+    ActiveCurrency, Currency, Invalid, ItemId, ItemName, Limit, Offset, OrderRef, Price, Quantity,
+    RestockQuantity, StockLevel,
 };
 use super::CanceledOrder;
 use chrono::{DateTime, Utc};
@@ -62,6 +62,8 @@ pub struct ItemsQuery {
 pub struct NewItem {
     pub name: ItemName,
     pub price: Price,
+    #[serde(deserialize_with = "Currency::deserialize_active")]
+    #[schema(value_type = ActiveCurrency)]
     pub currency: Currency,
     pub stock: StockLevel,
 }

@@ -2,7 +2,7 @@
 //! payouts out of the platform. Both are two-phase — the money is held when the request is
 //! accepted (202), and a worker settles it later.
 
-use super::values::{Amount, Currency, Limit, Offset, Reference};
+use super::values::{ActiveCurrency, Amount, Currency, Limit, Offset, Reference};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -25,6 +25,8 @@ pub struct NewTransfer {
     pub from_recipient_id: Uuid,
     pub to_recipient_id: Uuid,
     pub amount: Amount,
+    #[serde(deserialize_with = "Currency::deserialize_active")]
+    #[schema(value_type = ActiveCurrency)]
     pub currency: Currency,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<Reference>,
@@ -83,6 +85,8 @@ crate::text_enum! {
 pub struct NewPayout {
     pub recipient_id: Uuid,
     pub amount: Amount,
+    #[serde(deserialize_with = "Currency::deserialize_active")]
+    #[schema(value_type = ActiveCurrency)]
     pub currency: Currency,
 }
 

@@ -218,14 +218,57 @@ impl Offset {
     pub const ZERO: Offset = Offset(0);
 }
 
-/// A 3-letter upper-case ISO 4217 currency code.
+/// The codes a request may name as its currency: ISO 4217's current list of currencies (List One
+/// as its maintenance agency published it on 2026-01-01: XCG in place of ANG, ZWG of ZWL, SLE of
+/// SLL, VED beside VES; HRK, BGN and CUC withdrawn), sorted for [`slice::binary_search`].
+///
+/// Left out, though the list carries them, because nothing is sold or paid out in them: the fund
+/// codes (BOV, CHE, CHW, CLF, COU, MXV, USN, UYI, UYW), the codes for testing and for no currency
+/// (XTS, XXX), the precious metals (XAG, XAU, XPD, XPT), and the units of account and of the bond
+/// markets (XAD, XBA, XBB, XBC, XBD, XDR, XSU, XUA).
+pub const ACTIVE_CURRENCIES: [&str; 155] = [
+    "AED", "AFN", "ALL", "AMD", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BHD",
+    "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF",
+    "CLP", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN",
+    "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD",
+    "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES",
+    "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL",
+    "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN",
+    "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP",
+    "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK",
+    "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT",
+    "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VED", "VES",
+    "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
+];
+
+/// A currency: three upper-case letters. What a client sends is a currency only if it is an
+/// active ISO 4217 code ([`Currency::parse`], [`ActiveCurrency`]); what the platform stored and
+/// answers is read as it is ([`Currency::read`]), so that a row written before that rule (any three
+/// upper-case letters, as the columns' CHECKs allow) still reads.
+///
+/// Its serde `Deserialize` reads as stored — answers of the services, events kept as JSON — and a
+/// request body's field takes `#[serde(deserialize_with = "Currency::deserialize_active")]` with
+/// `#[schema(value_type = ActiveCurrency)]` (or is an [`ActiveCurrency`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Currency([u8; 3]);
 
 impl Currency {
     pub const PATTERN: &'static str = "^[A-Z]{3}$";
 
+    /// A currency a client names: an active ISO 4217 code ([`ACTIVE_CURRENCIES`]).
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        match Currency::read(raw) {
+            Ok(currency) if currency.is_active() => Ok(currency),
+            _ => Err(Invalid(format!(
+                "must be an active ISO 4217 currency code in upper case (such as USD or EUR; not \
+                 a fund, test or precious-metal code), got {:?}",
+                raw.chars().take(16).collect::<String>()
+            ))),
+        }
+    }
+
+    /// A currency as stored or answered: any three upper-case letters.
+    pub fn read(raw: &str) -> Result<Self, Invalid> {
         match raw.as_bytes() {
             &[a, b, c] if [a, b, c].iter().all(u8::is_ascii_uppercase) => Ok(Currency([a, b, c])),
             _ => Err(Invalid(format!(
@@ -235,9 +278,21 @@ impl Currency {
         }
     }
 
+    /// Whether it is on [`ACTIVE_CURRENCIES`].
+    pub fn is_active(&self) -> bool {
+        ACTIVE_CURRENCIES.binary_search(&self.as_str()).is_ok()
+    }
+
     pub fn as_str(&self) -> &str {
         // Three ASCII upper-case letters by construction.
         std::str::from_utf8(&self.0).unwrap_or("XXX")
+    }
+
+    /// Reads a request body's currency: [`Currency::parse`], for `deserialize_with`.
+    pub fn deserialize_active<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Currency, D::Error> {
+        ActiveCurrency::deserialize(deserializer).map(Currency::from)
     }
 }
 
@@ -247,6 +302,7 @@ impl fmt::Display for Currency {
     }
 }
 
+/// Parses as a client's currency ([`Currency::parse`]).
 impl std::str::FromStr for Currency {
     type Err = Invalid;
     fn from_str(raw: &str) -> Result<Self, Invalid> {
@@ -260,10 +316,11 @@ impl Serialize for Currency {
     }
 }
 
+/// Reads as stored ([`Currency::read`]): what a service answers, an event kept as JSON.
 impl<'de> Deserialize<'de> for Currency {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = Cow::<str>::deserialize(deserializer)?;
-        Currency::parse(&raw).map_err(D::Error::custom)
+        Currency::read(&raw).map_err(D::Error::custom)
     }
 }
 
@@ -272,15 +329,78 @@ impl PartialSchema for Currency {
         ObjectBuilder::new()
             .schema_type(Type::String)
             .pattern(Some(Self::PATTERN))
-            .description(Some("A 3-letter upper-case ISO 4217 currency code."))
+            .description(Some(
+                "A 3-letter upper-case ISO 4217 currency code. Requests name only active codes \
+                 (ActiveCurrency); a value stored before that rule is answered as it was stored.",
+            ))
             .into()
     }
 }
 
 impl ToSchema for Currency {}
 
-/// Currencies are CHAR(3) columns: read and written as text, and a stored value that is not a
-/// currency is an error.
+/// A currency a request names: an active ISO 4217 code, one of [`ACTIVE_CURRENCIES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ActiveCurrency(Currency);
+
+impl ActiveCurrency {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        Currency::parse(raw).map(ActiveCurrency)
+    }
+
+    pub fn get(self) -> Currency {
+        self.0
+    }
+}
+
+impl From<ActiveCurrency> for Currency {
+    fn from(currency: ActiveCurrency) -> Currency {
+        currency.0
+    }
+}
+
+impl TryFrom<Currency> for ActiveCurrency {
+    type Error = Invalid;
+    fn try_from(currency: Currency) -> Result<Self, Invalid> {
+        ActiveCurrency::parse(currency.as_str())
+    }
+}
+
+impl std::str::FromStr for ActiveCurrency {
+    type Err = Invalid;
+    fn from_str(raw: &str) -> Result<Self, Invalid> {
+        ActiveCurrency::parse(raw)
+    }
+}
+
+impl<'de> Deserialize<'de> for ActiveCurrency {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Cow::<str>::deserialize(deserializer)?;
+        ActiveCurrency::parse(&raw).map_err(D::Error::custom)
+    }
+}
+
+impl PartialSchema for ActiveCurrency {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(ACTIVE_CURRENCIES))
+            .description(Some(
+                "An active ISO 4217 currency code (List One of 2026-01-01), upper case: not a \
+                 fund code (BOV, CHE, CHW, CLF, COU, MXV, USN, UYI, UYW), a code for testing or \
+                 no currency (XTS, XXX), a precious metal (XAG, XAU, XPD, XPT), a unit of account \
+                 (XAD, XBA, XBB, XBC, XBD, XDR, XSU, XUA), or a withdrawn code (such as HRK).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for ActiveCurrency {}
+
+/// Currencies are CHAR(3) columns: read and written as text. A stored value is read as it is
+/// ([`Currency::read`]: rows written before only active codes were taken keep reading); one that
+/// is not three upper-case letters is an error.
 impl sqlx::Type<sqlx::Postgres> for Currency {
     fn type_info() -> sqlx::postgres::PgTypeInfo {
         <&str as sqlx::Type<sqlx::Postgres>>::type_info()
@@ -311,7 +431,7 @@ impl sqlx::Encode<'_, sqlx::Postgres> for Currency {
 impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Currency {
     fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
         let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
-        Ok(Currency::parse(text.trim_end())?)
+        Ok(Currency::read(text.trim_end())?)
     }
 }
 
@@ -622,7 +742,82 @@ mod tests {
         assert_eq!(Currency::parse("USD").unwrap().as_str(), "USD");
         for bad in ["usd", "US", "USDX", "", "U5D", "ÜSD"] {
             assert!(Currency::parse(bad).is_err(), "{bad}");
+            assert!(Currency::read(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_clients_currency_is_an_active_iso_4217_code() {
+        for good in [
+            "USD", "EUR", "JPY", "GBP", "CHF", "XCG", "ZWG", "SLE", "VES", "VED", "XOF",
+        ] {
+            assert_eq!(Currency::parse(good).unwrap().as_str(), good);
+            assert_eq!(good.parse::<Currency>().unwrap().as_str(), good);
+            let json = serde_json::json!(good);
+            assert_eq!(
+                serde_json::from_value::<ActiveCurrency>(json)
+                    .unwrap()
+                    .get()
+                    .as_str(),
+                good
+            );
+        }
+        for bad in [
+            "QQQ", "usd", "XTS", "XXX", "BOV", "CLF", "USN", "XAU", "XAG", "XDR", "HRK", "ANG",
+            "ZWL", "SLL", "BGN",
+        ] {
+            assert!(Currency::parse(bad).is_err(), "{bad}");
+            assert!(bad.parse::<Currency>().is_err(), "{bad}");
+            assert!(
+                serde_json::from_value::<ActiveCurrency>(serde_json::json!(bad)).is_err(),
+                "{bad}"
+            );
+        }
+        let e = Currency::parse("QQQ").unwrap_err();
+        assert!(
+            e.0.contains("active ISO 4217") && e.0.contains("\"QQQ\""),
+            "{e}"
+        );
+    }
+
+    /// What was stored before the rule (any three upper-case letters) reads as it is.
+    #[test]
+    fn a_stored_currency_reads_as_it_is() {
+        assert_eq!(Currency::read("QQQ").unwrap().as_str(), "QQQ");
+        assert!(!Currency::read("QQQ").unwrap().is_active());
+        assert_eq!(
+            serde_json::from_value::<Currency>(serde_json::json!("QQQ"))
+                .unwrap()
+                .as_str(),
+            "QQQ"
+        );
+        #[derive(Deserialize)]
+        struct Body {
+            #[serde(deserialize_with = "Currency::deserialize_active")]
+            currency: Currency,
+        }
+        let body = serde_json::from_value::<Body>(serde_json::json!({"currency": "EUR"}));
+        assert_eq!(body.unwrap().currency.as_str(), "EUR");
+        assert!(serde_json::from_value::<Body>(serde_json::json!({"currency": "QQQ"})).is_err());
+    }
+
+    #[test]
+    fn the_active_list_is_sorted_and_leaves_out_funds_tests_and_metals() {
+        assert!(ACTIVE_CURRENCIES.windows(2).all(|w| w[0] < w[1]));
+        assert!(ACTIVE_CURRENCIES
+            .iter()
+            .all(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())));
+        for left_out in [
+            "BOV", "CHE", "CHW", "CLF", "COU", "MXV", "USN", "UYI", "UYW", "XTS", "XXX", "XAU",
+            "XAG", "XPD", "XPT", "XBA", "XBB", "XBC", "XBD", "XDR", "XSU", "XUA", "XAD",
+        ] {
+            assert!(!ACTIVE_CURRENCIES.contains(&left_out), "{left_out}");
+        }
+        let schema = serde_json::to_value(ActiveCurrency::schema()).unwrap();
+        assert_eq!(
+            schema["enum"],
+            serde_json::to_value(&ACTIVE_CURRENCIES[..]).unwrap()
+        );
     }
 
     #[test]

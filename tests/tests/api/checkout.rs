@@ -82,6 +82,56 @@ async fn with_payment_down_the_checkout_is_undone_and_answers_503() {
     assert_consistent(&s).await;
 }
 
+/// An item stored in `QQQ` before currencies were checked against ISO 4217 is still reserved,
+/// but payment refuses to charge `QQQ`: the checkout is undone (502 `checkout_rejected`), nothing
+/// is charged, and the order — its currency and its `stock_reserved` event in `QQQ` — still reads.
+#[tokio::test]
+async fn an_item_stored_in_a_currency_that_is_not_one_is_not_charged() {
+    let s = Stack::start().await;
+    let db = s.db(Part::Stock).await;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO items (name, price, currency, initial_stock, stock)
+         VALUES ('old item', 700, 'QQQ', 5, 5) RETURNING id",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let a = s.checkout(json!({"itemId": id, "quantity": 2})).await;
+    a.expect(502, Some("checkout_rejected"));
+    let id_of_order = a.json["orderId"].clone();
+    assert!(
+        payments_of(&s, &id_of_order).await.is_empty(),
+        "nothing charged"
+    );
+    let o = order(&s, &id_of_order).await;
+    assert_eq!(
+        (
+            o["status"].as_str(),
+            o["currency"].as_str(),
+            o["totalAmount"].as_i64()
+        ),
+        (Some("failed"), Some("QQQ"), Some(1400)),
+        "{o}"
+    );
+    let reserved = o["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "stock_reserved")
+        .cloned();
+    assert_eq!(
+        reserved.as_ref().map(|e| e["currency"].clone()),
+        Some(json!("QQQ")),
+        "{o}"
+    );
+    assert_eq!(
+        s.item(id).await["reserved"],
+        0,
+        "the reservation was released"
+    );
+    assert_consistent(&s).await;
+}
+
 #[tokio::test]
 async fn payment_stopped_mid_checkout_ends_consistent_once_it_returns() {
     // Payment is slow, so the charge is in flight when payment is stopped.

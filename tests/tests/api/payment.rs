@@ -116,6 +116,40 @@ async fn injected_faults_answer_503_before_doing_anything() {
 /// These speak only HTTP to nginx, so they also run against a stack the suite did not start
 /// (`TEST_STACK_URL`): one shared and in use, where each test finds its own payments among the
 /// others'.
+/// A payment stored before currencies were checked against ISO 4217 (its `QQQ` allowed by the
+/// column's CHECK then, as now) still reads, alone and in the list: only what clients send is held
+/// to the list.
+#[tokio::test]
+async fn a_payment_stored_in_a_currency_that_is_not_one_still_reads() {
+    let s = Stack::start().await;
+    let db = s.db(Part::Payment).await;
+    let order = new_order_id();
+    let id: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO payments (id, order_id, amount, currency, status, failure_code,
+                               idempotency_key, request_hash)
+         VALUES (gen_random_uuid(), $1, 900, 'QQQ', 'failed', 'amount_above_limit', $2, 'old')
+         RETURNING id",
+    )
+    .bind(&order)
+    .bind(new_key())
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let one = payment(&s, &json!(id.to_string())).await;
+    assert_eq!(
+        (one["currency"].as_str(), one["amount"].as_i64()),
+        (Some("QQQ"), Some(900))
+    );
+    let page = s
+        .get(
+            &format!("/payment/payments?orderId={order}"),
+            Some(service_token()),
+        )
+        .await;
+    page.expect(200, None);
+    assert_eq!(page.json["payments"][0]["currency"], "QQQ", "{}", page.text);
+}
+
 mod black_box {
     use super::*;
 
@@ -288,6 +322,51 @@ mod black_box {
         let r = retry(id.clone()).await;
         r.expect(200, None);
         assert_eq!(r.json["retries"], 1);
+    }
+
+    /// A charge is in an active ISO 4217 currency: any other three letters, fund, test and
+    /// precious-metal codes, withdrawn codes and lower case are refused naming the field, and no
+    /// payment is made.
+    #[tokio::test]
+    async fn charges_are_only_in_active_iso_4217_currencies() {
+        let s = Stack::start().await;
+        for currency in ["QQQ", "XTS", "XXX", "BOV", "XAU", "HRK", "usd"] {
+            let order = new_order_id();
+            let a = s
+                .call(
+                    "/payment/charge",
+                    &json!({"orderId": order, "amount": 500, "currency": currency}),
+                )
+                .await;
+            a.expect(400, Some("validation_error"));
+            let detail = a.json["detail"].as_str().unwrap_or("");
+            assert!(
+                detail.starts_with("currency: ") && detail.contains(currency),
+                "the detail names the field and the value: {}",
+                a.text
+            );
+            assert_eq!(
+                payments_of_order(&s, &order).await,
+                Vec::<Value>::new(),
+                "nothing written"
+            );
+        }
+        if s.is_own() {
+            let db = s.db(Part::Payment).await;
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
+                .fetch_one(&db)
+                .await
+                .unwrap();
+            assert_eq!(n, 0, "nothing written");
+        }
+        let a = s
+            .call(
+                "/payment/charge",
+                &json!({"orderId": new_order_id(), "amount": 500, "currency": "XCG"}),
+            )
+            .await;
+        a.expect(201, None);
+        assert_eq!(a.json["currency"], "XCG");
     }
 
     #[tokio::test]

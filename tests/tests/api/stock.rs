@@ -2,7 +2,7 @@
 
 use futures_util::future::join_all;
 use serde_json::json;
-use tests::{new_key, new_order_id, service_token, Options, Stack};
+use tests::{new_key, new_order_id, service_token, Options, Part, Stack};
 
 #[tokio::test]
 async fn reservations_expire_and_return_their_stock() {
@@ -39,6 +39,65 @@ async fn reservations_expire_and_return_their_stock() {
         .expect(200, None);
     assert_eq!(s.item(2).await["reserved"], 0);
     assert_eq!(s.item(1).await["stock"], 10);
+}
+
+/// An item stored before currencies were checked against ISO 4217 (its `QQQ` allowed by the
+/// column's CHECK then, as now) still reads, alone and in the catalogue, and is still reserved and
+/// released: only what clients send is held to the list.
+#[tokio::test]
+async fn an_item_stored_in_a_currency_that_is_not_one_still_reads() {
+    let s = Stack::start().await;
+    let db = s.db(Part::Stock).await;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO items (name, price, currency, initial_stock, stock)
+         VALUES ('old item', 700, 'QQQ', 5, 5) RETURNING id",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let item = s.item(id).await;
+    assert_eq!(
+        (item["currency"].as_str(), item["price"].as_i64()),
+        (Some("QQQ"), Some(700))
+    );
+    let page = s.get("/stock/items?limit=1000", None).await;
+    page.expect(200, None);
+    assert!(
+        page.json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == id && i["currency"] == "QQQ"),
+        "{}",
+        page.text
+    );
+    let order = new_order_id();
+    let r = s
+        .call(
+            "/stock/reserve",
+            &json!({"orderId": order, "itemId": id, "quantity": 2}),
+        )
+        .await;
+    r.expect(201, None);
+    assert_eq!(
+        (r.json["currency"].as_str(), r.json["totalAmount"].as_i64()),
+        (Some("QQQ"), Some(1400))
+    );
+    let got = s
+        .get(
+            &format!(
+                "/stock/reservations/{}",
+                r.json["reservationId"].as_str().unwrap()
+            ),
+            Some(service_token()),
+        )
+        .await;
+    got.expect(200, None);
+    assert_eq!(got.json["currency"], "QQQ");
+    s.call("/stock/release", &json!({"orderId": order}))
+        .await
+        .expect(200, None);
+    assert_eq!(s.item(id).await["reserved"], 0);
 }
 
 /// These speak only HTTP to nginx, so they also run against a stack the suite did not start
@@ -144,6 +203,40 @@ mod black_box {
         .await
         .expect(400, Some("validation_error"));
         assert_eq!(s.item(id).await["stock"], 7);
+    }
+
+    /// A currency is an active ISO 4217 code: three letters that are not one, a fund, test or
+    /// precious-metal code, a withdrawn code or one in lower case are refused naming the field,
+    /// and no item is made.
+    #[tokio::test]
+    async fn items_are_priced_only_in_active_iso_4217_currencies() {
+        let s = Stack::start().await;
+        let name = format!("priced in {}", new_key());
+        let item =
+            |currency: &str| json!({"name": name, "price": 150, "currency": currency, "stock": 3});
+        for currency in ["QQQ", "XTS", "XXX", "BOV", "XAU", "HRK", "usd"] {
+            let a = s.admin("/stock/items", &item(currency)).await;
+            a.expect(400, Some("validation_error"));
+            let detail = a.json["detail"].as_str().unwrap_or("");
+            assert!(
+                detail.starts_with("currency: ") && detail.contains(currency),
+                "the detail names the field and the value: {}",
+                a.text
+            );
+        }
+        if s.is_own() {
+            let db = s.db(Part::Stock).await;
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE name = $1")
+                .bind(&name)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+            assert_eq!(n, 0, "nothing written");
+        }
+        // The Caribbean guilder, in force since 2025, is one.
+        let a = s.admin("/stock/items", &item("XCG")).await;
+        a.expect(201, None);
+        assert_eq!(a.json["currency"], "XCG");
     }
 
     #[tokio::test]

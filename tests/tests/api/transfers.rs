@@ -785,6 +785,8 @@ mod black_box {
             (body(json!("5"), json!("USD")), "amount"),
             (body(json!(i64::MAX as f64 * 4.0), json!("USD")), "amount"),
             (body(json!(5), json!("usd")), "currency"),
+            (body(json!(5), json!("QQQ")), "currency"),
+            (body(json!(5), json!("XTS")), "currency"),
             (
                 json!({"fromRecipientId": "nobody", "toRecipientId": b, "amount": 5, "currency": "USD"}),
                 "fromRecipientId",
@@ -1048,6 +1050,14 @@ mod black_box {
             ),
             (
                 json!({"recipientId": a, "amount": 5, "currency": "US"}),
+                "currency",
+            ),
+            (
+                json!({"recipientId": a, "amount": 5, "currency": "QQQ"}),
+                "currency",
+            ),
+            (
+                json!({"recipientId": a, "amount": 5, "currency": "XAU"}),
                 "currency",
             ),
             (
