@@ -18,7 +18,7 @@ use crate::storage::payments::{self as store, RefundStart};
 use crate::storage::refunds::{self, RefundKind};
 use crate::storage::{ledger, StorageError};
 use shared::contract::ledger::EntryKind;
-use shared::contract::payment::{Payment, RefundTarget};
+use shared::contract::payment::{Payment, PaymentStatus, RefundTarget};
 use shared::contract::splits::Refund;
 use shared::contract::values::Currency;
 use shared::idempotency::IdempotencyContext;
@@ -71,14 +71,30 @@ impl Payments {
             RefundStart::NotFound(id) => return Ok(Refunded::NotFound(id)),
         };
         let id = payment.payment_id;
+        let mut tries = 0;
         // Refunded already, or nothing was taken: nothing more to give back.
-        let payment = match self.write(id, RefundAsk::Rest, None).await? {
-            Written::Refund(refund, currency) => {
-                self.give_back(&refund, currency).await?;
-                self.current(id).await?
+        let payment = loop {
+            match self.write(id, RefundAsk::Rest, None).await? {
+                Written::Refund(refund, currency) => {
+                    self.give_back(&refund, currency).await?;
+                    break self.current(id).await?;
+                }
+                // A retry of the payment opened an attempt meanwhile: settle it, then decide.
+                Written::Refused(payment, _)
+                    if payment.status == PaymentStatus::Pending && tries + 1 < ATTEMPTS =>
+                {
+                    tries += 1;
+                    self.resolve_pending(payment).await?;
+                }
+                Written::Refused(payment, _) if payment.status == PaymentStatus::Pending => {
+                    return Err(StorageError::LostRace(
+                        "retries of the payment kept racing with its refund",
+                    )
+                    .into())
+                }
+                Written::Refused(payment, _) => break payment,
+                Written::NotFound => return Ok(Refunded::NotFound(id)),
             }
-            Written::Refused(payment, _) => payment,
-            Written::NotFound => return Ok(Refunded::NotFound(id)),
         };
         for (refund, currency) in
             refunds::unsettled(&self.pool, Some(id), Duration::ZERO, 100).await?
@@ -145,7 +161,8 @@ impl Payments {
         let amount = match refund_amount(&payment, ask) {
             Ok(amount) => amount,
             Err(why) => {
-                if ask == RefundAsk::Rest {
+                // Not pending: a pending one (a retry's attempt open) is settled first.
+                if ask == RefundAsk::Rest && payment.status != PaymentStatus::Pending {
                     // `/refund` answered: the order was compensated, and the payment is never
                     // charged afterwards (a retry of it is refused).
                     store::mark_compensated(&mut tx, payment_id).await?;
