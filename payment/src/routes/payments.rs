@@ -143,16 +143,16 @@ pub async fn charge(
 /// Gives a payment back; safe to repeat and safe before the charge (service token).
 #[utoipa::path(post, path = "/refund", operation_id = "refund", request_body = RefundTarget, tag = "payments",
     responses((status = 200, body = RefundAnswer,
-        description = "the payment, or the tombstone left for an order that had none")))]
+        description = "the payment, or the tombstone left for an order's attempt that had none")))]
 pub async fn refund(
     state: web::Data<AppState>,
     body: Json<RefundTarget>,
 ) -> Result<HttpResponse, PaymentError> {
     match state.payments.refund(&body.0).await? {
         Refunded::Payment(p) => Ok(HttpResponse::Ok().json(RefundAnswer::Payment(p))),
-        Refunded::Tombstone(order_id) => {
-            Ok(HttpResponse::Ok().json(RefundAnswer::Tombstone(CanceledOrder::new(order_id))))
-        }
+        Refunded::Tombstone(order) => Ok(HttpResponse::Ok().json(RefundAnswer::Tombstone(
+            CanceledOrder::new(order.order_id.as_str(), order.attempt),
+        ))),
         Refunded::NotFound(id) => Err(PaymentError::NotFound(id)),
     }
 }

@@ -255,16 +255,16 @@ async fn reserve_in(
 /// Returns a reservation's units; safe to repeat and safe before the reserve (service token).
 #[utoipa::path(post, path = "/release", operation_id = "release", request_body = ReservationTarget, tag = "reservations",
     responses((status = 200, body = ReleaseAnswer,
-        description = "the reservation, or the tombstone left for an order that had none")))]
+        description = "the reservation, or the tombstone left for an order's attempt that had none")))]
 pub async fn release(
     state: web::Data<AppState>,
     body: Json<ReservationTarget>,
 ) -> Result<HttpResponse, ReleaseError> {
     let result = match state.reservations.release(&body.0).await {
         Ok(Released::Reservation(r)) => Ok(ReleaseAnswer::Reservation(r)),
-        Ok(Released::Tombstone(order_id)) => {
-            Ok(ReleaseAnswer::Tombstone(CanceledOrder::new(order_id)))
-        }
+        Ok(Released::Tombstone(order_id, attempt)) => Ok(ReleaseAnswer::Tombstone(
+            CanceledOrder::new(order_id, attempt),
+        )),
         Ok(Released::AlreadyCompleted(id)) => Err(ReleaseError::Completed(id)),
         Ok(Released::NotFound) => Err(ReleaseError::NotFound),
         Err(e) => Err(ReleaseError::Storage(e)),

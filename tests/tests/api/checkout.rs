@@ -384,7 +384,11 @@ async fn a_lookup_by_the_orders_id_finds_the_payment_of_its_second_attempt() {
     last.expect(201, None);
     assert_eq!(last.json["orderId"], id, "the same order, a new attempt");
     let pays = payments_of(&s, &id).await;
-    assert_eq!(pays.len(), 1, "GET /payment/payments?orderId={id}: {pays:?}");
+    assert_eq!(
+        pays.len(),
+        1,
+        "GET /payment/payments?orderId={id}: {pays:?}"
+    );
     assert_eq!(pays[0]["paymentId"], last.json["paymentId"]);
     assert_eq!(
         (&pays[0]["orderId"], &pays[0]["attempt"], &pays[0]["status"]),

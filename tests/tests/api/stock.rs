@@ -359,7 +359,10 @@ mod black_box {
         assert_eq!(done.json["reservationId"], first.json["reservationId"]);
         assert_eq!(done.json["status"], "completed");
         let item_now = s.item(item).await;
-        assert_eq!((item_now["stock"].as_i64(), item_now["reserved"].as_i64()), (Some(9), Some(0)));
+        assert_eq!(
+            (item_now["stock"].as_i64(), item_now["reserved"].as_i64()),
+            (Some(9), Some(0))
+        );
 
         // A release of attempt 2 before its reserve leaves a tombstone for attempt 2 only.
         let other = new_order_id();
@@ -388,7 +391,10 @@ mod black_box {
             assert!(detail.starts_with("attempt"), "{body}: {detail}");
         }
         let a = s
-            .call("/stock/release", &json!({"reservationId": first.json["reservationId"], "attempt": 2}))
+            .call(
+                "/stock/release",
+                &json!({"reservationId": first.json["reservationId"], "attempt": 2}),
+            )
             .await;
         a.expect(400, Some("validation_error"));
     }

@@ -236,9 +236,10 @@ async fn migrated_before(s: &Stack, part: Part, first_left_out: &str) -> sqlx::P
         .await
         .unwrap();
     admin.close().await;
-    let before = s
-        .dir()
-        .join(format!("{}-migrations-before-{first_left_out}", part.name()));
+    let before = s.dir().join(format!(
+        "{}-migrations-before-{first_left_out}",
+        part.name()
+    ));
     std::fs::create_dir_all(&before).unwrap();
     let dir = workspace_root().join(part.name()).join("migrations");
     for entry in std::fs::read_dir(dir).unwrap() {
