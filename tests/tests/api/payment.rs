@@ -177,7 +177,7 @@ mod black_box {
             .await
             .expect(201, None);
 
-        // One payment per order.
+        // One payment per order (and attempt).
         let again = charge(&s, &order, 1999).await;
         again.expect(409, Some("payment_exists"));
         assert_eq!(again.json["paymentId"], ok.json["paymentId"]);
