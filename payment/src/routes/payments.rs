@@ -10,7 +10,7 @@ use shared::contract::payment::{
     ChargeRequest, Payment, PaymentList, PaymentStatus, PaymentsQuery, RefundTarget,
     Refunded as RefundAnswer,
 };
-use shared::contract::values::{Limit, Offset};
+use shared::contract::values::{Attempt, Limit, Offset};
 use shared::contract::CanceledOrder;
 use shared::http::problem::{Answers, ProblemCode};
 use shared::http::{Json, Query};
@@ -22,13 +22,18 @@ use uuid::Uuid;
 pub enum PaymentError {
     #[error("payment {0} does not exist")]
     NotFound(Uuid),
-    #[error("order {order_id} was refunded or canceled")]
+    #[error("order {order_id} (attempt {attempt}) was refunded or canceled")]
     OrderCanceled {
         order_id: String,
+        attempt: Attempt,
         payment_id: Option<Uuid>,
     },
-    #[error("order {order_id} already has payment {payment_id}")]
-    Exists { order_id: String, payment_id: Uuid },
+    #[error("order {order_id} (attempt {attempt}) already has payment {payment_id}")]
+    Exists {
+        order_id: String,
+        attempt: Attempt,
+        payment_id: Uuid,
+    },
     #[error("payment {id} is {status}; only failed payments can be retried")]
     NotRetryable { id: Uuid, status: PaymentStatus },
     #[error("idempotency key reused")]
@@ -54,6 +59,7 @@ impl ToProblem for PaymentError {
             PaymentError::OrderCanceled {
                 order_id,
                 payment_id,
+                ..
             } => {
                 let p = Problem::new(StatusCode::CONFLICT, ProblemCode::OrderCanceled, detail)
                     .order_id(order_id);
@@ -65,6 +71,7 @@ impl ToProblem for PaymentError {
             PaymentError::Exists {
                 order_id,
                 payment_id,
+                ..
             } => Problem::new(StatusCode::CONFLICT, ProblemCode::PaymentExists, detail)
                 .order_id(order_id)
                 .payment_id(*payment_id),
@@ -130,10 +137,12 @@ pub async fn charge(
         Charged::Payment(p) => Ok(HttpResponse::Created().json(p)),
         Charged::OrderCanceled(payment_id) => Err(PaymentError::OrderCanceled {
             order_id: order_id(),
+            attempt: request.attempt,
             payment_id,
         }),
         Charged::OrderHasPayment(payment_id) => Err(PaymentError::Exists {
             order_id: order_id(),
+            attempt: request.attempt,
             payment_id,
         }),
         Charged::KeyReused => Err(PaymentError::KeyReused),
@@ -235,10 +244,12 @@ mod tests {
             PaymentError::NotFound(Uuid::nil()),
             PaymentError::OrderCanceled {
                 order_id: "o".into(),
+                attempt: Attempt::FIRST,
                 payment_id: None,
             },
             PaymentError::Exists {
                 order_id: "o".into(),
+                attempt: Attempt::FIRST,
                 payment_id: Uuid::nil(),
             },
             PaymentError::NotRetryable {

@@ -271,6 +271,14 @@ mod black_box {
         let again = charge_attempt(&s, &order, 2, 1999).await;
         again.expect(409, Some("payment_exists"));
         assert_eq!(again.json["paymentId"], second.json["paymentId"]);
+        assert!(
+            again.json["detail"]
+                .as_str()
+                .unwrap()
+                .contains("(attempt 2)"),
+            "{}",
+            again.text
+        );
         let again = charge_attempt(&s, &order, 1, 1999).await;
         again.expect(409, Some("payment_exists"));
         assert_eq!(again.json["paymentId"], first.json["paymentId"]);

@@ -346,6 +346,14 @@ mod black_box {
         let again = reserve(Some(2), &order).await;
         again.expect(409, Some("reservation_exists"));
         assert_eq!(again.json["reservationId"], second.json["reservationId"]);
+        assert!(
+            again.json["detail"]
+                .as_str()
+                .unwrap()
+                .contains("(attempt 2)"),
+            "{}",
+            again.text
+        );
         assert_eq!(s.item(item).await["reserved"], 2);
         // Released by order and attempt: attempt 2's only.
         let rel = s
