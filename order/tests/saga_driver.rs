@@ -15,7 +15,7 @@ use shared::contract::problem::{ProblemBody, ProblemCode, ProblemContext};
 use shared::contract::stock::{
     Released, Reservation, ReservationLine, ReservationStatus, ReservationTarget, ReserveRequest,
 };
-use shared::contract::values::{Currency, ItemId};
+use shared::contract::values::{Attempt, Currency, ItemId};
 use shared::contract::CanceledOrder;
 use shared::idempotency::{IdempotencyContext, IdempotencyKey};
 use sqlx::PgPool;
@@ -165,6 +165,7 @@ fn reservation(status: ReservationStatus) -> Reservation {
     Reservation {
         reservation_id: Uuid::from_u128(7),
         order_id: "o".into(),
+        attempt: 1,
         status,
         items: vec![ReservationLine {
             item_id: ItemId::new(1).unwrap(),
@@ -184,6 +185,7 @@ fn payment(status: PaymentStatus) -> Payment {
     Payment {
         payment_id: Uuid::from_u128(9),
         order_id: Some("o".into()),
+        attempt: 1,
         customer_id: None,
         amount: 0,
         currency: Currency::parse("USD").unwrap(),
@@ -449,7 +451,7 @@ async fn compensations_are_asked_again_until_they_settle() {
     ]);
     h.fake.release.then([
         unexpected(),
-        done(Released::Tombstone(CanceledOrder::new("o"))),
+        done(Released::Tombstone(CanceledOrder::new("o", Attempt::FIRST))),
     ]);
     let order = h.open().await;
     let id = order.id;

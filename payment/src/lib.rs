@@ -1,5 +1,5 @@
 //! The payment service: charges, refunds and retries through a pluggable processor, one payment
-//! per order, tombstones against null compensation and hanging charges; and the marketplace's
+//! per order and attempt, tombstones against null compensation and hanging charges; and the marketplace's
 //! money — recipients, versioned split rules, the split of each captured payment and its reversal
 //! by refunds, in a double-entry ledger.
 //!

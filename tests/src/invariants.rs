@@ -3,8 +3,8 @@
 //! tests and the chaos harness.
 //!
 //! An order may have run several attempts (a retry of its key after `dependency_unavailable`);
-//! stock and payment know each attempt by its own id — the order's id, then `{id}.{attempt}` —
-//! so what they hold is gathered per order across its attempts.
+//! stock and payment know each attempt by the order's id and the attempt (`order_id`, `attempt`),
+//! so what they hold is gathered per order, by `order_id`, across its attempts.
 //!
 //! The marketplace's money is checked too: the allocations of every captured payment (recomputed
 //! from the split rules in force when it was made), its refunds and their reversals, the journal's
@@ -121,14 +121,6 @@ pub async fn unsettled_refunds(payment: &PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM refunds WHERE settled_at IS NULL")
         .fetch_one(payment)
         .await
-}
-
-/// The order an id at stock or payment belongs to: `{order}` or `{order}.{attempt}`.
-pub fn order_of(participant_id: &str) -> &str {
-    match participant_id.rsplit_once('.') {
-        Some((order, attempt)) if attempt.parse::<u32>().is_ok() => order,
-        _ => participant_id,
-    }
 }
 
 /// How long [`settle_then_check`] waited for each kind of work to finish, in seconds.
@@ -266,14 +258,14 @@ async fn checkout(db: &Databases<'_>, findings: &mut Findings) -> Result<(), sql
     let mut payments_of: HashMap<&str, Vec<(&str, i64, bool)>> = HashMap::new();
     for (order, status, amount, after_sale) in &payments {
         payments_of
-            .entry(order_of(order))
+            .entry(order.as_str())
             .or_default()
             .push((status, *amount, *after_sale));
     }
     let mut reservations_of: HashMap<&str, Vec<&str>> = HashMap::new();
     for (order, status) in &reservations {
         reservations_of
-            .entry(order_of(order))
+            .entry(order.as_str())
             .or_default()
             .push(status);
     }
@@ -338,7 +330,7 @@ async fn checkout(db: &Databases<'_>, findings: &mut Findings) -> Result<(), sql
     }
     let order_ids: HashSet<&str> = orders.iter().map(|o| o.0.as_str()).collect();
     for (order, status, amount, _) in &payments {
-        if status == "succeeded" && !order_ids.contains(order_of(order)) {
+        if status == "succeeded" && !order_ids.contains(order.as_str()) {
             found(
                 "no_charge_for_an_unknown_order",
                 format!("a charge of {amount} stands for unknown order {order}"),
@@ -353,8 +345,8 @@ async fn checkout(db: &Databases<'_>, findings: &mut Findings) -> Result<(), sql
     let standing_total: i64 = payments
         .iter()
         .filter(|(o, s, _, after_sale)| {
-            order_ids.contains(order_of(o))
-                && (s == "succeeded" || (*after_sale && completed.contains(order_of(o))))
+            order_ids.contains(o.as_str())
+                && (s == "succeeded" || (*after_sale && completed.contains(o.as_str())))
         })
         .map(|p| p.2)
         .sum();
@@ -903,7 +895,7 @@ async fn completed_orders_split_once(
     let by_id: HashMap<&str, &OrderPayment> = payments.iter().map(|p| (p.0.as_str(), p)).collect();
     let mut of_order: HashMap<&str, Vec<&OrderPayment>> = HashMap::new();
     for p in &payments {
-        of_order.entry(order_of(&p.1)).or_default().push(p);
+        of_order.entry(p.1.as_str()).or_default().push(p);
     }
     let mut found = Vec::new();
     for (order, payment_id, total) in completed {
@@ -919,7 +911,7 @@ async fn completed_orders_split_once(
             ));
             continue;
         };
-        if order_of(payment_order) != order {
+        if payment_order != order {
             found.push(format!(
                 "order {order} names payment {payment_id}, which is of order {payment_order}"
             ));

@@ -6,8 +6,9 @@ use shared::contract::order::{self as contract, FailureCode, OrderEventRecord, O
 use shared::contract::payment::{ChargeLine, ChargeLines, ChargeRequest, RefundTarget};
 use shared::contract::stock::{ReservationTarget, ReserveRequest};
 use shared::contract::values::{
-    Amount, Currency, CustomerId, Invalid, ItemId, OrderRef, Quantity, Reference, Units,
+    Amount, Attempt, Currency, CustomerId, Invalid, ItemId, OrderRef, Quantity, Reference, Units,
 };
+use shared::contract::OrderAttempt;
 use uuid::Uuid;
 
 /// One line of an order: the units wanted of an item (the cart's lines of that item added
@@ -42,9 +43,9 @@ pub struct Order {
 }
 
 impl Order {
-    /// How stock and payment know this attempt of the order: the order's id for the first attempt
-    /// (as before attempts existed), `{id}.{attempt}` for the next ones — a new identity, which
-    /// the tombstones of the attempts before do not refuse.
+    /// The base of this attempt's Idempotency-Keys: the order's id for the first attempt (as
+    /// before attempts existed), `{id}.{attempt}` for the next ones, so that each attempt's steps
+    /// are requests of their own.
     pub fn participant_ref(&self) -> String {
         participant_ref(self.id, self.attempt)
     }
@@ -55,8 +56,14 @@ impl Order {
         format!("{}:{step}", self.participant_ref())
     }
 
-    fn order_ref(&self) -> Result<OrderRef, Invalid> {
-        OrderRef::parse(&self.participant_ref())
+    /// How stock and payment know this attempt: the order's id and the attempt — a new identity
+    /// for each attempt, which the tombstones of the attempts before do not refuse. A first
+    /// attempt's requests leave `attempt` out, as they were before it was a field.
+    pub fn order_attempt(&self) -> Result<OrderAttempt, Invalid> {
+        Ok(OrderAttempt {
+            order_id: OrderRef::parse(&self.id.to_string())?,
+            attempt: Attempt::new(self.attempt.into())?,
+        })
     }
 
     /// `/reserve` for this attempt. Lines above 1,000 units (carts that named an item several
@@ -74,8 +81,10 @@ impl Order {
                 left -= units;
             }
         }
+        let order = self.order_attempt()?;
         Ok(ReserveRequest {
-            order_id: self.order_ref()?,
+            order_id: order.order_id,
+            attempt: order.attempt,
             items: CartLines::new(lines)?,
         })
     }
@@ -95,9 +104,11 @@ impl Order {
                 })
             })
             .collect::<Option<Vec<_>>>()?;
+        let order = self.order_attempt().ok()?;
         Some(ChargeRequest {
             lines: Some(ChargeLines::new(lines).ok()?),
-            order_id: Some(self.order_ref().ok()?),
+            order_id: Some(order.order_id),
+            attempt: order.attempt,
             customer_id: self
                 .customer_id
                 .as_deref()
@@ -111,12 +122,12 @@ impl Order {
     /// `/complete` and `/release` for this attempt: by order, which is safe whatever the reserve
     /// did (a release of an order stock never saw leaves a tombstone).
     pub fn reservation_target(&self) -> Result<ReservationTarget, Invalid> {
-        Ok(ReservationTarget::Order(self.order_ref()?))
+        Ok(ReservationTarget::Order(self.order_attempt()?))
     }
 
     /// `/refund` for this attempt, by order, for the same reason.
     pub fn refund_target(&self) -> Result<RefundTarget, Invalid> {
-        Ok(RefundTarget::Order(self.order_ref()?))
+        Ok(RefundTarget::Order(self.order_attempt()?))
     }
 
     /// The order as the API shows it.
@@ -147,7 +158,7 @@ impl Order {
     }
 }
 
-/// See [`Order::participant_ref`].
+/// The base of an attempt's Idempotency-Keys: see [`Order::participant_ref`].
 pub fn participant_ref(id: Uuid, attempt: i32) -> String {
     if attempt <= 1 {
         id.to_string()
@@ -194,7 +205,50 @@ pub(crate) mod tests {
         let ReservationTarget::Order(r) = o.reservation_target().unwrap() else {
             panic!("by order")
         };
-        assert_eq!(r.as_str(), o.participant_ref());
+        assert_eq!(
+            (r.order_id.as_str(), r.attempt.get()),
+            (Uuid::nil().to_string().as_str(), 2),
+            "the order's id and the attempt"
+        );
+        assert_eq!(
+            serde_json::to_value(o.refund_target().unwrap()).unwrap(),
+            serde_json::json!({"orderId": Uuid::nil(), "attempt": 2})
+        );
+    }
+
+    /// A first attempt's requests are what they were before `attempt` was a field, so that a
+    /// saga in flight across an upgrade sends the same requests (and fingerprints) again.
+    #[test]
+    fn a_first_attempts_requests_are_as_they_were() {
+        let mut o = order(OrderStatus::Reserving);
+        let id = Uuid::nil().to_string();
+        assert_eq!(
+            serde_json::to_value(o.reserve_request().unwrap()).unwrap(),
+            serde_json::json!({"orderId": id, "items": [{"itemId": 1, "quantity": 2}]})
+        );
+        assert_eq!(
+            serde_json::to_value(o.reservation_target().unwrap()).unwrap(),
+            serde_json::json!({"orderId": id})
+        );
+        assert_eq!(
+            serde_json::to_value(o.refund_target().unwrap()).unwrap(),
+            serde_json::json!({"orderId": id})
+        );
+        o.total_amount = Some(2000);
+        o.currency = Some(Currency::parse("USD").unwrap());
+        o.lines[0].unit_price = Some(1000);
+        o.lines[0].amount = Some(2000);
+        let charge = serde_json::to_value(o.charge_request().unwrap()).unwrap();
+        assert_eq!(charge.get("attempt"), None, "{charge}");
+        assert_eq!(charge["orderId"], id);
+        o.attempt = 3;
+        let charge = serde_json::to_value(o.charge_request().unwrap()).unwrap();
+        assert_eq!(
+            (&charge["orderId"], &charge["attempt"]),
+            (&serde_json::json!(id), &serde_json::json!(3))
+        );
+        let reserve = serde_json::to_value(o.reserve_request().unwrap()).unwrap();
+        assert_eq!(reserve["attempt"], 3);
     }
 
     #[test]

@@ -445,6 +445,7 @@ mod tests {
     use chrono::Utc;
     use shared::contract::problem::ProblemContext;
     use shared::contract::stock::ReservationLine;
+    use shared::contract::values::Attempt;
     use shared::contract::CanceledOrder;
 
     fn usd() -> Currency {
@@ -514,6 +515,7 @@ mod tests {
         Reservation {
             reservation_id: Uuid::from_u128(1),
             order_id: "o".into(),
+            attempt: 1,
             status,
             items: vec![ReservationLine {
                 item_id: ItemId::new(1).unwrap(),
@@ -533,6 +535,7 @@ mod tests {
         Payment {
             payment_id: Uuid::from_u128(2),
             order_id: Some("o".into()),
+            attempt: 1,
             customer_id: None,
             amount: 2000,
             currency: usd(),
@@ -778,7 +781,7 @@ mod tests {
         }
         assert_eq!(
             refunded(&reply(done(
-                Refunded::Tombstone(CanceledOrder::new("o")),
+                Refunded::Tombstone(CanceledOrder::new("o", Attempt::FIRST)),
                 1
             ))),
             Some(OrderEvent::PaymentRefunded {
@@ -806,7 +809,7 @@ mod tests {
         }
         assert_eq!(
             released(&reply(done(
-                Released::Tombstone(CanceledOrder::new("o")),
+                Released::Tombstone(CanceledOrder::new("o", Attempt::FIRST)),
                 1
             ))),
             Some(OrderEvent::StockReleased {

@@ -186,9 +186,12 @@ impl Payments {
             if let Some(Some(payment)) = store::open(&self.pool, &[job()]).await?.pop() {
                 return Ok(Charged::Payment(self.run_attempt(&payment, 0).await?));
             }
-            let order_id = request.order_id.as_ref().map(|o| o.as_str());
+            let order = request
+                .order_id
+                .as_ref()
+                .map(|o| (o.as_str(), request.attempt.as_i32()));
             let mut conn = self.pool.acquire().await?;
-            match store::taken(&mut conn, &idem.scoped, order_id).await? {
+            match store::taken(&mut conn, &idem.scoped, order).await? {
                 Some(Taken::ByKey { fingerprint, .. }) if fingerprint != idem.fingerprint => {
                     return Ok(Charged::KeyReused)
                 }

@@ -21,6 +21,7 @@ use shared::contract::ledger::EntryKind;
 use shared::contract::payment::{Payment, PaymentStatus, RefundTarget};
 use shared::contract::splits::Refund;
 use shared::contract::values::Currency;
+use shared::contract::OrderAttempt;
 use shared::idempotency::IdempotencyContext;
 use std::time::Duration;
 use uuid::Uuid;
@@ -32,7 +33,8 @@ const SETTLE_AFTER: Duration = Duration::from_secs(5);
 
 pub enum Refunded {
     Payment(Payment),
-    Tombstone(String),
+    /// The order's attempt had no payment: its tombstone now refuses a late charge.
+    Tombstone(OrderAttempt),
     NotFound(Uuid),
 }
 
@@ -61,13 +63,11 @@ impl Payments {
                     None => RefundStart::NotFound(*id),
                 }
             }
-            RefundTarget::Order(order_id) => {
-                store::refund_order(&self.pool, order_id.as_str()).await?
-            }
+            RefundTarget::Order(order) => store::refund_order(&self.pool, order).await?,
         };
         let payment = match start {
             RefundStart::Payment(p) => self.resolve_pending(p).await?,
-            RefundStart::Tombstone(order_id) => return Ok(Refunded::Tombstone(order_id)),
+            RefundStart::Tombstone(order) => return Ok(Refunded::Tombstone(order)),
             RefundStart::NotFound(id) => return Ok(Refunded::NotFound(id)),
         };
         let id = payment.payment_id;

@@ -97,6 +97,7 @@ mod tests {
         Payment {
             payment_id: Uuid::nil(),
             order_id: None,
+            attempt: 1,
             customer_id: None,
             amount: 1000,
             currency: Currency::parse("EUR").unwrap(),

@@ -10,7 +10,7 @@ use shared::contract::payment::{
     ChargeRequest, Payment, PaymentList, PaymentStatus, PaymentsQuery, RefundTarget,
     Refunded as RefundAnswer,
 };
-use shared::contract::values::{Limit, Offset};
+use shared::contract::values::{Attempt, Limit, Offset};
 use shared::contract::CanceledOrder;
 use shared::http::problem::{Answers, ProblemCode};
 use shared::http::{Json, Query};
@@ -22,13 +22,18 @@ use uuid::Uuid;
 pub enum PaymentError {
     #[error("payment {0} does not exist")]
     NotFound(Uuid),
-    #[error("order {order_id} was refunded or canceled")]
+    #[error("order {order_id} (attempt {attempt}) was refunded or canceled")]
     OrderCanceled {
         order_id: String,
+        attempt: Attempt,
         payment_id: Option<Uuid>,
     },
-    #[error("order {order_id} already has payment {payment_id}")]
-    Exists { order_id: String, payment_id: Uuid },
+    #[error("order {order_id} (attempt {attempt}) already has payment {payment_id}")]
+    Exists {
+        order_id: String,
+        attempt: Attempt,
+        payment_id: Uuid,
+    },
     #[error("payment {id} is {status}{}; only a failed payment whose order was not compensated can be retried", if *compensated { " and its order was compensated (/refund)" } else { "" })]
     NotRetryable {
         id: Uuid,
@@ -58,6 +63,7 @@ impl ToProblem for PaymentError {
             PaymentError::OrderCanceled {
                 order_id,
                 payment_id,
+                ..
             } => {
                 let p = Problem::new(StatusCode::CONFLICT, ProblemCode::OrderCanceled, detail)
                     .order_id(order_id);
@@ -69,6 +75,7 @@ impl ToProblem for PaymentError {
             PaymentError::Exists {
                 order_id,
                 payment_id,
+                ..
             } => Problem::new(StatusCode::CONFLICT, ProblemCode::PaymentExists, detail)
                 .order_id(order_id)
                 .payment_id(*payment_id),
@@ -134,10 +141,12 @@ pub async fn charge(
         Charged::Payment(p) => Ok(HttpResponse::Created().json(p)),
         Charged::OrderCanceled(payment_id) => Err(PaymentError::OrderCanceled {
             order_id: order_id(),
+            attempt: request.attempt,
             payment_id,
         }),
         Charged::OrderHasPayment(payment_id) => Err(PaymentError::Exists {
             order_id: order_id(),
+            attempt: request.attempt,
             payment_id,
         }),
         Charged::KeyReused => Err(PaymentError::KeyReused),
@@ -147,16 +156,16 @@ pub async fn charge(
 /// Gives a payment back; safe to repeat and safe before the charge (service token).
 #[utoipa::path(post, path = "/refund", operation_id = "refund", request_body = RefundTarget, tag = "payments",
     responses((status = 200, body = RefundAnswer,
-        description = "the payment, or the tombstone left for an order that had none")))]
+        description = "the payment, or the tombstone left for an order's attempt that had none")))]
 pub async fn refund(
     state: web::Data<AppState>,
     body: Json<RefundTarget>,
 ) -> Result<HttpResponse, PaymentError> {
     match state.payments.refund(&body.0).await? {
         Refunded::Payment(p) => Ok(HttpResponse::Ok().json(RefundAnswer::Payment(p))),
-        Refunded::Tombstone(order_id) => {
-            Ok(HttpResponse::Ok().json(RefundAnswer::Tombstone(CanceledOrder::new(order_id))))
-        }
+        Refunded::Tombstone(order) => Ok(HttpResponse::Ok().json(RefundAnswer::Tombstone(
+            CanceledOrder::new(order.order_id.as_str(), order.attempt),
+        ))),
         Refunded::NotFound(id) => Err(PaymentError::NotFound(id)),
     }
 }
@@ -241,10 +250,12 @@ mod tests {
             PaymentError::NotFound(Uuid::nil()),
             PaymentError::OrderCanceled {
                 order_id: "o".into(),
+                attempt: Attempt::FIRST,
                 payment_id: None,
             },
             PaymentError::Exists {
                 order_id: "o".into(),
+                attempt: Attempt::FIRST,
                 payment_id: Uuid::nil(),
             },
             PaymentError::NotRetryable {

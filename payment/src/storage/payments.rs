@@ -1,8 +1,8 @@
-//! Payments, their retry attempts, and the tombstones of orders refunded before any charge. Each
-//! function is one atomic phase; processor calls happen between phases, never inside a
-//! transaction. Charges and refunds of the same order are serialised by a transaction-scoped
-//! advisory lock on the order id, so a refund that comes first leaves a tombstone a late charge
-//! cannot miss.
+//! Payments, their retry attempts, and the tombstones of orders' attempts refunded before any
+//! charge. Each function is one atomic phase; processor calls happen between phases, never inside
+//! a transaction. Charges and refunds of the same order (any of its attempts) are serialised by a
+//! transaction-scoped advisory lock on the order id, so a refund that comes first leaves a
+//! tombstone a late charge of that attempt cannot miss.
 
 use super::ledger::CaptureRows;
 use super::{split_rules, StorageError};
@@ -10,6 +10,7 @@ use crate::domain::ledger::RuleInForce;
 use crate::domain::Settlement;
 use shared::contract::payment::{ChargeLine, ChargeLines, ChargeRequest, Payment, PaymentStatus};
 use shared::contract::values::{Currency, Limit, Offset};
+use shared::contract::OrderAttempt;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use std::time::Duration;
@@ -28,7 +29,7 @@ async fn lock_order(conn: &mut PgConnection, order_id: &str) -> Result<(), Stora
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Payment>, StorageError> {
     Ok(sqlx::query_as!(
         Payment,
-        r#"SELECT id AS payment_id, order_id, customer_id, amount,
+        r#"SELECT id AS payment_id, order_id, attempt, customer_id, amount,
                   currency AS "currency: Currency", status AS "status: PaymentStatus",
                   failure_code, retries, refunded_amount, reference, created_at, updated_at
            FROM payments WHERE id = $1"#,
@@ -39,7 +40,8 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Payment>, S
 }
 
 /// Payments newest first, with how many match; status is not indexed: the newest-first index is
-/// filtered (the checkout's own updates then touch no index).
+/// filtered (the checkout's own updates then touch no index). `order_id` finds the payments of
+/// every attempt of the order.
 pub async fn list(
     pool: &PgPool,
     status: Option<PaymentStatus>,
@@ -50,7 +52,7 @@ pub async fn list(
     let status = status.map(PaymentStatus::as_str);
     let payments = sqlx::query_as!(
         Payment,
-        r#"SELECT id AS payment_id, order_id, customer_id, amount,
+        r#"SELECT id AS payment_id, order_id, attempt, customer_id, amount,
                   currency AS "currency: Currency", status AS "status: PaymentStatus",
                   failure_code, retries, refunded_amount, reference, created_at, updated_at
            FROM payments
@@ -82,10 +84,10 @@ pub struct ChargeJob {
     pub fingerprint: String,
 }
 
-/// Phase 1 of a batch of charges, in one round trip (`open_charges`, migration 0003): the orders'
-/// advisory locks (sorted, so batches never deadlock), then every payment whose order is not
-/// canceled and whose key and order are free, `pending`. Returns, per job, the payment it opened,
-/// or `None` for a job whose key or order was taken, or whose order was canceled.
+/// Phase 1 of a batch of charges, in one round trip (`open_charges`, migration 0007): the orders'
+/// advisory locks (sorted, so batches never deadlock), then every payment whose order and attempt
+/// are not canceled and whose key and order and attempt are free, `pending`. Returns, per job, the
+/// payment it opened, or `None` for a job whose key or order and attempt were taken, or canceled.
 pub async fn open(pool: &PgPool, jobs: &[ChargeJob]) -> Result<Vec<Option<Payment>>, StorageError> {
     let mut orders: Vec<&str> = jobs
         .iter()
@@ -98,6 +100,7 @@ pub async fn open(pool: &PgPool, jobs: &[ChargeJob]) -> Result<Vec<Option<Paymen
         .iter()
         .map(|j| j.request.order_id.as_ref().map(|o| o.as_str()))
         .collect();
+    let attempts: Vec<i32> = jobs.iter().map(|j| j.request.attempt.as_i32()).collect();
     let customers: Vec<Option<&str>> = jobs
         .iter()
         .map(|j| j.request.customer_id.as_ref().map(|c| c.as_str()))
@@ -116,14 +119,15 @@ pub async fn open(pool: &PgPool, jobs: &[ChargeJob]) -> Result<Vec<Option<Paymen
         .collect();
     let opened = sqlx::query_as!(
         Payment,
-        r#"SELECT id AS "payment_id!", order_id, customer_id, amount AS "amount!",
+        r#"SELECT id AS "payment_id!", order_id, attempt AS "attempt!", customer_id, amount AS "amount!",
                   currency AS "currency!: Currency", status AS "status!: PaymentStatus",
                   failure_code, retries AS "retries!", refunded_amount AS "refunded_amount!", reference, created_at AS "created_at!",
                   updated_at AS "updated_at!"
-           FROM open_charges($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
+           FROM open_charges($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#,
         &orders as _,
         &ids,
         &order_ids as _,
+        &attempts,
         &customers as _,
         &amounts,
         &currencies as _,
@@ -141,7 +145,7 @@ pub async fn open(pool: &PgPool, jobs: &[ChargeJob]) -> Result<Vec<Option<Paymen
 }
 
 /// Why a charge was not opened: the payment under its key (id and request fingerprint), the
-/// payment of its order (id and status), or the order's tombstone.
+/// payment of its order and attempt (id and status), or their tombstone.
 pub enum Taken {
     ByKey { id: Uuid, fingerprint: String },
     ByOrder { id: Uuid, status: PaymentStatus },
@@ -153,7 +157,7 @@ pub enum Taken {
 pub async fn taken(
     conn: &mut PgConnection,
     key: &str,
-    order_id: Option<&str>,
+    order: Option<(&str, i32)>,
 ) -> Result<Option<Taken>, StorageError> {
     let by_key = sqlx::query!(
         "SELECT id, request_hash FROM payments WHERE idempotency_key = $1",
@@ -167,12 +171,14 @@ pub async fn taken(
             fingerprint: row.request_hash,
         }));
     }
-    let Some(order_id) = order_id else {
+    let Some((order_id, attempt)) = order else {
         return Ok(None);
     };
     let by_order = sqlx::query!(
-        r#"SELECT id, status AS "status: PaymentStatus" FROM payments WHERE order_id = $1"#,
-        order_id
+        r#"SELECT id, status AS "status: PaymentStatus" FROM payments
+           WHERE order_id = $1 AND attempt = $2"#,
+        order_id,
+        attempt
     )
     .fetch_optional(&mut *conn)
     .await?;
@@ -183,8 +189,9 @@ pub async fn taken(
         }));
     }
     let canceled = sqlx::query_scalar!(
-        "SELECT order_id FROM canceled_orders WHERE order_id = $1",
-        order_id
+        "SELECT order_id FROM canceled_orders WHERE order_id = $1 AND attempt = $2",
+        order_id,
+        attempt
     )
     .fetch_optional(conn)
     .await?;
@@ -353,7 +360,7 @@ pub async fn settle(
                INSERT INTO pending_credits (recipient_id, currency, amount)
                SELECT recipient_id, currency, sum(amount) FROM credits GROUP BY 1, 2
            )
-           SELECT id AS "payment_id!", order_id, customer_id, amount AS "amount!",
+           SELECT id AS "payment_id!", order_id, attempt AS "attempt!", customer_id, amount AS "amount!",
                   currency AS "currency!: Currency", status AS "status!: PaymentStatus",
                   failure_code, retries AS "retries!", refunded_amount AS "refunded_amount!",
                   reference, created_at AS "created_at!", updated_at AS "updated_at!"
@@ -396,7 +403,7 @@ pub async fn settle(
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<Payment>, StorageError> {
     Ok(sqlx::query_as!(
         Payment,
-        r#"SELECT id AS payment_id, order_id, customer_id, amount,
+        r#"SELECT id AS payment_id, order_id, attempt, customer_id, amount,
                   currency AS "currency: Currency", status AS "status: PaymentStatus",
                   failure_code, retries, refunded_amount, reference, created_at, updated_at
            FROM payments WHERE id = $1 FOR UPDATE"#,
@@ -420,7 +427,7 @@ pub async fn add_refunded(
                status = CASE WHEN refunded_amount + $2 = amount THEN 'refunded' ELSE status END,
                updated_at = now()
            WHERE id = $1
-           RETURNING id AS payment_id, order_id, customer_id, amount,
+           RETURNING id AS payment_id, order_id, attempt, customer_id, amount,
                      currency AS "currency: Currency", status AS "status: PaymentStatus",
                      failure_code, retries, refunded_amount, reference, created_at, updated_at"#,
         id,
@@ -444,23 +451,28 @@ pub async fn mark_compensated(conn: &mut PgConnection, id: Uuid) -> Result<(), S
 
 pub enum RefundStart {
     Payment(Payment),
-    /// The order had no payment: a tombstone now refuses a late charge.
-    Tombstone(String),
+    /// The order's attempt had no payment: a tombstone now refuses its late charge.
+    Tombstone(OrderAttempt),
     NotFound(Uuid),
 }
 
-/// Finds the payment of an order for a refund, under the order's lock; for an order without a
-/// payment, leaves the tombstone.
-pub async fn refund_order(pool: &PgPool, order_id: &str) -> Result<RefundStart, StorageError> {
+/// Finds the payment of an order's attempt for a refund, under the order's lock; for an attempt
+/// without a payment, leaves the tombstone.
+pub async fn refund_order(
+    pool: &PgPool,
+    order: &OrderAttempt,
+) -> Result<RefundStart, StorageError> {
+    let (order_id, attempt) = (order.order_id.as_str(), order.attempt.as_i32());
     let mut tx = pool.begin().await?;
     lock_order(&mut tx, order_id).await?;
     let payment = sqlx::query_as!(
         Payment,
-        r#"SELECT id AS payment_id, order_id, customer_id, amount,
+        r#"SELECT id AS payment_id, order_id, attempt, customer_id, amount,
                   currency AS "currency: Currency", status AS "status: PaymentStatus",
                   failure_code, retries, refunded_amount, reference, created_at, updated_at
-           FROM payments WHERE order_id = $1"#,
+           FROM payments WHERE order_id = $1 AND attempt = $2"#,
         order_id,
+        attempt,
     )
     .fetch_optional(&mut *tx)
     .await?;
@@ -468,12 +480,14 @@ pub async fn refund_order(pool: &PgPool, order_id: &str) -> Result<RefundStart, 
         Some(p) => RefundStart::Payment(p),
         None => {
             sqlx::query!(
-                "INSERT INTO canceled_orders (order_id) VALUES ($1) ON CONFLICT DO NOTHING",
-                order_id
+                "INSERT INTO canceled_orders (order_id, attempt) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING",
+                order_id,
+                attempt
             )
             .execute(&mut *tx)
             .await?;
-            RefundStart::Tombstone(order_id.to_string())
+            RefundStart::Tombstone(order.clone())
         }
     };
     tx.commit().await?;
@@ -504,7 +518,7 @@ pub async fn open_retry(
     let mut tx = pool.begin().await?;
     let payment = sqlx::query_as!(
         Payment,
-        r#"SELECT id AS payment_id, order_id, customer_id, amount,
+        r#"SELECT id AS payment_id, order_id, attempt, customer_id, amount,
                   currency AS "currency: Currency", status AS "status: PaymentStatus",
                   failure_code, retries, refunded_amount, reference, created_at, updated_at
            FROM payments WHERE id = $1 FOR UPDATE"#,
@@ -551,7 +565,7 @@ pub async fn open_retry(
             let pending = sqlx::query_as!(
                 Payment,
                 r#"UPDATE payments SET status = 'pending', updated_at = now() WHERE id = $1
-                   RETURNING id AS payment_id, order_id, customer_id, amount,
+                   RETURNING id AS payment_id, order_id, attempt, customer_id, amount,
                              currency AS "currency: Currency", status AS "status: PaymentStatus",
                              failure_code, retries, refunded_amount, reference, created_at, updated_at"#,
                 payment_id,

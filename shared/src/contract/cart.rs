@@ -93,7 +93,7 @@ pub fn either_form(
 }
 
 /// `schema`, or `null`.
-fn nullable(schema: RefOr<Schema>) -> RefOr<Schema> {
+pub(crate) fn nullable(schema: RefOr<Schema>) -> RefOr<Schema> {
     use utoipa::openapi::schema::{OneOfBuilder, Type};
     OneOfBuilder::new()
         .item(ObjectBuilder::new().schema_type(Type::Null))

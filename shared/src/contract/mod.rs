@@ -19,6 +19,7 @@ pub mod values;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use values::{Attempt, OrderRef};
 
 crate::text_enum! {
     /// The state of a tombstone: always `canceled`.
@@ -27,19 +28,48 @@ crate::text_enum! {
     }
 }
 
-/// What `/release` (stock) and `/refund` (payment) answer for an order that had nothing yet: the
-/// tombstone they left, which refuses a late `/reserve` or `/charge` for that order.
+/// An attempt of an order as stock and payment know it: the order's id and which attempt. Each
+/// has at most one reservation and one payment, and a tombstone of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OrderAttempt {
+    pub order_id: OrderRef,
+    pub attempt: Attempt,
+}
+
+impl OrderAttempt {
+    /// The first attempt of `order_id`.
+    pub fn first(order_id: OrderRef) -> Self {
+        OrderAttempt {
+            order_id,
+            attempt: Attempt::FIRST,
+        }
+    }
+}
+
+/// An order's first attempt, as stored (payments' and reservations' `attempt`).
+pub(crate) fn first_attempt() -> i32 {
+    1
+}
+
+/// What `/release` (stock) and `/refund` (payment) answer for an order's attempt that had nothing
+/// yet: the tombstone they left, which refuses a late `/reserve` or `/charge` for that order and
+/// attempt. `attempt` is written when it is not 1, so that a first attempt's answer is what it
+/// was before attempts were a field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CanceledOrder {
     pub order_id: String,
+    /// The order's attempt; 1 when absent.
+    #[serde(default, skip_serializing_if = "Attempt::is_first")]
+    pub attempt: Attempt,
     pub status: TombstoneStatus,
 }
 
 impl CanceledOrder {
-    pub fn new(order_id: impl Into<String>) -> Self {
+    pub fn new(order_id: impl Into<String>, attempt: Attempt) -> Self {
         CanceledOrder {
             order_id: order_id.into(),
+            attempt,
             status: TombstoneStatus::Canceled,
         }
     }
@@ -66,6 +96,7 @@ pub fn schemas() -> Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>
         add::<Currency>(&mut all);
         add::<ActiveCurrency>(&mut all);
         add::<OrderRef>(&mut all);
+        add::<Attempt>(&mut all);
         add::<CustomerId>(&mut all);
         add::<ItemName>(&mut all);
         add::<Reference>(&mut all);

@@ -1,12 +1,12 @@
 //! payment's API: charges, refunds and retries. payment's routes write these bodies and the saga
 //! reads them (and builds the requests it sends).
 
-use super::stock::{one_of_two_ids, uuid_schema};
+use super::stock::{one_of_two_ids, uuid_schema, IdBody};
 use super::values::{
-    ActiveCurrency, Amount, Currency, CustomerId, Invalid, ItemId, Limit, Offset, OrderRef,
-    Reference, Units,
+    ActiveCurrency, Amount, Attempt, Currency, CustomerId, Invalid, ItemId, Limit, Offset,
+    OrderRef, Reference, Units,
 };
-use super::CanceledOrder;
+use super::{CanceledOrder, OrderAttempt};
 use chrono::{DateTime, Utc};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -30,9 +30,15 @@ crate::text_enum! {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", try_from = "ChargeForm")]
 pub struct ChargeRequest {
-    /// One payment per order: a second charge for it under another key is refused.
+    /// One payment per order and attempt: a second charge for them under another key is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<OrderRef>,
+    /// The order's attempt (1 when absent); only with `orderId` (else 400, naming attempt). Not
+    /// written when it is 1, so a first attempt's charge is what it was before attempts were a
+    /// field.
+    #[serde(default, skip_serializing_if = "Attempt::is_first")]
+    #[schema(nullable)]
+    pub attempt: Attempt,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<CustomerId>,
     pub amount: Amount,
@@ -52,6 +58,8 @@ pub struct ChargeRequest {
 struct ChargeForm {
     #[serde(default)]
     order_id: Option<OrderRef>,
+    #[serde(default)]
+    attempt: Option<Attempt>,
     #[serde(default)]
     customer_id: Option<CustomerId>,
     amount: Amount,
@@ -74,8 +82,14 @@ impl TryFrom<ChargeForm> for ChargeRequest {
                 )));
             }
         }
+        if form.attempt.is_some() && form.order_id.is_none() {
+            return Err(Invalid(
+                "attempt: only a charge of an order (orderId) has an attempt".into(),
+            ));
+        }
         Ok(ChargeRequest {
             order_id: form.order_id,
+            attempt: form.attempt.unwrap_or_default(),
             customer_id: form.customer_id,
             amount: form.amount,
             currency: form.currency.into(),
@@ -98,6 +112,16 @@ pub struct ChargeLine {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct ChargeLines(Vec<ChargeLine>);
+
+impl ChargeRequest {
+    /// The order's attempt this charge is for, if it is an order's.
+    pub fn order_attempt(&self) -> Option<OrderAttempt> {
+        self.order_id.clone().map(|order_id| OrderAttempt {
+            order_id,
+            attempt: self.attempt,
+        })
+    }
+}
 
 impl ChargeLines {
     pub const MAX: usize = 50;
@@ -143,14 +167,22 @@ impl PartialSchema for ChargeLines {
 
 impl ToSchema for ChargeLines {}
 
-/// `POST /refund`: `{"paymentId"}` or `{"orderId"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `POST /refund`: `{"paymentId"}` or `{"orderId","attempt"?}` (the order's attempt, 1 when
+/// absent).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "RefundForms")]
 pub enum RefundTarget {
-    #[serde(rename = "paymentId")]
     Payment(Uuid),
-    #[serde(rename = "orderId")]
-    Order(OrderRef),
+    Order(OrderAttempt),
+}
+
+impl Serialize for RefundTarget {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RefundTarget::Payment(id) => IdBody::Id("paymentId", id).serialize(serializer),
+            RefundTarget::Order(order) => IdBody::Order(order).serialize(serializer),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -158,14 +190,21 @@ pub enum RefundTarget {
 struct RefundForms {
     payment_id: Option<Uuid>,
     order_id: Option<OrderRef>,
+    attempt: Option<Attempt>,
 }
 
 impl TryFrom<RefundForms> for RefundTarget {
     type Error = Invalid;
     fn try_from(forms: RefundForms) -> Result<Self, Invalid> {
-        match (forms.payment_id, forms.order_id) {
-            (Some(id), None) => Ok(RefundTarget::Payment(id)),
-            (None, Some(order)) => Ok(RefundTarget::Order(order)),
+        match (forms.payment_id, forms.order_id, forms.attempt) {
+            (Some(_), None, Some(_)) => Err(Invalid(
+                "attempt: goes with orderId, not with paymentId".into(),
+            )),
+            (Some(id), None, None) => Ok(RefundTarget::Payment(id)),
+            (None, Some(order_id), attempt) => Ok(RefundTarget::Order(OrderAttempt {
+                order_id,
+                attempt: attempt.unwrap_or_default(),
+            })),
             _ => Err(Invalid(
                 "paymentId: give exactly one of paymentId or orderId".into(),
             )),
@@ -189,6 +228,12 @@ impl ToSchema for RefundTarget {}
 pub struct Payment {
     pub payment_id: Uuid,
     pub order_id: Option<String>,
+    /// The order's attempt this payment is of: 1 unless its checkout was started again after a
+    /// 503 (`dependency_unavailable`); 1 for a charge without an order. (Read as 1 when absent,
+    /// as payment wrote it before attempts were a field.)
+    #[serde(default = "super::first_attempt")]
+    #[schema(required = true, minimum = 1)]
+    pub attempt: i32,
     pub customer_id: Option<String>,
     /// Minor units of `currency`.
     pub amount: i64,
@@ -214,7 +259,8 @@ pub struct PaymentList {
     pub offset: i64,
 }
 
-/// `GET /payments?status=&orderId=&limit=&offset=`.
+/// `GET /payments?status=&orderId=&limit=&offset=`: `orderId` finds the payments of every attempt
+/// of the order.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
@@ -257,12 +303,33 @@ mod tests {
             json!({"amount": 5, "currency": "EUR", "orderId": ""}),
             json!({"amount": 5, "currency": "EUR", "customerId": "a b"}),
             json!({"amount": 5, "currency": "EUR", "reference": " "}),
+            json!({"amount": 5, "currency": "EUR", "orderId": "o", "attempt": 0}),
+            json!({"amount": 5, "currency": "EUR", "attempt": 2}),
         ] {
             assert!(
                 serde_json::from_value::<ChargeRequest>(bad.clone()).is_err(),
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_charge_names_its_attempt_unless_it_is_the_first() {
+        let c = |v: serde_json::Value| serde_json::from_value::<ChargeRequest>(v).unwrap();
+        let first = json!({"orderId": "o", "amount": 5, "currency": "EUR"});
+        assert_eq!(c(first.clone()).attempt, Attempt::FIRST);
+        assert_eq!(serde_json::to_value(c(first.clone())).unwrap(), first);
+        let explicit = c(json!({"orderId": "o", "attempt": 1, "amount": 5, "currency": "EUR"}));
+        assert_eq!(serde_json::to_value(explicit).unwrap(), first);
+        let second = json!({"orderId": "o", "attempt": 2, "amount": 5, "currency": "EUR"});
+        let parsed = c(second.clone());
+        assert_eq!(parsed.order_attempt().unwrap().attempt.get(), 2);
+        assert_eq!(serde_json::to_value(parsed).unwrap(), second);
+        let e = serde_json::from_value::<ChargeRequest>(
+            json!({"attempt": 2, "amount": 5, "currency": "EUR"}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("attempt: "), "{e}");
     }
 
     #[test]
@@ -291,11 +358,30 @@ mod tests {
     #[test]
     fn refund_targets_need_exactly_one_id() {
         let t = |v: serde_json::Value| serde_json::from_value::<RefundTarget>(v);
+        let first = t(json!({"orderId": "o"})).unwrap();
         assert_eq!(
-            t(json!({"orderId": "o"})).unwrap(),
-            RefundTarget::Order(OrderRef::parse("o").unwrap())
+            first,
+            RefundTarget::Order(OrderAttempt::first(OrderRef::parse("o").unwrap()))
         );
+        assert_eq!(
+            serde_json::to_value(&first).unwrap(),
+            json!({"orderId": "o"})
+        );
+        let second = t(json!({"orderId": "o", "attempt": 2})).unwrap();
+        assert_eq!(
+            serde_json::to_value(&second).unwrap(),
+            json!({"orderId": "o", "attempt": 2})
+        );
+        assert_eq!(t(json!({"orderId": "o", "attempt": null})).unwrap(), first);
         assert!(t(json!({"paymentId": "x"})).is_err());
         assert!(t(json!({})).is_err());
+        let id = Uuid::new_v4();
+        assert_eq!(
+            serde_json::to_value(t(json!({"paymentId": id})).unwrap()).unwrap(),
+            json!({"paymentId": id})
+        );
+        let e = t(json!({"paymentId": id, "attempt": 2})).unwrap_err();
+        assert!(e.to_string().starts_with("attempt: "), "{e}");
+        assert!(t(json!({"orderId": "o", "attempt": 0})).is_err());
     }
 }

@@ -209,6 +209,32 @@ bounded_int!(
     "The most elements of a list page: 1 to 1,000 (default 100)."
 );
 bounded_int!(Offset, 0, i64::MAX, "How many elements a list page skips.");
+bounded_int!(
+    Attempt,
+    1,
+    2_147_483_647,
+    "An attempt of an order: 1, then 2, 3... each time its checkout was started again after a 503 `dependency_unavailable`."
+);
+
+impl Attempt {
+    /// An order's first attempt, what a request without `attempt` means.
+    pub const FIRST: Attempt = Attempt(1);
+
+    pub fn is_first(&self) -> bool {
+        *self == Self::FIRST
+    }
+
+    /// As stock and payment store it (INTEGER, which its bounds fit).
+    pub fn as_i32(self) -> i32 {
+        i32::try_from(self.0).unwrap_or(i32::MAX)
+    }
+}
+
+impl Default for Attempt {
+    fn default() -> Self {
+        Self::FIRST
+    }
+}
 
 impl Limit {
     pub const DEFAULT: Limit = Limit(100);

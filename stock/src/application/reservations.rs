@@ -9,7 +9,7 @@ use crate::storage::reservations::{self as store, ReserveJob, Taken};
 use crate::storage::StorageError;
 use shared::batch::{Batched, Batcher};
 use shared::contract::stock::{Reservation, ReservationStatus, ReservationTarget};
-use shared::contract::values::{Currency, ItemId};
+use shared::contract::values::{Attempt, Currency, ItemId};
 use shared::idempotency::IdempotencyContext;
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -34,8 +34,8 @@ pub enum Reserved {
 pub enum Released {
     /// Released now, or already released or expired (no change).
     Reservation(Reservation),
-    /// The order had no reservation: a tombstone now stops a late reserve.
-    Tombstone(String),
+    /// The order's attempt had no reservation: a tombstone now stops its late reserve.
+    Tombstone(String, Attempt),
     AlreadyCompleted(Uuid),
     NotFound,
 }
@@ -217,7 +217,14 @@ impl Reservations {
     ) -> Result<Option<Reserved>, StorageError> {
         let mut conn = self.pool.acquire().await?;
         Ok(
-            match store::taken(&mut conn, &idem.scoped, request.order_id.as_str()).await? {
+            match store::taken(
+                &mut conn,
+                &idem.scoped,
+                request.order_id.as_str(),
+                request.attempt.as_i32(),
+            )
+            .await?
+            {
                 None => None,
                 Some(Taken::ByKey { id, fingerprint }) => {
                     if fingerprint.as_deref() != Some(idem.fingerprint.as_str()) {
@@ -288,18 +295,21 @@ impl Reservations {
             let mut tx = self.pool.begin().await?;
             let (id, order) = parts(target);
             let Some(held) = store::lock(&mut tx, id, order).await? else {
-                let ReservationTarget::Order(order_id) = target else {
+                let ReservationTarget::Order(order) = target else {
                     return Ok(Released::NotFound);
                 };
-                if store::bury(&mut tx, order_id.as_str()).await? {
+                let (order_id, attempt) = (order.order_id.as_str(), order.attempt);
+                if store::bury(&mut tx, order_id, attempt.as_i32()).await? {
                     tx.commit().await?;
-                    return Ok(Released::Tombstone(order_id.as_str().to_string()));
+                    return Ok(Released::Tombstone(order_id.to_string(), attempt));
                 }
                 // A reserve for this order committed meanwhile: release it instead.
                 continue;
             };
             if held.tombstone {
-                return Ok(Released::Tombstone(held.order_id));
+                let attempt = Attempt::new(held.attempt.into())
+                    .map_err(|e| StorageError::other(format!("reservation {}: {e}", held.id)))?;
+                return Ok(Released::Tombstone(held.order_id, attempt));
             }
             let released = match held.status {
                 ReservationStatus::Completed => return Ok(Released::AlreadyCompleted(held.id)),
@@ -328,20 +338,24 @@ fn job(
     ReserveJob {
         id: Uuid::new_v4(),
         order_id: request.order_id.as_str().to_string(),
+        attempt: request.attempt.as_i32(),
         key: idem.scoped.clone(),
         fingerprint: idem.fingerprint.clone(),
         plan,
     }
 }
 
-fn parts(target: &ReservationTarget) -> (Option<Uuid>, Option<&str>) {
+fn parts(target: &ReservationTarget) -> (Option<Uuid>, Option<(&str, i32)>) {
     match target {
         ReservationTarget::Reservation(id) => (Some(*id), None),
-        ReservationTarget::Order(order) => (None, Some(order.as_str())),
+        ReservationTarget::Order(order) => (
+            None,
+            Some((order.order_id.as_str(), order.attempt.as_i32())),
+        ),
     }
 }
 
-fn split(target: &ReservationTarget) -> (Vec<Uuid>, Vec<&str>) {
+fn split(target: &ReservationTarget) -> (Vec<Uuid>, Vec<(&str, i32)>) {
     let (id, order) = parts(target);
     (id.into_iter().collect(), order.into_iter().collect())
 }
@@ -377,7 +391,9 @@ async fn complete_batch(
     for target in &targets {
         match target {
             ReservationTarget::Reservation(id) => by_id.push(*id),
-            ReservationTarget::Order(order) => by_order.push(order.as_str()),
+            ReservationTarget::Order(order) => {
+                by_order.push((order.order_id.as_str(), order.attempt.as_i32()))
+            }
         }
     }
     let done = match store::complete(pool, &by_id, &by_order).await {
@@ -395,7 +411,10 @@ async fn complete_batch(
                 .find(|r| {
                     r.as_ref().is_some_and(|r| match target {
                         ReservationTarget::Reservation(id) => r.reservation_id == *id,
-                        ReservationTarget::Order(order) => r.order_id == order.as_str(),
+                        ReservationTarget::Order(order) => {
+                            r.order_id == order.order_id.as_str()
+                                && r.attempt == order.attempt.as_i32()
+                        }
                     })
                 })
                 .and_then(Option::take)

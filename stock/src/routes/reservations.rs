@@ -10,7 +10,7 @@ use actix_web::{web, HttpResponse};
 use shared::contract::stock::{
     Released as ReleaseAnswer, Reservation, ReservationTarget, ReserveRequest,
 };
-use shared::contract::values::{ItemId, OrderRef};
+use shared::contract::values::{Attempt, ItemId, OrderRef};
 use shared::contract::CanceledOrder;
 use shared::http::problem::{Answers, ProblemCode};
 use shared::http::Json;
@@ -30,11 +30,12 @@ pub enum ReserveError {
     },
     #[error("the items are priced in different currencies")]
     MixedCurrency,
-    #[error("order {0} was released before this reserve")]
-    Canceled(OrderRef),
-    #[error("order {order_id} already has reservation {reservation_id}")]
+    #[error("order {0} (attempt {1}) was released before this reserve")]
+    Canceled(OrderRef, Attempt),
+    #[error("order {order_id} (attempt {attempt}) already has reservation {reservation_id}")]
     Exists {
         order_id: OrderRef,
+        attempt: Attempt,
         reservation_id: Uuid,
     },
     #[error("idempotency key reused")]
@@ -65,7 +66,7 @@ impl ToProblem for ReserveError {
                 ProblemCode::MixedCurrency,
                 detail,
             ),
-            ReserveError::Canceled(order_id) => Problem::new(
+            ReserveError::Canceled(order_id, _) => Problem::new(
                 StatusCode::CONFLICT,
                 ProblemCode::ReservationCanceled,
                 detail,
@@ -74,6 +75,7 @@ impl ToProblem for ReserveError {
             ReserveError::Exists {
                 order_id,
                 reservation_id,
+                ..
             } => Problem::new(StatusCode::CONFLICT, ProblemCode::ReservationExists, detail)
                 .order_id(order_id)
                 .reservation_id(*reservation_id),
@@ -243,9 +245,10 @@ async fn reserve_in(
             requested,
             available,
         }),
-        Reserved::OrderCanceled => Err(ReserveError::Canceled(request.order_id)),
+        Reserved::OrderCanceled => Err(ReserveError::Canceled(request.order_id, request.attempt)),
         Reserved::OrderHasReservation(reservation_id) => Err(ReserveError::Exists {
             order_id: request.order_id,
+            attempt: request.attempt,
             reservation_id,
         }),
         Reserved::KeyReused => Err(ReserveError::KeyReused),
@@ -255,16 +258,16 @@ async fn reserve_in(
 /// Returns a reservation's units; safe to repeat and safe before the reserve (service token).
 #[utoipa::path(post, path = "/release", operation_id = "release", request_body = ReservationTarget, tag = "reservations",
     responses((status = 200, body = ReleaseAnswer,
-        description = "the reservation, or the tombstone left for an order that had none")))]
+        description = "the reservation, or the tombstone left for an order's attempt that had none")))]
 pub async fn release(
     state: web::Data<AppState>,
     body: Json<ReservationTarget>,
 ) -> Result<HttpResponse, ReleaseError> {
     let result = match state.reservations.release(&body.0).await {
         Ok(Released::Reservation(r)) => Ok(ReleaseAnswer::Reservation(r)),
-        Ok(Released::Tombstone(order_id)) => {
-            Ok(ReleaseAnswer::Tombstone(CanceledOrder::new(order_id)))
-        }
+        Ok(Released::Tombstone(order_id, attempt)) => Ok(ReleaseAnswer::Tombstone(
+            CanceledOrder::new(order_id, attempt),
+        )),
         Ok(Released::AlreadyCompleted(id)) => Err(ReleaseError::Completed(id)),
         Ok(Released::NotFound) => Err(ReleaseError::NotFound),
         Err(e) => Err(ReleaseError::Storage(e)),
@@ -322,9 +325,10 @@ mod tests {
                 available: 1,
             },
             ReserveError::MixedCurrency,
-            ReserveError::Canceled(order.clone()),
+            ReserveError::Canceled(order.clone(), Attempt::FIRST),
             ReserveError::Exists {
                 order_id: order,
+                attempt: Attempt::FIRST,
                 reservation_id: Uuid::nil(),
             },
             ReserveError::KeyReused,

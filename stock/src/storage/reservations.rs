@@ -1,4 +1,4 @@
-//! Reservations: one per order (tombstones included), the units they hold, and the statements
+//! Reservations: one per order and attempt (tombstones included), the units they hold, and the statements
 //! that make, complete and end them. A reserve and a completion are each one statement for a
 //! whole batch of requests (a request decided alone is a batch of one).
 
@@ -15,6 +15,7 @@ use uuid::Uuid;
 struct FullRow {
     id: Uuid,
     order_id: String,
+    attempt: i32,
     status: ReservationStatus,
     total_amount: Option<i64>,
     currency: Option<Currency>,
@@ -38,6 +39,7 @@ impl FullRow {
         Ok(Reservation {
             reservation_id: self.id,
             order_id: self.order_id,
+            attempt: self.attempt,
             status: self.status,
             items: self.lines.0,
             total_amount,
@@ -53,7 +55,8 @@ impl FullRow {
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Reservation>, StorageError> {
     let row = sqlx::query_as!(
         FullRow,
-        r#"SELECT r.id, r.order_id, r.status AS "status: ReservationStatus", r.total_amount,
+        r#"SELECT r.id, r.order_id, r.attempt, r.status AS "status: ReservationStatus",
+                  r.total_amount,
                   r.currency AS "currency: Currency", r.expires_at, r.created_at, r.updated_at,
                   coalesce((SELECT json_agg(json_build_object(
                                 'itemId', l.item_id, 'quantity', l.quantity,
@@ -72,6 +75,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Reservation
 pub struct ReserveJob {
     pub id: Uuid,
     pub order_id: String,
+    pub attempt: i32,
     pub key: String,
     pub fingerprint: String,
     pub plan: Plan,
@@ -83,6 +87,7 @@ impl ReserveJob {
         Reservation {
             reservation_id: self.id,
             order_id: self.order_id.clone(),
+            attempt: self.attempt,
             status: ReservationStatus::Reserved,
             items: self
                 .plan
@@ -105,7 +110,7 @@ impl ReserveJob {
 }
 
 /// Writes a batch of reserves in one statement: every reservation row that does not conflict (on
-/// its order or its key), its lines, and one change per item for the whole batch, items locked in
+/// its order and attempt, or its key), its lines, and one change per item for the whole batch, items locked in
 /// id order. If an item cannot cover the batch, `stock_never_oversold` fails the statement and
 /// nothing is written. Returns, per job, the reservation it made, or `None` for a job that
 /// conflicted.
@@ -115,13 +120,14 @@ pub async fn reserve(
     ttl_secs: f64,
 ) -> Result<Vec<Option<Reservation>>, StorageError> {
     let mut ids = Vec::with_capacity(jobs.len());
-    let (mut orders, mut keys, mut hashes, mut totals, mut currencies) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut orders, mut attempts, mut keys, mut hashes, mut totals, mut currencies) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut line_of, mut items, mut quantities, mut prices, mut amounts) =
         (vec![], vec![], vec![], vec![], vec![]);
     for job in jobs {
         ids.push(job.id);
         orders.push(job.order_id.as_str());
+        attempts.push(job.attempt);
         keys.push(job.key.as_str());
         hashes.push(job.fingerprint.as_str());
         totals.push(job.plan.total_amount);
@@ -137,13 +143,14 @@ pub async fn reserve(
     let written = sqlx::query!(
         r#"WITH request AS (
                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int8[],
-                                    $6::text[])
-                   AS r(id, order_id, idempotency_key, request_hash, total_amount, currency)
+                                    $6::text[], $13::int4[])
+                   AS r(id, order_id, idempotency_key, request_hash, total_amount, currency,
+                        attempt)
            ), reservation AS (
-               INSERT INTO reservations (id, order_id, status, idempotency_key, request_hash,
-                                         total_amount, currency, expires_at)
-               SELECT id, order_id, 'reserved', idempotency_key, request_hash, total_amount,
-                      currency, now() + make_interval(secs => $7)
+               INSERT INTO reservations (id, order_id, attempt, status, idempotency_key,
+                                         request_hash, total_amount, currency, expires_at)
+               SELECT id, order_id, attempt, 'reserved', idempotency_key, request_hash,
+                      total_amount, currency, now() + make_interval(secs => $7)
                FROM request
                ON CONFLICT DO NOTHING
                RETURNING id, expires_at, created_at
@@ -179,6 +186,7 @@ pub async fn reserve(
         &quantities,
         &prices,
         &amounts,
+        &attempts,
     )
     .fetch_all(pool)
     .await?;
@@ -193,22 +201,24 @@ pub async fn reserve(
         .collect())
 }
 
-/// Completes a batch of `reserved`, unexpired reservations (named by id or by order) in one
-/// statement: their status, and one change per item for the whole batch (`stock -= q`,
+/// Completes a batch of `reserved`, unexpired reservations (named by id or by order and attempt)
+/// in one statement: their status, and one change per item for the whole batch (`stock -= q`,
 /// `reserved -= q`), items locked in id order. The others are left alone and not returned.
 pub async fn complete(
     pool: &PgPool,
     by_id: &[Uuid],
-    by_order: &[&str],
+    by_order: &[(&str, i32)],
 ) -> Result<Vec<Reservation>, StorageError> {
+    let (orders, attempts): (Vec<&str>, Vec<i32>) = by_order.iter().copied().unzip();
     let rows = sqlx::query_as!(
         FullRow,
         r#"WITH done AS (
                UPDATE reservations SET status = 'completed', updated_at = now()
-               WHERE (id = ANY($1) OR order_id = ANY($2))
+               WHERE (id = ANY($1)
+                      OR (order_id, attempt) IN (SELECT * FROM unnest($2::text[], $3::int4[])))
                  AND status = 'reserved' AND NOT tombstone AND expires_at > now()
-               RETURNING id, order_id, status, total_amount, currency, expires_at, created_at,
-                         updated_at
+               RETURNING id, order_id, attempt, status, total_amount, currency, expires_at,
+                         created_at, updated_at
            ), line AS (
                SELECT l.* FROM reservation_lines l JOIN done ON l.reservation_id = done.id
            ), wanted AS (
@@ -222,7 +232,7 @@ pub async fn complete(
                FROM locked, wanted
                WHERE items.id = locked.id AND wanted.item_id = locked.id
            )
-           SELECT done.id AS "id!", done.order_id AS "order_id!",
+           SELECT done.id AS "id!", done.order_id AS "order_id!", done.attempt AS "attempt!",
                   done.status AS "status!: ReservationStatus", done.total_amount,
                   done.currency AS "currency: Currency", done.expires_at,
                   done.created_at AS "created_at!", done.updated_at AS "updated_at!",
@@ -233,7 +243,8 @@ pub async fn complete(
                       AS "lines!: Json<Vec<ReservationLine>>"
            FROM done"#,
         by_id,
-        by_order as _,
+        &orders as _,
+        &attempts,
     )
     .fetch_all(pool)
     .await?;
@@ -256,8 +267,8 @@ pub async fn end(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<Reservatio
            ), ended AS (
                UPDATE reservations r SET status = ending.status, updated_at = now()
                FROM ending WHERE r.id = ending.id
-               RETURNING r.id, r.order_id, r.status, r.total_amount, r.currency, r.expires_at,
-                         r.created_at, r.updated_at
+               RETURNING r.id, r.order_id, r.attempt, r.status, r.total_amount, r.currency,
+                         r.expires_at, r.created_at, r.updated_at
            ), line AS (
                SELECT l.* FROM reservation_lines l JOIN ended ON l.reservation_id = ended.id
            ), wanted AS (
@@ -271,7 +282,7 @@ pub async fn end(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<Reservatio
                WHERE items.id = locked.id AND wanted.item_id = locked.id
            )
            SELECT ended.id AS "id!", ended.order_id AS "order_id!",
-                  ended.status AS "status!: ReservationStatus", ended.total_amount,
+                  ended.attempt AS "attempt!", ended.status AS "status!: ReservationStatus", ended.total_amount,
                   ended.currency AS "currency: Currency", ended.expires_at,
                   ended.created_at AS "created_at!", ended.updated_at AS "updated_at!",
                   coalesce((SELECT json_agg(json_build_object(
@@ -303,40 +314,49 @@ pub async fn claim_due(conn: &mut PgConnection, limit: i64) -> Result<Vec<Uuid>,
 pub struct Held {
     pub id: Uuid,
     pub order_id: String,
+    pub attempt: i32,
     pub status: ReservationStatus,
     pub tombstone: bool,
     /// Whether its expiry has passed, by the database's clock.
     pub due: bool,
 }
 
-/// The reservation of `id` or of `order_id` (one of them), locked until the transaction ends.
+/// The reservation of `id` or of an order's attempt (one of them), locked until the transaction
+/// ends.
 pub async fn lock(
     conn: &mut PgConnection,
     id: Option<Uuid>,
-    order_id: Option<&str>,
+    order: Option<(&str, i32)>,
 ) -> Result<Option<Held>, StorageError> {
+    let (order_id, attempt) = order.unzip();
     Ok(sqlx::query_as!(
         Held,
-        r#"SELECT id, order_id, status AS "status: ReservationStatus", tombstone,
+        r#"SELECT id, order_id, attempt, status AS "status: ReservationStatus", tombstone,
                   coalesce(expires_at <= now(), false) AS "due!"
-           FROM reservations WHERE id = $1 OR order_id = $2
+           FROM reservations WHERE id = $1 OR (order_id = $2 AND attempt = $3)
            FOR UPDATE"#,
         id,
         order_id,
+        attempt,
     )
     .fetch_optional(conn)
     .await?)
 }
 
-/// Leaves a tombstone for an order that has no reservation, so that a late reserve for it is
-/// refused. `false` if the order has a row after all (a reserve committed meanwhile).
-pub async fn bury(conn: &mut PgConnection, order_id: &str) -> Result<bool, StorageError> {
+/// Leaves a tombstone for an order's attempt that has no reservation, so that a late reserve for
+/// it is refused. `false` if it has a row after all (a reserve committed meanwhile).
+pub async fn bury(
+    conn: &mut PgConnection,
+    order_id: &str,
+    attempt: i32,
+) -> Result<bool, StorageError> {
     let buried = sqlx::query_scalar!(
-        "INSERT INTO reservations (id, order_id, status, tombstone)
-         VALUES ($1, $2, 'canceled', true)
-         ON CONFLICT (order_id) DO NOTHING RETURNING id",
+        "INSERT INTO reservations (id, order_id, attempt, status, tombstone)
+         VALUES ($1, $2, $3, 'canceled', true)
+         ON CONFLICT (order_id, attempt) DO NOTHING RETURNING id",
         Uuid::new_v4(),
         order_id,
+        attempt,
     )
     .fetch_optional(conn)
     .await?;
@@ -344,7 +364,7 @@ pub async fn bury(conn: &mut PgConnection, order_id: &str) -> Result<bool, Stora
 }
 
 /// What made a reserve conflict: the row under its key (id and request fingerprint) or the row of
-/// its order (id and status).
+/// its order and attempt (id and status).
 pub enum Taken {
     ByKey {
         id: Uuid,
@@ -360,6 +380,7 @@ pub async fn taken(
     conn: &mut PgConnection,
     key: &str,
     order_id: &str,
+    attempt: i32,
 ) -> Result<Option<Taken>, StorageError> {
     let by_key = sqlx::query!(
         "SELECT id, request_hash FROM reservations WHERE idempotency_key = $1",
@@ -374,8 +395,10 @@ pub async fn taken(
         }));
     }
     let by_order = sqlx::query!(
-        r#"SELECT id, status AS "status: ReservationStatus" FROM reservations WHERE order_id = $1"#,
+        r#"SELECT id, status AS "status: ReservationStatus" FROM reservations
+           WHERE order_id = $1 AND attempt = $2"#,
         order_id,
+        attempt,
     )
     .fetch_optional(conn)
     .await?;

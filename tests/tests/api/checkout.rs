@@ -381,18 +381,22 @@ async fn sigterm_lets_the_checkouts_in_flight_finish_and_exits_0() {
     assert_consistent(&s).await;
 }
 
-/// Every payment of an order, across its attempts (`{order}` and `{order}.{attempt}` at payment).
-async fn payments_of_every_attempt(s: &Stack, order_id: &Value) -> Vec<(String, String)> {
-    let db = s.db(Part::Payment).await;
-    let id = order_id.as_str().unwrap();
-    sqlx::query_as(
-        "SELECT order_id, status FROM payments WHERE order_id = $1 OR order_id LIKE $1 || '.%'
-         ORDER BY created_at",
-    )
-    .bind(id)
-    .fetch_all(&db)
-    .await
-    .unwrap()
+/// Every payment of an order, across its attempts, as payment finds them by the order's id
+/// (`GET /payment/payments?orderId=`): `(attempt, status)`, oldest first.
+async fn payments_of_every_attempt(s: &Stack, order_id: &Value) -> Vec<(i64, String)> {
+    let mut pays: Vec<(i64, String)> = payments_of(s, order_id)
+        .await
+        .iter()
+        .map(|p| {
+            assert_eq!(&p["orderId"], order_id, "{p}");
+            (
+                p["attempt"].as_i64().unwrap_or_default(),
+                p["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    pays.reverse();
+    pays
 }
 
 /// Retries `body` under `key` as a client following `Retry-After` would, until the answer is not
@@ -410,6 +414,55 @@ async fn retry_until_settled(s: &Stack, key: &str, body: &Value) -> Vec<Answer> 
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     answers
+}
+
+/// An order's second attempt is known at payment and stock by the order's id and `attempt: 2`:
+/// a lookup of payments by the order's id finds its payment, and its reservation names the order.
+#[tokio::test]
+async fn a_lookup_by_the_orders_id_finds_the_payment_of_its_second_attempt() {
+    let s = Stack::start_with(fast()).await;
+    s.stop(Part::Stock).await;
+    let key = new_key();
+    let body = json!({"itemId": 3, "quantity": 1});
+    let first = s.post("/order/checkout", None, Some(&key), &body).await;
+    first.expect(503, Some("dependency_unavailable"));
+    let id = first.json["orderId"].clone();
+
+    s.start_part(Part::Stock, &[]).await;
+    let answers = retry_until_settled(&s, &key, &body).await;
+    let last = answers.last().unwrap();
+    last.expect(201, None);
+    assert_eq!(last.json["orderId"], id, "the same order, a new attempt");
+    let pays = payments_of(&s, &id).await;
+    assert_eq!(
+        pays.len(),
+        1,
+        "GET /payment/payments?orderId={id}: {pays:?}"
+    );
+    assert_eq!(pays[0]["paymentId"], last.json["paymentId"]);
+    assert_eq!(
+        (&pays[0]["orderId"], &pays[0]["attempt"], &pays[0]["status"]),
+        (&id, &json!(2), &json!("succeeded")),
+        "{}",
+        pays[0]
+    );
+    let reservation = s
+        .get(
+            &format!(
+                "/stock/reservations/{}",
+                last.json["reservationId"].as_str().unwrap()
+            ),
+            Some(service_token()),
+        )
+        .await;
+    reservation.expect(200, None);
+    assert_eq!(
+        (&reservation.json["orderId"], &reservation.json["attempt"]),
+        (&id, &json!(2)),
+        "{}",
+        reservation.json
+    );
+    assert_consistent(&s).await;
 }
 
 #[tokio::test]
@@ -439,8 +492,11 @@ async fn after_stock_comes_back_a_retry_of_the_key_runs_a_new_attempt_and_comple
         "{events:?}"
     );
     let pays = payments_of_every_attempt(&s, &id).await;
-    assert_eq!(pays.len(), 1, "charged once: {pays:?}");
-    assert_eq!(pays[0].1, "succeeded");
+    assert_eq!(
+        pays,
+        [(2, "succeeded".to_string())],
+        "charged once, by attempt 2"
+    );
     assert_eq!(s.item(1).await["stock"], 8);
     // A replay of the key is the completed order.
     let again = s.post("/order/checkout", None, Some(&key), &body).await;
@@ -468,19 +524,17 @@ async fn after_payment_comes_back_a_retry_of_the_key_reserves_again_and_complete
     assert!(answers.iter().all(|a| a.status != 503));
     // The first attempt's reservation stays canceled; the second one is completed.
     let db = s.db(Part::Stock).await;
-    let reservations: Vec<(String, String)> = sqlx::query_as(
-        "SELECT order_id, status FROM reservations WHERE order_id LIKE $1 || '%' ORDER BY created_at",
+    let reservations: Vec<(i32, String)> = sqlx::query_as(
+        "SELECT attempt, status FROM reservations WHERE order_id = $1 ORDER BY created_at",
     )
     .bind(id.as_str().unwrap())
     .fetch_all(&db)
     .await
     .unwrap();
-    let statuses: Vec<&str> = reservations.iter().map(|r| r.1.as_str()).collect();
-    assert_eq!(statuses, ["canceled", "completed"], "{reservations:?}");
     assert_eq!(
-        reservations[1].0,
-        format!("{}.2", id.as_str().unwrap()),
-        "the second attempt has an identity of its own"
+        reservations,
+        [(1, "canceled".to_string()), (2, "completed".to_string())],
+        "each attempt has a reservation of its own, under the order's id"
     );
     let mug = s.item(1).await;
     assert_eq!(
@@ -488,7 +542,11 @@ async fn after_payment_comes_back_a_retry_of_the_key_reserves_again_and_complete
         (Some(9), Some(0))
     );
     let pays = payments_of_every_attempt(&s, &id).await;
-    assert_eq!(pays.len(), 1, "charged once: {pays:?}");
+    assert_eq!(
+        pays,
+        [(2, "succeeded".to_string())],
+        "charged once, by attempt 2"
+    );
     assert_consistent(&s).await;
 }
 
@@ -524,6 +582,7 @@ async fn a_charge_lost_in_an_outage_is_refunded_and_the_retried_key_is_charged_o
     let pays = payments_of_every_attempt(&s, &id).await;
     let standing: Vec<_> = pays.iter().filter(|p| p.1 == "succeeded").collect();
     assert_eq!(standing.len(), 1, "charged once: {pays:?}");
+    assert_eq!(standing[0].0, 2, "by attempt 2: {pays:?}");
     assert!(
         pays.iter().all(|p| p.1 == "succeeded" || p.1 == "refunded"),
         "{pays:?}"

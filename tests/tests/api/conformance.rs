@@ -23,10 +23,10 @@ fn schemathesis() -> PathBuf {
 
 /// How schemathesis runs here. Business answers a valid request can get are not refusals of
 /// valid data: 402 (a declined payment) and 422 (an unknown item, mixed currencies, a key reused
-/// for another request, shares that do not make a rule) join the default accepted statuses. One
-/// rule JSON Schema cannot state is left to the service: a charge's lines must sum to its amount
-/// (400 naming `lines`, which the document says), so `/charge` may answer 400 to data the schema
-/// allows. Links are the documents' own (the inferred ones pair unrelated operations).
+/// for another request, shares that do not make a rule) join the default accepted statuses. Two
+/// rules the document states only in words are left to the service: a charge's lines must sum to
+/// its amount (400 naming `lines`), and only a charge of an order (`orderId`) has an `attempt`
+/// (400 naming `attempt`), so `/charge` may answer 400 to data the schema allows. Links are the documents' own (the inferred ones pair unrelated operations).
 const CONFIG: &str = r#"
 [auth.openapi.service_token]
 bearer = "${SERVICE_TOKEN}"

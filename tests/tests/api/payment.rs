@@ -211,7 +211,7 @@ mod black_box {
             .await
             .expect(201, None);
 
-        // One payment per order.
+        // One payment per order (and attempt).
         let again = charge(&s, &order, 1999).await;
         again.expect(409, Some("payment_exists"));
         assert_eq!(again.json["paymentId"], ok.json["paymentId"]);
@@ -367,6 +367,107 @@ mod black_box {
             .await;
         a.expect(201, None);
         assert_eq!(a.json["currency"], "XCG");
+    }
+
+    async fn charge_attempt(s: &Stack, order: &str, attempt: i64, amount: i64) -> tests::Answer {
+        s.call(
+            "/payment/charge",
+            &json!({"orderId": order, "attempt": attempt, "amount": amount, "currency": "USD"}),
+        )
+        .await
+    }
+
+    /// One payment per order and attempt: an order's second attempt is charged under the order's
+    /// id, a lookup by the order's id finds every attempt's payment, and a tombstone refuses only
+    /// the attempt it was left for.
+    #[tokio::test]
+    async fn one_payment_per_order_and_attempt_each_with_its_own_tombstone() {
+        let s = Stack::start().await;
+        let order = new_order_id();
+        let first = charge(&s, &order, 1999).await;
+        first.expect(201, None);
+        assert_eq!(
+            (&first.json["orderId"], &first.json["attempt"]),
+            (&json!(order), &json!(1)),
+            "without attempt, the first: {}",
+            first.text
+        );
+        let second = charge_attempt(&s, &order, 2, 1999).await;
+        second.expect(201, None);
+        assert_eq!(
+            (&second.json["orderId"], &second.json["attempt"]),
+            (&json!(order), &json!(2)),
+            "{}",
+            second.text
+        );
+        // One per order and attempt, whatever the key.
+        let again = charge_attempt(&s, &order, 2, 1999).await;
+        again.expect(409, Some("payment_exists"));
+        assert_eq!(again.json["paymentId"], second.json["paymentId"]);
+        assert!(
+            again.json["detail"]
+                .as_str()
+                .unwrap()
+                .contains("(attempt 2)"),
+            "{}",
+            again.text
+        );
+        let again = charge_attempt(&s, &order, 1, 1999).await;
+        again.expect(409, Some("payment_exists"));
+        assert_eq!(again.json["paymentId"], first.json["paymentId"]);
+        // Found by the order's id, every attempt's, newest first.
+        let found = payments_of_order(&s, &order).await;
+        let found: Vec<(&Value, &Value)> = found
+            .iter()
+            .map(|p| (&p["paymentId"], &p["attempt"]))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (&second.json["paymentId"], &json!(2)),
+                (&first.json["paymentId"], &json!(1))
+            ]
+        );
+
+        // A refund of attempt 2 before its charge leaves a tombstone for attempt 2 only.
+        let other = new_order_id();
+        let r = s
+            .call("/payment/refund", &json!({"orderId": other, "attempt": 2}))
+            .await;
+        r.expect(200, None);
+        assert_eq!(
+            r.json,
+            json!({"orderId": other, "attempt": 2, "status": "canceled"})
+        );
+        charge_attempt(&s, &other, 2, 100)
+            .await
+            .expect(409, Some("order_canceled"));
+        let one = charge(&s, &other, 100).await;
+        one.expect(201, None);
+        assert_eq!(one.json["attempt"], 1);
+        let refunded = s.call("/payment/refund", &json!({"orderId": other})).await;
+        refunded.expect(200, None);
+        assert_eq!(refunded.json["paymentId"], one.json["paymentId"]);
+        assert_eq!(refunded.json["status"], "refunded");
+        charge_attempt(&s, &other, 3, 100).await.expect(201, None);
+
+        // An attempt is a whole number from 1, and only an order's.
+        for bad in [
+            json!({"orderId": order, "attempt": 0, "amount": 5, "currency": "USD"}),
+            json!({"orderId": order, "attempt": "2", "amount": 5, "currency": "USD"}),
+            json!({"orderId": order, "attempt": 1.5, "amount": 5, "currency": "USD"}),
+            json!({"attempt": 2, "amount": 5, "currency": "USD"}),
+        ] {
+            let a = s.call("/payment/charge", &bad).await;
+            a.expect(400, Some("validation_error"));
+            let detail = a.json["detail"].as_str().unwrap_or_default();
+            assert!(detail.starts_with("attempt"), "{bad}: {detail}");
+        }
+        let a = s
+            .call("/payment/refund", &json!({"orderId": order, "attempt": 0}))
+            .await;
+        a.expect(400, Some("validation_error"));
+        assert!(a.json["detail"].as_str().unwrap().starts_with("attempt"));
     }
 
     #[tokio::test]

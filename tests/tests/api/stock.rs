@@ -404,6 +404,102 @@ mod black_box {
             .expect(200, None);
     }
 
+    /// One reservation per order and attempt: an order's second attempt reserves under the
+    /// order's id, is released or completed by it and its attempt, and a tombstone refuses only
+    /// the attempt it was left for.
+    #[tokio::test]
+    async fn one_reservation_per_order_and_attempt_each_with_its_own_tombstone() {
+        let s = Stack::start().await;
+        let item = s.create_item(1000, "USD", 10).await;
+        let order = new_order_id();
+        let reserve = |attempt: Option<i64>, order: &str| {
+            let mut body = json!({"orderId": order, "itemId": item, "quantity": 1});
+            if let Some(attempt) = attempt {
+                body["attempt"] = json!(attempt);
+            }
+            let s = &s;
+            async move { s.call("/stock/reserve", &body).await }
+        };
+        let first = reserve(None, &order).await;
+        first.expect(201, None);
+        assert_eq!(
+            (&first.json["orderId"], &first.json["attempt"]),
+            (&json!(order), &json!(1)),
+            "{}",
+            first.text
+        );
+        let second = reserve(Some(2), &order).await;
+        second.expect(201, None);
+        assert_eq!(
+            (&second.json["orderId"], &second.json["attempt"]),
+            (&json!(order), &json!(2)),
+            "{}",
+            second.text
+        );
+        let again = reserve(Some(2), &order).await;
+        again.expect(409, Some("reservation_exists"));
+        assert_eq!(again.json["reservationId"], second.json["reservationId"]);
+        assert!(
+            again.json["detail"]
+                .as_str()
+                .unwrap()
+                .contains("(attempt 2)"),
+            "{}",
+            again.text
+        );
+        assert_eq!(s.item(item).await["reserved"], 2);
+        // Released by order and attempt: attempt 2's only.
+        let rel = s
+            .call("/stock/release", &json!({"orderId": order, "attempt": 2}))
+            .await;
+        rel.expect(200, None);
+        assert_eq!(rel.json["reservationId"], second.json["reservationId"]);
+        assert_eq!(rel.json["status"], "canceled");
+        let done = s.call("/stock/complete", &json!({"orderId": order})).await;
+        done.expect(200, None);
+        assert_eq!(done.json["reservationId"], first.json["reservationId"]);
+        assert_eq!(done.json["status"], "completed");
+        let item_now = s.item(item).await;
+        assert_eq!(
+            (item_now["stock"].as_i64(), item_now["reserved"].as_i64()),
+            (Some(9), Some(0))
+        );
+
+        // A release of attempt 2 before its reserve leaves a tombstone for attempt 2 only.
+        let other = new_order_id();
+        let rel = s
+            .call("/stock/release", &json!({"orderId": other, "attempt": 2}))
+            .await;
+        rel.expect(200, None);
+        assert_eq!(
+            rel.json,
+            json!({"orderId": other, "attempt": 2, "status": "canceled"})
+        );
+        reserve(Some(2), &other)
+            .await
+            .expect(409, Some("reservation_canceled"));
+        s.call("/stock/complete", &json!({"orderId": other, "attempt": 2}))
+            .await
+            .expect(409, Some("reservation_canceled"));
+        reserve(None, &other).await.expect(201, None);
+        reserve(Some(3), &other).await.expect(201, None);
+
+        for bad in [json!(0), json!(-1), json!("2"), json!(1.5)] {
+            let body = json!({"orderId": order, "attempt": bad, "itemId": item, "quantity": 1});
+            let a = s.call("/stock/reserve", &body).await;
+            a.expect(400, Some("validation_error"));
+            let detail = a.json["detail"].as_str().unwrap_or_default();
+            assert!(detail.starts_with("attempt"), "{body}: {detail}");
+        }
+        let a = s
+            .call(
+                "/stock/release",
+                &json!({"reservationId": first.json["reservationId"], "attempt": 2}),
+            )
+            .await;
+        a.expect(400, Some("validation_error"));
+    }
+
     #[tokio::test]
     async fn complete_ships_the_units_once() {
         let s = Stack::start().await;

@@ -217,3 +217,220 @@ async fn the_ledger_migration_takes_in_the_payments_made_before_it() {
     assert_eq!(eur["recipientsAvailable"], 700);
     assert_eq!(eur["recipientsPending"], 0);
 }
+
+/// A new database for `part`, migrated as the service migrates it but only with its migrations
+/// named before `first_left_out`: the schema as it was before that migration. The part must be
+/// stopped; starting it again runs the rest.
+async fn migrated_before(s: &Stack, part: Part, first_left_out: &str) -> sqlx::PgPool {
+    let url = s.database_url(part);
+    let (server, name) = url.rsplit_once('/').unwrap();
+    let admin = sqlx::PgPool::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap();
+    admin
+        .execute(format!("DROP DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    admin.close().await;
+    let before = s.dir().join(format!(
+        "{}-migrations-before-{first_left_out}",
+        part.name()
+    ));
+    std::fs::create_dir_all(&before).unwrap();
+    let dir = workspace_root().join(part.name()).join("migrations");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().to_string();
+        if file.as_str() < first_left_out {
+            std::fs::copy(&path, before.join(&file)).unwrap();
+        }
+    }
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(before.as_path())
+        .await
+        .unwrap()
+        .run(&db)
+        .await
+        .unwrap();
+    db
+}
+
+/// Payments and tombstones written when an order's attempt after the first was known to payment
+/// as `{order}.{attempt}` are moved to the order's id and their attempt by the migration: a
+/// lookup by the order's id finds them, and a charge of that order and attempt meets them. Other
+/// order ids are left as they are, attempt 1.
+#[tokio::test]
+async fn the_attempt_migration_moves_the_payments_of_later_attempts_to_their_order() {
+    let s = Stack::start().await;
+    s.stop(Part::Payment).await;
+    let db = migrated_before(&s, Part::Payment, "0007").await;
+    let order = uuid::Uuid::new_v4();
+    let canceled = uuid::Uuid::new_v4();
+    let old: Vec<(uuid::Uuid, String)> = vec![
+        (uuid::Uuid::new_v4(), order.to_string()),
+        (uuid::Uuid::new_v4(), format!("{order}.2")),
+        (uuid::Uuid::new_v4(), "ord-x.2".to_string()),
+    ];
+    for (id, order_id) in &old {
+        sqlx::query(
+            "INSERT INTO payments (id, order_id, amount, currency, status, failure_code,
+                                   idempotency_key, request_hash)
+             VALUES ($1, $2, 300, 'USD', 'failed', 'card_declined', $3, 'h')",
+        )
+        .bind(id)
+        .bind(order_id)
+        .bind(format!("key-{id}"))
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    sqlx::query("INSERT INTO canceled_orders (order_id) VALUES ($1)")
+        .bind(format!("{canceled}.2"))
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    s.start_part(Part::Payment, &[]).await;
+
+    let found = s
+        .get(
+            &format!("/payment/payments?orderId={order}"),
+            Some(tests::service_token()),
+        )
+        .await;
+    found.expect(200, None);
+    let mut found: Vec<(String, String, i64)> = found.json["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["paymentId"].as_str().unwrap_or_default().to_string(),
+                p["orderId"].as_str().unwrap_or_default().to_string(),
+                p["attempt"].as_i64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    found.sort_by_key(|p| p.2);
+    assert_eq!(
+        found,
+        [
+            (old[0].0.to_string(), order.to_string(), 1),
+            (old[1].0.to_string(), order.to_string(), 2)
+        ],
+        "both attempts' payments, by the order's id"
+    );
+    let other = s
+        .get(
+            &format!("/payment/payments/{}", old[2].0),
+            Some(tests::service_token()),
+        )
+        .await;
+    other.expect(200, None);
+    assert_eq!(
+        (&other.json["orderId"], &other.json["attempt"]),
+        (&serde_json::json!("ord-x.2"), &serde_json::json!(1)),
+        "not an order's attempt: as it was"
+    );
+    // The moved payment and tombstone refuse what they refused before.
+    let exists = s
+        .call(
+            "/payment/charge",
+            &serde_json::json!({"orderId": order, "attempt": 2, "amount": 300, "currency": "USD"}),
+        )
+        .await;
+    exists.expect(409, Some("payment_exists"));
+    assert_eq!(exists.json["paymentId"], old[1].0.to_string());
+    s.call(
+        "/payment/charge",
+        &serde_json::json!({"orderId": canceled, "attempt": 2, "amount": 300, "currency": "USD"}),
+    )
+    .await
+    .expect(409, Some("order_canceled"));
+    s.call(
+        "/payment/charge",
+        &serde_json::json!({"orderId": canceled, "amount": 300, "currency": "USD"}),
+    )
+    .await
+    .expect(201, None);
+}
+
+/// Reservations and tombstones of an order's later attempts (`{order}.{attempt}` at stock) are
+/// moved to the order's id and their attempt by the migration.
+#[tokio::test]
+async fn the_attempt_migration_moves_the_reservations_of_later_attempts_to_their_order() {
+    let s = Stack::start().await;
+    s.stop(Part::Stock).await;
+    let db = migrated_before(&s, Part::Stock, "0003").await;
+    let order = uuid::Uuid::new_v4();
+    let canceled = uuid::Uuid::new_v4();
+    let (first, second) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    for (id, order_id, status) in [
+        (first, order.to_string(), "canceled"),
+        (second, format!("{order}.2"), "completed"),
+    ] {
+        sqlx::query(
+            "INSERT INTO reservations (id, order_id, status, total_amount, currency,
+                                       idempotency_key, request_hash, expires_at)
+             VALUES ($1, $2, $3, 0, 'USD', $4, 'h', now() + interval '1 hour')",
+        )
+        .bind(id)
+        .bind(order_id)
+        .bind(status)
+        .bind(format!("key-{id}"))
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO reservations (id, order_id, status, tombstone)
+         VALUES ($1, $2, 'canceled', true)",
+    )
+    .bind(uuid::Uuid::new_v4())
+    .bind(format!("{canceled}.3"))
+    .execute(&db)
+    .await
+    .unwrap();
+    db.close().await;
+    s.start_part(Part::Stock, &[]).await;
+
+    for (id, attempt) in [(first, 1), (second, 2)] {
+        let r = s
+            .get(
+                &format!("/stock/reservations/{id}"),
+                Some(tests::service_token()),
+            )
+            .await;
+        r.expect(200, None);
+        assert_eq!(
+            (&r.json["orderId"], &r.json["attempt"]),
+            (&serde_json::json!(order), &serde_json::json!(attempt)),
+            "{}",
+            r.text
+        );
+    }
+    let exists = s
+        .call(
+            "/stock/reserve",
+            &serde_json::json!({"orderId": order, "attempt": 2, "itemId": 1, "quantity": 1}),
+        )
+        .await;
+    exists.expect(409, Some("reservation_exists"));
+    assert_eq!(exists.json["reservationId"], second.to_string());
+    s.call(
+        "/stock/reserve",
+        &serde_json::json!({"orderId": canceled, "attempt": 3, "itemId": 1, "quantity": 1}),
+    )
+    .await
+    .expect(409, Some("reservation_canceled"));
+    s.call(
+        "/stock/reserve",
+        &serde_json::json!({"orderId": canceled, "itemId": 1, "quantity": 1}),
+    )
+    .await
+    .expect(201, None);
+}
