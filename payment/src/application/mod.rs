@@ -17,3 +17,9 @@ pub mod transfers;
 
 pub use flows::{Charged, FlowError, Payments, Retried};
 pub use refunds::{PartRefunded, Refunded};
+
+/// A balance change that overflows 64 bits is a broken batch: the transaction fails (an internal
+/// error), nothing is written.
+pub(crate) fn overflow(e: crate::domain::ledger::Overflow) -> crate::storage::StorageError {
+    crate::storage::StorageError::other(e.to_string())
+}

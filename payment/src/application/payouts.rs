@@ -9,6 +9,7 @@
 //! the same id, gets the same answer, and records it — the payout is sent once, recorded once.
 
 use super::flows::Payments;
+use super::overflow;
 use crate::domain::ledger as split;
 use crate::storage::ledger::Refused;
 use crate::storage::ledger::{self, NewEntry};
@@ -202,7 +203,10 @@ async fn record(
             .iter()
             .filter(|p| p.currency == currency)
             .map(|p| p.recipient_id);
-        let changes = split::locking_also(split::balance_changes(&of_currency), settled_here);
+        let changes = split::locking_also(
+            split::balance_changes(&of_currency).map_err(overflow)?,
+            settled_here,
+        );
         ledger::change_balances(&mut tx, currency, &changes).await?;
     }
     let holds: Vec<_> = settled

@@ -11,6 +11,7 @@
 //!    same request retried, a `/refund` of the payment, or the release worker asks again.
 
 use super::flows::{FlowError, Payments};
+use super::overflow;
 use super::processor::RefundCall;
 use crate::domain::ledger as split;
 use crate::domain::{refund_amount, RefundAsk, RefundRefusal};
@@ -206,7 +207,7 @@ impl Payments {
         ledger::change_balances(
             &mut tx,
             payment.currency,
-            &split::balance_changes(&reversal.legs),
+            &split::balance_changes(&reversal.legs).map_err(overflow)?,
         )
         .await?;
         let refunded = store::add_refunded(&mut tx, payment_id, amount).await?;

@@ -6,6 +6,7 @@
 //! a refund and a release of one payment never interleave.
 
 use super::flows::Payments;
+use super::overflow;
 use crate::domain::ledger as split;
 use crate::storage::ledger::{self, NewEntry};
 use crate::storage::StorageError;
@@ -94,7 +95,12 @@ pub async fn release_due(payments: &Payments) -> Result<usize, StorageError> {
             .filter(|(_, c, _)| *c == currency)
             .flat_map(|(_, _, legs)| legs.iter().cloned())
             .collect();
-        ledger::change_balances(&mut tx, currency, &split::balance_changes(&legs)).await?;
+        ledger::change_balances(
+            &mut tx,
+            currency,
+            &split::balance_changes(&legs).map_err(overflow)?,
+        )
+        .await?;
     }
     ledger::mark_released(&mut tx, &ids).await?;
     tx.commit().await?;

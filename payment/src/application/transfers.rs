@@ -5,6 +5,7 @@
 //! by side, and a cancel racing it waits for its claim and then finds the transfer posted.
 
 use super::flows::Payments;
+use super::overflow;
 use crate::domain::ledger as split;
 use crate::storage::ledger::Refused;
 use crate::storage::ledger::{self, NewEntry};
@@ -118,7 +119,10 @@ pub async fn post_pending(payments: &Payments) -> Result<usize, StorageError> {
             .iter()
             .filter(|t| t.currency == currency)
             .map(|t| t.from_recipient_id);
-        let changes = split::locking_also(split::balance_changes(&of_currency), sources);
+        let changes = split::locking_also(
+            split::balance_changes(&of_currency).map_err(overflow)?,
+            sources,
+        );
         ledger::change_balances(&mut tx, currency, &changes).await?;
     }
     let holds: Vec<_> = claimed

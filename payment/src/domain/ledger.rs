@@ -300,14 +300,20 @@ pub fn payout(recipient: Uuid, amount: i64) -> Vec<Leg> {
     }]
 }
 
+/// A sum of money that does not fit in 64 bits: a broken batch, never a real one (amounts are at
+/// most 10¹² minor units, and a batch sums at most a few hundred of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a balance change overflows 64 bits")]
+pub struct Overflow;
+
 /// What legs do to recipients' balances: `(recipient, pending change, available change)`, one per
 /// recipient, sorted by recipient (the order balance rows are locked in, so that writers never
-/// deadlock).
-pub fn balance_changes(legs: &[Leg]) -> Vec<(Uuid, i64, i64)> {
+/// deadlock). Summed with checked arithmetic.
+pub fn balance_changes(legs: &[Leg]) -> Result<Vec<(Uuid, i64, i64)>, Overflow> {
     let mut changes: Vec<(Uuid, i64, i64)> = Vec::new();
-    let mut add = |account: &AccountRef, amount: i64| {
+    let mut add = |account: &AccountRef, amount: i64| -> Result<(), Overflow> {
         let Some(recipient) = account.recipient_id else {
-            return;
+            return Ok(());
         };
         let i = match changes.iter().position(|(r, _, _)| *r == recipient) {
             Some(i) => i,
@@ -316,19 +322,21 @@ pub fn balance_changes(legs: &[Leg]) -> Vec<(Uuid, i64, i64)> {
                 changes.len() - 1
             }
         };
-        match account.account {
-            Account::Pending => changes[i].1 += amount,
-            Account::Available => changes[i].2 += amount,
-            Account::Processor | Account::Payouts => {}
-        }
+        let total = match account.account {
+            Account::Pending => &mut changes[i].1,
+            Account::Available => &mut changes[i].2,
+            Account::Processor | Account::Payouts => return Ok(()),
+        };
+        *total = total.checked_add(amount).ok_or(Overflow)?;
+        Ok(())
     };
     for leg in legs {
-        add(&leg.debit, -leg.amount);
-        add(&leg.credit, leg.amount);
+        add(&leg.debit, leg.amount.checked_neg().ok_or(Overflow)?)?;
+        add(&leg.credit, leg.amount)?;
     }
     changes.retain(|(_, pending, available)| *pending != 0 || *available != 0);
     changes.sort_by_key(|(r, _, _)| *r);
-    changes
+    Ok(changes)
 }
 
 /// `changes` with a change of nothing for each recipient of `also` that has none, sorted by
@@ -493,7 +501,7 @@ mod tests {
         assert_eq!(rev.legs[0].debit, of(r(1), Account::Available));
         assert_eq!(rev.legs[1].debit, of(r(2), Account::Pending));
         assert_eq!(
-            balance_changes(&rev.legs),
+            balance_changes(&rev.legs).unwrap(),
             [(r(1), 0, -300), (r(2), -200, 0)]
         );
     }
@@ -523,14 +531,14 @@ mod tests {
         let legs = release(&held);
         assert_eq!(legs.len(), 1);
         assert_eq!(legs[0].amount, 350);
-        assert_eq!(balance_changes(&legs), [(r(2), -350, 350)]);
+        assert_eq!(balance_changes(&legs).unwrap(), [(r(2), -350, 350)]);
     }
 
     #[test]
     fn a_recipient_whose_transfers_net_to_zero_is_still_locked_in_order() {
         // A→B and B→C in one batch: B's changes net to zero, but its hold is lowered.
         let legs: Vec<Leg> = [transfer(r(1), r(2), 100), transfer(r(2), r(3), 100)].concat();
-        let changes = balance_changes(&legs);
+        let changes = balance_changes(&legs).unwrap();
         assert_eq!(changes, [(r(1), 0, -100), (r(3), 0, 100)]);
         assert_eq!(
             locking_also(changes, [r(1), r(2)]),
@@ -540,5 +548,12 @@ mod tests {
             locking_also(vec![(r(3), 0, 5)], [r(2), r(1), r(2)]),
             [(r(1), 0, 0), (r(2), 0, 0), (r(3), 0, 5)]
         );
+    }
+
+    #[test]
+    fn balance_changes_that_overflow_are_refused() {
+        let legs: Vec<Leg> = [transfer(r(1), r(2), i64::MAX), transfer(r(3), r(2), 1)].concat();
+        assert_eq!(balance_changes(&legs), Err(Overflow));
+        assert!(balance_changes(&transfer(r(1), r(2), i64::MAX)).is_ok());
     }
 }
