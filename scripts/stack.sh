@@ -78,8 +78,35 @@ pid_of() { cat "$STACK_DIR/run/$1.pid" 2>/dev/null || true; }
 
 # Instances (`make up INSTANCES=n`): instance 1 of a service is named after it (order.pid,
 # order.log, ORDER_PORT); instance i > 1 is order-i, on a port of its own chosen at `make up`.
+# The count is the stack's, recorded by `make up`: every other command (stop, start, down, the
+# state files) keeps it, whatever INSTANCES its shell has.
 instances() {
-    local n="${INSTANCES:-$(cat "$STACK_DIR/run/instances" 2>/dev/null || echo 1)}"
+    local n
+    n="$(cat "$STACK_DIR/run/instances" 2>/dev/null || echo 1)"
+    [[ "$n" =~ ^[1-9][0-9]?$ ]] || die "the stack's count of instances ($STACK_DIR/run/instances) is not a number: '$n'"
+    echo "$n"
+}
+
+# Whether any part of the stack runs.
+stack_runs() {
+    local f
+    for f in "$STACK_DIR"/run/*.pid; do
+        [ -f "$f" ] && alive "$(cat "$f" 2>/dev/null)" && return 0
+    done
+    return 1
+}
+
+# What `make up` starts: INSTANCES=n when given; else, on a running stack, its count (an `up` again
+# changes nothing); else one of each — not the count of an earlier `make up INSTANCES=n`.
+instances_to_start() {
+    local n
+    if [ -n "${INSTANCES:-}" ]; then
+        n="$INSTANCES"
+    elif stack_runs; then
+        n="$(instances)"
+    else
+        n=1
+    fi
     [[ "$n" =~ ^[1-9][0-9]?$ ]] || die "INSTANCES must be a number from 1 to 99, not '$n'"
     echo "$n"
 }
@@ -342,9 +369,9 @@ prepare() {
 cmd_up() {
     prepare
     local n s i
-    n="$(instances)"
-    if alive "$(pid_of nginx)" && [ "$n" != "$(cat "$STACK_DIR/run/instances" 2>/dev/null || echo 1)" ]; then
-        die "the stack runs with another number of instances: make down first"
+    n="$(instances_to_start)"
+    if stack_runs && [ "$n" != "$(instances)" ]; then
+        die "the stack runs $(instances) instance(s) of each service, not $n: make down first"
     fi
     echo "$n" >"$STACK_DIR/run/instances"
     choose_ports "$n"

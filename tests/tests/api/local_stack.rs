@@ -218,8 +218,11 @@ impl LocalStack {
             nginx: format!("http://127.0.0.1:{}", ports["NGINX_PORT"]),
             dir,
             ports,
+            // No connection kept between requests: nginx is taken down and brought up again on
+            // the same port, and a kept connection would be one it closed.
             client: reqwest::Client::builder()
                 .no_proxy()
+                .pool_max_idle_per_host(0)
                 .timeout(std::time::Duration::from_secs(20))
                 .build()
                 .unwrap(),
@@ -329,12 +332,49 @@ async fn make_start_works_right_after_kill_9_and_keeps_the_tokens_make_up_was_gi
 }
 
 /// `make up INSTANCES=2`: two instances of each service behind nginx; single instances stop,
-/// start and die while checkouts keep completing; `make down` stops them all.
+/// start and die while checkouts keep completing; `make stop|start` and an `up` again keep the
+/// stack's count whatever `INSTANCES` their shell has; `make down` stops them all, and a `make up`
+/// without `INSTANCES` afterwards starts one of each.
 #[tokio::test]
 async fn two_instances_of_each_service_serve_through_one_dying() {
     let stack = LocalStack::up(&[("INSTANCES", "2")]);
     let env = stack.env();
     assert_eq!(env["INSTANCES"], "2");
+    // An `up` again without INSTANCES changes nothing; with another count it is refused.
+    stack.run(&["up"], &[]);
+    assert_eq!(stack.env()["ORDER_PIDS"], env["ORDER_PIDS"]);
+    let refused = Command::new("bash")
+        .arg(workspace_root().join("scripts/stack.sh"))
+        .arg("up")
+        .env("STACK_DIR", &stack.dir)
+        .env("INSTANCES", "3")
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "an up with another count while it runs"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("make down first"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    // `make stop|start SERVICE=order` from a shell with INSTANCES=1 act on both instances.
+    stack.run(&["stop", "order"], &[("INSTANCES", "1")]);
+    let stopped = stack.env();
+    assert_eq!(stopped["INSTANCES"], "2");
+    assert_eq!(stopped["ORDER_PIDS"], ",", "both order instances stopped");
+    stack.run(&["start", "order"], &[("INSTANCES", "1")]);
+    let started = stack.env();
+    assert_eq!(started["INSTANCES"], "2");
+    assert!(
+        started["ORDER_PIDS"]
+            .split(',')
+            .all(|p| !p.is_empty() && !gone(p)),
+        "both order instances started: {}",
+        started["ORDER_PIDS"]
+    );
+    let env = stack.env();
     let mut all = Vec::new();
     for service in ["ORDER", "PAYMENT", "STOCK"] {
         let pids: Vec<String> = env[&format!("{service}_PIDS")]
@@ -395,4 +435,16 @@ async fn two_instances_of_each_service_serve_through_one_dying() {
             assert!(gone(pid), "{service} instance {pid} stopped");
         }
     }
+
+    // Up again without INSTANCES: one of each, not the earlier count.
+    stack.run(&["up"], &[]);
+    let env = stack.env();
+    assert_eq!(env["INSTANCES"], "1");
+    for service in ["ORDER", "PAYMENT", "STOCK"] {
+        let pids = &env[&format!("{service}_PIDS")];
+        assert!(!pids.contains(','), "{service}: one instance, {pids}");
+        assert!(!gone(pids), "{service} runs");
+    }
+    let (status, order) = stack.checkout(item).await;
+    assert_eq!(status, 201, "{order}");
 }
