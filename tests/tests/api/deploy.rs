@@ -36,6 +36,29 @@ fn docker_compose_follows_the_compose_specification() {
     );
 }
 
+/// Every container's log rotates (a size limit and a number of files), so that a busy stack does
+/// not fill the disk.
+#[test]
+fn every_container_of_docker_compose_rotates_its_log() {
+    let compose = compose();
+    let services = compose["services"].as_object().unwrap();
+    assert_eq!(services.len(), 9);
+    for (name, service) in services {
+        let logging = &service["logging"];
+        assert_eq!(logging["driver"], "json-file", "{name}: {logging}");
+        let size = logging["options"]["max-size"].as_str().unwrap_or_default();
+        assert!(
+            size.ends_with('m') || size.ends_with('k'),
+            "{name}: max-size {size:?}"
+        );
+        let files: u32 = logging["options"]["max-file"]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_default();
+        assert!(files >= 1, "{name}: max-file {logging}");
+    }
+}
+
 #[test]
 fn docker_compose_has_the_whole_topology_with_health_checks() {
     let compose = compose();
