@@ -58,37 +58,9 @@ async fn every_statement_matches_the_migrated_schema() {
 async fn the_ledger_migration_takes_in_the_payments_made_before_it() {
     let s = Stack::start().await;
     s.stop(Part::Payment).await;
-    let url = s.database_url(Part::Payment);
-    let (server, name) = url.rsplit_once('/').unwrap();
-    let admin = sqlx::PgPool::connect(&format!("{server}/postgres"))
-        .await
-        .unwrap();
-    admin
-        .execute(format!("DROP DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
     // The schema as it was before the ledger: the migrations before it, applied as the service
     // applies them (so that the service sees them as its own).
-    let before = s.dir().join("migrations-before-the-ledger");
-    std::fs::create_dir_all(&before).unwrap();
-    for entry in std::fs::read_dir(workspace_root().join("payment/migrations")).unwrap() {
-        let path = entry.unwrap().path();
-        let file = path.file_name().unwrap().to_string_lossy().to_string();
-        if file.as_str() < "0004" {
-            std::fs::copy(&path, before.join(&file)).unwrap();
-        }
-    }
-    let db = sqlx::PgPool::connect(&url).await.unwrap();
-    sqlx::migrate::Migrator::new(before.as_path())
-        .await
-        .unwrap()
-        .run(&db)
-        .await
-        .unwrap();
+    let db = migrated_before(&s, Part::Payment, "0004").await;
     let old: Vec<(uuid::Uuid, &str, i64, &str)> = vec![
         (uuid::Uuid::new_v4(), "succeeded", 1000, "USD"),
         (uuid::Uuid::new_v4(), "succeeded", 700, "EUR"),
