@@ -5,7 +5,7 @@ PROFILE ?= release
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
 .PHONY: run up down stop start build deps test-deps test lint fmt clean bench chaos sqlx-prepare validate-kubernetes \
-	compose-images compose-test
+	compose-images compose-test compose-scenarios
 
 ## run: install what is missing, build, and run the whole stack in the foreground (Ctrl-C stops it)
 run: deps build
@@ -56,10 +56,18 @@ compose-images: deps
 	scripts/compose.sh images
 
 ## compose-test: docker-compose.yml for real, under a project of its own, from nothing: up --wait,
-## the black-box tests and schemathesis through its nginx, the invariants on its databases; leaves
-## nothing behind (docs/testing.md#docker-compose)
+## Prometheus scraping it, the black-box tests and schemathesis through its nginx, the invariants on
+## its databases, then the operators' scenarios (compose-scenarios); leaves nothing behind
+## (docs/testing.md#docker-compose)
 compose-test: compose-images test-deps
 	scripts/compose.sh test
+
+## compose-scenarios: the stack from nothing and what operators do to it, each under load — restarts,
+## crashes (a service, Redis with its data, PostgreSQL), a partition and a hang, down and up, scale,
+## an upgrade from an older commit's images — each checked with the invariants (compose-test runs them
+## too); figures in .stack/compose/test/scenarios/
+compose-scenarios: compose-images test-deps
+	scripts/compose.sh test scenarios
 
 ## chaos: checkout under a seeded fault schedule, then the invariants (docs/guarantees.md); .stack/chaos/result.json
 ## (CHAOS_SECONDS=60, SEED= from the clock unless given, CHAOS_CLIENTS=16, INSTANCES=n: kills take one instance)
@@ -71,9 +79,12 @@ chaos: deps
 		$(if $(SEED),--seed $(SEED),) $(if $(INSTANCES),--instances $(INSTANCES),)
 
 ## bench: release build, its own stack, then health, replay, and checkout and checkout_split (every sale
-## split among three recipients) taking turns (64 clients, 30 s each); .stack/bench/result.json
-bench: deps
-	scripts/bench.sh
+## split among three recipients) taking turns, and transfer (64 clients, 30 s each); .stack/bench/result.json.
+## BENCH_TARGET=compose: the same against docker-compose.yml's stack (project checkout-bench, from the
+## images compose-images makes, taken down with its volumes at the end); .stack/bench/compose/result.json
+BENCH_TARGET ?= native
+bench: deps $(if $(filter compose,$(BENCH_TARGET)),compose-images,)
+	BENCH_TARGET=$(BENCH_TARGET) scripts/bench.sh
 
 ## sqlx-prepare: after changing a SQL statement or a migration, regenerate the statements'
 ## descriptions (<service>/.sqlx) that builds check the SQL against (SERVICES="stock" for one)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # docker-compose for real (docs/operations.md#docker-compose, docs/testing.md#docker-compose): the
-# images of docker-compose.yml made on an engine that cannot pull, and the compose test. Used by the
-# Makefile (`make compose-images`, `make compose-test`); run without arguments for help.
+# images of docker-compose.yml made on an engine that cannot pull, the compose test, and the bench's
+# project. Used by the Makefile (`make compose-images`, `make compose-test`) and scripts/bench.sh
+# (`make bench BENCH_TARGET=compose`); run without arguments for help.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,6 +21,8 @@ log() { printf '\033[1m[compose]\033[0m %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 # shellcheck source=scripts/common.sh
 . "$ROOT/scripts/common.sh"
+# shellcheck source=tests/compose/observability.sh
+. "$ROOT/tests/compose/observability.sh"
 
 # ----- what the commands below need -----
 
@@ -134,7 +137,8 @@ APT
 # Every image the default profile needs: the base, then PostgreSQL, Redis and nginx as the compose
 # file builds them, and the services' image — the Dockerfile's runtime stage with the binaries of
 # the host's release build (the same build `make up` makes) instead of its Rust build stage, which
-# needs a Rust image no registry can give here.
+# needs a Rust image no registry can give here. Then the compose test's Prometheus, from Debian's
+# package (tests/compose/prometheus.Dockerfile).
 cmd_images() {
     local step
     step="$(now)"
@@ -155,6 +159,8 @@ cmd_images() {
     docker build --quiet --target runtime -t checkout-platform-runtime:latest "$ROOT" >/dev/null
     docker build --quiet -t checkout-platform:latest \
         -f "$ROOT/tests/compose/services.Dockerfile" "$WORK/bin" >/dev/null
+    docker build --quiet -t checkout-prometheus:latest \
+        -f "$ROOT/tests/compose/prometheus.Dockerfile" "$ROOT/tests/compose" >/dev/null
     log "images built in $(since "$step") s:"
     docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' \
         | grep -E '^(checkout-|debian:bookworm-slim)' | sed 's/^/  /' >&2
@@ -171,12 +177,17 @@ compose_of_repo() {
 
 # ----- the compose test -----
 
-TEST_DIR="$WORK/test"
+# The test's .env, logs and result (COMPOSE_TEST_DIR: another, for a second project run beside).
+TEST_DIR="${COMPOSE_TEST_DIR:-$WORK/test}"
+# The operators' scenarios (restarts, crashes, a partition, down and up, scale, an upgrade).
+# shellcheck source=tests/compose/scenarios.sh
+. "$ROOT/tests/compose/scenarios.sh"
 
+# COMPOSE_TEST_OVER: one more override file (the upgrade scenario's older images).
 compose_test() {
     docker compose --project-name "$PROJECT" --project-directory "$ROOT" \
         -f "$ROOT/docker-compose.yml" -f "$ROOT/tests/compose/test.yml" \
-        --env-file "$TEST_DIR/.env" "$@"
+        ${COMPOSE_TEST_OVER:+-f "$COMPOSE_TEST_OVER"} --env-file "$TEST_DIR/.env" "$@"
 }
 
 random_secret() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
@@ -193,6 +204,27 @@ set_env() {
 
 get_env() { sed -n "s/^$1=//p" "$TEST_DIR/.env"; }
 
+# An operator's .env: the example, with every secret generated; two service tokens (order's, and
+# one the tests and the bench call with); nginx on the first free port from $1.
+generate_env() {
+    local order_token
+    order_token="svc-$(random_secret)"
+    cp "$ROOT/.env.example" "$TEST_DIR/.env"
+    set_env POSTGRES_PASSWORD "$(random_secret)"
+    set_env SERVICE_TOKENS "$order_token,svc-$(random_secret)"
+    set_env ORDER_SERVICE_TOKEN "$order_token"
+    set_env ADMIN_TOKENS "adm-$(random_secret)"
+    set_env GRAFANA_ADMIN_PASSWORD "$(random_secret)"
+    set_env NGINX_PORT "$(free_port "$1")"
+}
+
+require_images() {
+    local image
+    for image in checkout-postgres checkout-redis checkout-nginx checkout-platform; do
+        docker image inspect "$image:latest" >/dev/null 2>&1 || die "$image:latest is missing: make compose-images"
+    done
+}
+
 # What of the project is left on the engine (containers, networks, volumes), one line each.
 leftovers() {
     local label="label=com.docker.compose.project=$PROJECT"
@@ -202,7 +234,9 @@ leftovers() {
 }
 
 take_down() {
-    compose_test down --volumes --remove-orphans --timeout 20 >/dev/null 2>&1 || true
+    # The observability profile's containers too (down leaves a profile's alone unless it is named):
+    # Prometheus's, should check_prometheus fail before it removes it.
+    compose_test --profile observability down --volumes --remove-orphans --timeout 20 >/dev/null 2>&1 || true
     docker rm -f "$PROJECT-setup-check" >/dev/null 2>&1 || true
     docker volume rm "$PROJECT-setup-check" >/dev/null 2>&1 || true
     local left
@@ -223,6 +257,8 @@ report_failure() {
 on_exit() {
     local status=$?
     set +e
+    [ -z "$LOAD_PID" ] || kill "$LOAD_PID" 2>/dev/null
+    remove_upgrade_from
     [ "$status" = 0 ] || report_failure
     log "taking the project down (containers, network, volumes)"
     take_down
@@ -378,32 +414,27 @@ for l in lines:
     done
 }
 
+# test: everything below, then the operators' scenarios; `test scenarios`: the stack and the
+# scenarios alone (`make compose-scenarios`).
 cmd_test() {
+    local only=${1:-}
     cmd_deps
     command -v psql >/dev/null || apt_install postgresql-client
-    for image in checkout-postgres checkout-redis checkout-nginx checkout-platform; do
-        docker image inspect "$image:latest" >/dev/null 2>&1 || die "$image:latest is missing: make compose-images"
-    done
+    require_images
     mkdir -p "$TEST_DIR"
     build_tests
+    wanted upgrade && build_upgrade_from
     # From nothing: whatever an earlier run that was killed left goes first.
     take_down
     trap on_exit EXIT
+    # Which command failed, when one does (the functions' too: set -E).
+    set -E
+    trap 'log "failed: $BASH_COMMAND (${FUNCNAME[0]:-main}, line $LINENO)"' ERR
     # Interrupted or terminated, it still takes the project down (the EXIT trap runs on exit).
     trap 'exit 130' INT
     trap 'exit 143' TERM
 
-    # An operator's .env: the example, with every secret generated; two service tokens (order's,
-    # and one the tests call with).
-    local order_token
-    order_token="svc-$(random_secret)"
-    cp "$ROOT/.env.example" "$TEST_DIR/.env"
-    set_env POSTGRES_PASSWORD "$(random_secret)"
-    set_env SERVICE_TOKENS "$order_token,svc-$(random_secret)"
-    set_env ORDER_SERVICE_TOKEN "$order_token"
-    set_env ADMIN_TOKENS "adm-$(random_secret)"
-    set_env GRAFANA_ADMIN_PASSWORD "$(random_secret)"
-    set_env NGINX_PORT "$(free_port 28080)"
+    generate_env 28080
 
     log "docker compose up --wait, from nothing (project $PROJECT)"
     local started up_pid
@@ -417,7 +448,14 @@ cmd_test() {
     log "every service healthy $healthy_after s after docker compose up"
     compose_test ps --format '  {{.Service}}: {{.Status}}' >&2
     check_logs_are_json_lines
+    FRESH_ROWS="$(rows_in_use)"
+    if [ "$only" = scenarios ]; then
+        run_scenarios
+        log "the scenarios passed in $(since "$started") s"
+        return 0
+    fi
     check_postgres_setup_finishes_after_a_cut
+    check_prometheus
 
     # 1. Checkouts alone: order is the only caller of stock and payment, so every invariant of the
     #    chaos harness's checker must hold afterwards, those tying stock and payment to order's
@@ -456,19 +494,62 @@ cmd_test() {
     log "the invariants on compose's databases after the whole suite"
     invariants --other-callers
 
+    # 6. What operators do to the running stack, each under load (tests/compose/scenarios.sh).
+    run_scenarios
+
     cat >"$TEST_DIR/result.json" <<EOF
 {"healthy_after_s": $healthy_after, "black_box_and_checks_s": $tests_s, "addresses": "$(cat "$TEST_DIR/addresses")"}
 EOF
     log "compose test passed in $(since "$started") s: healthy $healthy_after s after up; result in $TEST_DIR/result.json"
 }
 
+# ----- the bench's project (scripts/bench.sh: `make bench BENCH_TARGET=compose`) -----
+
+# bench-up [NAME=value...]: the bench's project from nothing, from the images, as an operator brings
+# it up: a generated .env (nginx on the first free port from 19080), the settings given, up --wait.
+cmd_bench_up() {
+    cmd_deps
+    command -v psql >/dev/null || apt_install postgresql-client
+    require_images
+    mkdir -p "$TEST_DIR"
+    take_down
+    generate_env 19080
+    local setting
+    for setting in "$@"; do set_env "${setting%%=*}" "${setting#*=}"; done
+    log "docker compose up --wait (project $PROJECT)"
+    compose_test up --detach --wait --no-build >"$TEST_DIR/up.log" 2>&1 \
+        || { cat "$TEST_DIR/up.log" >&2; report_failure; die "docker compose up --wait failed"; }
+}
+
+# bench-set SERVICE NAME=value...: the settings written in .env and SERVICE recreated with them,
+# alone (an operator's edit and `up`), until it is healthy and nginx reaches it.
+cmd_bench_set() {
+    local service=$1 setting
+    shift
+    for setting in "$@"; do set_env "${setting%%=*}" "${setting#*=}"; done
+    compose_test up --detach --wait --no-deps --no-build "$service" >"$TEST_DIR/set.log" 2>&1 \
+        || { cat "$TEST_DIR/set.log" >&2; die "docker compose up $service failed"; }
+    until_reachable "$service"
+}
+
 case "${1:-}" in
     deps) cmd_deps ;;
     base) cmd_base ;;
     images) cmd_images ;;
-    test) cmd_test ;;
+    test) cmd_test "${@:2}" ;;
+    bench-up | bench-set | bench-postgres-url | bench-down)
+        # Only ever the bench's project (COMPOSE_BENCH_PROJECT), with its .env in COMPOSE_BENCH_DIR.
+        PROJECT="${COMPOSE_BENCH_PROJECT:-checkout-bench}"
+        TEST_DIR="${COMPOSE_BENCH_DIR:-$WORK/bench}"
+        case "$1" in
+            bench-up) cmd_bench_up "${@:2}" ;;
+            bench-set) cmd_bench_set "${@:2}" ;;
+            bench-postgres-url) postgres_server ;;
+            bench-down) take_down ;;
+        esac
+        ;;
     *)
-        echo "usage: $0 deps|base|images|test" >&2
+        echo "usage: $0 deps|base|images|test [scenarios]|bench-up [NAME=value...]|bench-set SERVICE NAME=value...|bench-postgres-url|bench-down" >&2
         exit 2
         ;;
 esac

@@ -725,6 +725,9 @@ fn table(results: &Value) {
             met(split.p99_ms <= SPLIT_P99_TARGET_MS)
         );
     }
+    if let Some(target) = results.get("target").and_then(Value::as_str) {
+        println!("stack measured: {target} (make bench BENCH_TARGET={target})");
+    }
     if let Some(cores) = results.get("cores") {
         println!("cores: {cores}");
     }
