@@ -334,17 +334,18 @@ scenario_down_volumes() {
     printf '%-22s as new after down -v: %s (before: %s)\n' down-volumes "$rows" "$before" >>"$SCENARIO_DIR/summary.txt"
 }
 
-# POST requests each instance of a service has answered (its own /metrics).
-posts_answered() {
-    local id=$1 port=$2
+# The requests of route $3 an instance of a service ($1, listening on $2) has answered (its own
+# /metrics).
+answered() {
+    local id=$1 port=$2 route=$3
     curl -fsS "http://$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$id"):$port/metrics" \
-        | awk '/^http_requests_total\{/ && /method="POST"/ {s += $NF} END {print s + 0}'
+        | awk -v route="route=\"$route\"" 'index($0, "http_requests_total{") == 1 && index($0, route) {s += $NF} END {print s + 0}'
 }
 
 # 5. Two instances of each service: nginx and order reach every one of them, and checkouts keep
 #    completing while one instance of each is killed.
 scenario_scale() {
-    local name=scale-2 from to service port id served=""
+    local name=scale-2 from to service port route id served=""
     compose_test up --detach --wait --no-build --scale stock=2 --scale payment=2 --scale order=2 \
         >"$SCENARIO_DIR/$name-up.log" 2>&1 || { cat "$SCENARIO_DIR/$name-up.log" >&2; die "$name: up --scale failed"; }
     for service in order payment stock; do
@@ -352,13 +353,14 @@ scenario_scale() {
     done
     load_begin "$name"
     sleep 3
-    for service in order:3131 payment:3132 stock:3133; do
-        port=${service#*:}
-        for id in $(container_of "${service%:*}"); do
+    # Only nginx calls order's /checkout, and only order payment's /charge and stock's /reserve.
+    for service in order:3131:/checkout payment:3132:/charge stock:3133:/reserve; do
+        IFS=: read -r service port route <<<"$service"
+        for id in $(container_of "$service"); do
             local n
-            n="$(posts_answered "$id" "$port")"
-            [ "$n" -gt 0 ] || die "$name: an instance of ${service%:*} answered no POST: nginx or order does not reach it"
-            served="$served${served:+, }${service%:*} $n"
+            n="$(answered "$id" "$port" "$route")"
+            [ "$n" -gt 0 ] || die "$name: an instance of $service answered no $route: it is not reached"
+            served="$served${served:+, }$service $route $n"
         done
     done
     from="$(now)"
@@ -374,7 +376,7 @@ scenario_scale() {
     load_end "$from" "$to"
     [ "$(json_field "$name" completed_during_disruption)" -gt 0 ] \
         || die "$name: no checkout completed while instances were killed"
-    scenario_checks "$name" "POSTs answered per instance before the kills: $served"
+    scenario_checks "$name" "answered per instance before the kills: $served"
     compose_test up --detach --wait --no-build --scale stock=1 --scale payment=1 --scale order=1 \
         >/dev/null 2>&1 || die "$name: scaling back to one instance failed"
 }
