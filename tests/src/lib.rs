@@ -10,6 +10,7 @@
 //! tests — the `black_box` module of each test file, which speak only HTTP to nginx — run against
 //! that stack instead: `make compose-test` runs them through docker-compose's nginx.
 
+pub mod fault_proxy;
 pub mod invariants;
 
 use serde_json::Value;
