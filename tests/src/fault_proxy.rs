@@ -4,15 +4,18 @@
 //! to the connections already open as well as to new ones:
 //!
 //! - [`Fault::Latency`]: every chunk waits `base` plus a seeded share of `jitter`;
-//! - [`Fault::BlackHole`]: connections are accepted and what is sent is swallowed; nothing comes back
-//!   until the caller gives up;
+//! - [`Fault::BlackHole`]: connections are accepted and nothing moves either way — the proxy stops
+//!   reading, so what is sent waits in the sockets' buffers as it would in a network that drops
+//!   packets and retransmits them: nothing comes back until the caller gives up, or the fault ends
+//!   and everything arrives late, nothing lost;
 //! - [`Fault::ResetRequest`] / [`Fault::ResetResponse`]: the connection is reset part-way through the
 //!   next request (the upstream sees a cut request) or the next response (the work was done, the
 //!   answer is lost);
 //! - [`Fault::Trickle`]: chunks are cut into a few bytes each, with a pause between them;
 //! - [`Fault::Refuse`]: a new connection is reset before a byte passes (what a refused connect looks
 //!   like to a pooled client), open ones go on;
-//! - [`Fault::DropResponses`]: one direction cut — requests pass, answers are swallowed;
+//! - [`Fault::DropResponses`]: one direction cut — requests pass, answers wait (as above) until the
+//!   fault ends;
 //! - [`Fault::Partition`]: every open connection is reset and new ones are refused, until it ends.
 //!
 //! Nothing needs root: it is a process's sockets, not the kernel's packet filter. The seed decides
@@ -21,7 +24,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -232,30 +235,54 @@ async fn relay(mut client: TcpStream, mut upstream: TcpStream, shared: Arc<Share
     }
 }
 
+/// Whether a fault holds a direction still (nothing read from it until the fault changes).
+fn holds(fault: Fault, direction: Direction) -> bool {
+    match fault {
+        Fault::BlackHole => true,
+        Fault::DropResponses => direction == Direction::Response,
+        _ => false,
+    }
+}
+
 /// Forwards one direction chunk by chunk under the fault in force; returns when the sender closed
 /// (after passing the close on) or when the connection must be reset (a reset fault, or an error).
 async fn pump<R, W>(mut from: R, mut to: W, direction: Direction, shared: &Shared) -> Verdict
 where
-    R: AsyncReadExt + Unpin,
-    W: AsyncWriteExt + Unpin,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; 16 * 1024];
+    let mut faults = shared.fault.subscribe();
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) => {
-                let _ = to.shutdown().await;
-                return Verdict::Closed;
+        // Held still: nothing is read (or lost) until the fault changes.
+        while holds(*faults.borrow_and_update(), direction) {
+            if faults.changed().await.is_err() {
+                return Verdict::Reset;
             }
-            Ok(n) => n,
-            Err(_) => return Verdict::Reset,
+        }
+        let n = tokio::select! {
+            read = from.read(&mut buf) => match read {
+                Ok(0) => {
+                    let _ = to.shutdown().await;
+                    return Verdict::Closed;
+                }
+                Ok(n) => n,
+                Err(_) => return Verdict::Reset,
+            },
+            // A fault that holds this direction begins while it waits to read: hold it.
+            changed = faults.changed() => {
+                if changed.is_err() {
+                    return Verdict::Reset;
+                }
+                continue;
+            }
         };
         let chunk = &buf[..n];
         let written = match shared.fault() {
-            Fault::None | Fault::Refuse => to.write_all(chunk).await,
+            Fault::None | Fault::Refuse | Fault::BlackHole | Fault::DropResponses => {
+                to.write_all(chunk).await
+            }
             Fault::Partition => return Verdict::Reset,
-            Fault::BlackHole => continue,
-            Fault::DropResponses if direction == Direction::Response => continue,
-            Fault::DropResponses => to.write_all(chunk).await,
             Fault::Latency { base, jitter } => {
                 let extra = shared.draw(jitter.as_micros() as u64 + 1);
                 tokio::time::sleep(base + Duration::from_micros(extra)).await;
@@ -385,14 +412,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_black_hole_swallows_the_request_and_answers_nothing() {
+    async fn a_black_hole_answers_nothing_until_it_ends_and_loses_nothing() {
         let (upstream, received) = echo(LEN).await;
         let proxy = FaultProxy::start(upstream, 3).await.expect("proxy");
+        let mut open = TcpStream::connect(proxy.addr()).await.expect("connect");
         proxy.set(Fault::BlackHole);
         let mut s = TcpStream::connect(proxy.addr()).await.expect("connect");
         let answer = round_trip(&mut s, Duration::from_millis(300)).await;
         assert_eq!(answer, Err("timeout".to_string()));
+        let answer = round_trip(&mut open, Duration::from_millis(300)).await;
+        assert_eq!(answer, Err("timeout".to_string()));
         assert_eq!(received.load(Ordering::SeqCst), 0);
+        proxy.set(Fault::None);
+        let mut late = vec![0u8; LEN];
+        for s in [&mut s, &mut open] {
+            let read = tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut late)).await;
+            assert!(matches!(read, Ok(Ok(_))), "{read:?}");
+            assert_eq!(late, request());
+        }
     }
 
     #[tokio::test]
@@ -466,7 +503,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn dropped_responses_let_the_request_through_and_nothing_back() {
+    async fn dropped_responses_let_the_request_through_and_nothing_back_until_it_ends() {
         let (upstream, received) = echo(LEN).await;
         let proxy = FaultProxy::start(upstream, 8).await.expect("proxy");
         proxy.set(Fault::DropResponses);
@@ -474,6 +511,10 @@ mod tests {
         let answer = round_trip(&mut s, Duration::from_millis(300)).await;
         assert_eq!(answer, Err("timeout".to_string()));
         assert_eq!(received.load(Ordering::SeqCst), LEN);
+        proxy.set(Fault::None);
+        let mut late = vec![0u8; LEN];
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut late)).await;
+        assert!(matches!(read, Ok(Ok(_))), "{read:?}");
     }
 
     #[tokio::test]
