@@ -45,7 +45,7 @@ test: test-deps
 	cargo build --bins
 	TEST_DATABASE_URL=$$($(STACK) test-postgres) cargo test --workspace --no-fail-fast -- --test-threads=$${TEST_THREADS:-4}; \
 	status=$$?; $(STACK) test-postgres-stop; [ $$status = 0 ] || exit $$status
-	target/debug/chaos --seconds 20 --seed 5 --instances 2 --out .stack/chaos-test
+	target/debug/chaos --seconds 20 --seed 5 --instances 2 --network --out .stack/chaos-test
 	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory compose-test; \
 	else echo "compose-test skipped: no container engine answers (docker info fails)"; fi
 
@@ -70,13 +70,16 @@ compose-scenarios: compose-images test-deps
 	scripts/compose.sh test scenarios
 
 ## chaos: checkout under a seeded fault schedule, then the invariants (docs/guarantees.md); .stack/chaos/result.json
-## (CHAOS_SECONDS=60, SEED= from the clock unless given, CHAOS_CLIENTS=16, INSTANCES=n: kills take one instance)
+## (CHAOS_SECONDS=60, SEED= from the clock unless given, CHAOS_CLIENTS=16, INSTANCES=n: kills take one instance;
+## CHAOS_NETWORK=1: faults on the wire too, through a seeded fault proxy on every link; 0: kills only)
 CHAOS_SECONDS ?= 60
 CHAOS_CLIENTS ?= 16
+CHAOS_NETWORK ?= 1
 chaos: deps
 	cargo build --release --bins
 	target/release/chaos --profile release --seconds $(CHAOS_SECONDS) --clients $(CHAOS_CLIENTS) \
-		$(if $(SEED),--seed $(SEED),) $(if $(INSTANCES),--instances $(INSTANCES),)
+		$(if $(SEED),--seed $(SEED),) $(if $(INSTANCES),--instances $(INSTANCES),) \
+		$(if $(filter 1,$(CHAOS_NETWORK)),--network,)
 
 ## bench: release build, its own stack, then health, replay, and checkout and checkout_split (every sale
 ## split among three recipients) taking turns, and transfer (64 clients, 30 s each); .stack/bench/result.json.

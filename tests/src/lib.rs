@@ -14,7 +14,7 @@ pub mod fault_proxy;
 pub mod invariants;
 
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -127,7 +127,7 @@ pub fn admin_token() -> &'static str {
     remote().map_or(ADMIN_TOKEN, |r| r.admin_token.as_str())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Part {
     Order,
     Payment,
@@ -256,6 +256,14 @@ impl OwnPostgres {
     pub fn remove(&self) {
         self.script(&["test-postgres-stop"], &[]);
     }
+}
+
+/// `host:port` of a URL such as `postgres://user@127.0.0.1:15432/db`.
+fn host_port(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    host_port.contains(':').then(|| host_port.to_string())
 }
 
 /// A port nothing listens on, from 20000..32000: below the kernel's ephemeral range (32768+),
@@ -558,6 +566,11 @@ pub struct Options {
     pub instances: usize,
     /// One Redis server (default) or a cluster.
     pub redis: RedisMode,
+    /// A seeded fault proxy ([`fault_proxy::FaultProxy`]) on every link that crosses a process
+    /// boundary — nginx→each instance, order→each stock and payment instance, each instance→
+    /// PostgreSQL and →Redis (one Redis server only) — whose faults [`Stack::set_fault`] sets; the
+    /// seed the proxies draw from.
+    pub fault_proxies: Option<u64>,
 }
 
 impl Options {
@@ -588,6 +601,40 @@ impl Options {
 /// A process of the stack: a part and, for a service, which of its instances (1 for the others).
 type Proc = (Part, usize);
 
+/// One end of a link: a service's instance, nginx, PostgreSQL or Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Peer {
+    Nginx,
+    Instance(Part, usize),
+    Postgres,
+    Redis,
+}
+
+impl Peer {
+    pub fn name(self) -> String {
+        match self {
+            Peer::Nginx => "nginx".into(),
+            Peer::Instance(part, i) => format!("{}#{i}", part.name()),
+            Peer::Postgres => "postgres".into(),
+            Peer::Redis => "redis".into(),
+        }
+    }
+}
+
+/// A link that crosses a process boundary: who connects to whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Link {
+    pub from: Peer,
+    pub to: Peer,
+}
+
+impl Link {
+    /// `order#1->stock#2`, `nginx->payment#1`, `payment#2->postgres`.
+    pub fn name(self) -> String {
+        format!("{}->{}", self.from.name(), self.to.name())
+    }
+}
+
 pub struct Stack {
     pub id: String,
     pub nginx_url: String,
@@ -598,6 +645,8 @@ pub struct Stack {
     children: Mutex<HashMap<Proc, Child>>,
     /// The stack's Redis Cluster, when its services use one instead of [`Part::Redis`].
     redis_cluster: Option<RedisCluster>,
+    /// The fault proxies on the stack's links ([`Options::fault_proxies`]).
+    proxies: BTreeMap<Link, fault_proxy::FaultProxy>,
     /// A stack the suite did not start ([`Remote`]): only its nginx is reached.
     remote: bool,
 }
@@ -622,6 +671,7 @@ impl Stack {
                 options,
                 children: Mutex::new(HashMap::new()),
                 redis_cluster: None,
+                proxies: BTreeMap::new(),
                 remote: true,
             };
         }
@@ -648,7 +698,7 @@ impl Stack {
                 Some(RedisCluster::start(&dir.join("redis-cluster")).await)
             }
         };
-        let stack = Stack {
+        let mut stack = Stack {
             nginx_url: format!("http://127.0.0.1:{}", ports[&(Part::Nginx, 1)]),
             id,
             client: Self::http_client(),
@@ -657,8 +707,12 @@ impl Stack {
             options,
             children: Mutex::new(HashMap::new()),
             redis_cluster,
+            proxies: BTreeMap::new(),
             remote: false,
         };
+        if let Some(seed) = stack.options.fault_proxies {
+            stack.proxies = stack.start_proxies(seed).await;
+        }
         if stack.redis_cluster.is_none() {
             stack.spawn((Part::Redis, 1), &[]);
             stack.wait_port(Part::Redis).await;
@@ -674,6 +728,91 @@ impl Stack {
         stack.spawn((Part::Nginx, 1), &[]);
         stack.wait_port(Part::Nginx).await;
         stack
+    }
+
+    /// A fault proxy on every link ([`Options::fault_proxies`]), each seeded apart from `seed`.
+    async fn start_proxies(&self, seed: u64) -> BTreeMap<Link, fault_proxy::FaultProxy> {
+        let server = match &self.options.postgres_url {
+            Some(url) => url.clone(),
+            None => postgres_url().to_string(),
+        };
+        let postgres =
+            host_port(&server).expect("the PostgreSQL server's URL names a host and port");
+        let redis = format!("127.0.0.1:{}", self.port(Part::Redis));
+        let mut links: Vec<(Link, String)> = Vec::new();
+        for (part, i) in self.service_procs() {
+            let me = Peer::Instance(part, i);
+            links.push((
+                Link {
+                    from: Peer::Nginx,
+                    to: me,
+                },
+                format!("127.0.0.1:{}", self.instance_port(part, i)),
+            ));
+            links.push((
+                Link {
+                    from: me,
+                    to: Peer::Postgres,
+                },
+                postgres.clone(),
+            ));
+            if self.redis_cluster.is_none() {
+                links.push((
+                    Link {
+                        from: me,
+                        to: Peer::Redis,
+                    },
+                    redis.clone(),
+                ));
+            }
+            if part == Part::Order {
+                for to in [Part::Stock, Part::Payment] {
+                    for j in 1..=self.instances() {
+                        let upstream = format!("127.0.0.1:{}", self.instance_port(to, j));
+                        links.push((
+                            Link {
+                                from: me,
+                                to: Peer::Instance(to, j),
+                            },
+                            upstream,
+                        ));
+                    }
+                }
+            }
+        }
+        let mut proxies = BTreeMap::new();
+        for (n, (link, upstream)) in links.into_iter().enumerate() {
+            let addr = tokio::net::lookup_host(&upstream)
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .expect("a link's upstream resolves");
+            let proxy = fault_proxy::FaultProxy::start(addr, seed.wrapping_add(n as u64))
+                .await
+                .expect("a fault proxy starts");
+            proxies.insert(link, proxy);
+        }
+        proxies
+    }
+
+    /// The links with a fault proxy ([`Options::fault_proxies`]).
+    pub fn links(&self) -> Vec<Link> {
+        self.proxies.keys().copied().collect()
+    }
+
+    /// The fault on a link from now on ([`fault_proxy::Fault::None`] ends it).
+    pub fn set_fault(&self, link: Link, fault: fault_proxy::Fault) {
+        if let Some(proxy) = self.proxies.get(&link) {
+            proxy.set(fault);
+        }
+    }
+
+    /// Where `from` connects for `to`: the link's proxy when there is one, else `upstream`.
+    fn through(&self, from: Peer, to: Peer, upstream: String) -> String {
+        match self.proxies.get(&Link { from, to }) {
+            Some(proxy) => proxy.addr().to_string(),
+            None => upstream,
+        }
     }
 
     fn http_client() -> reqwest::Client {
@@ -738,12 +877,35 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.instance_port(part, instance))
     }
 
-    /// Every instance's URL, comma-separated: how order is told where stock and payment are.
-    fn instance_urls(&self, part: Part) -> String {
+    /// Every instance's URL, comma-separated: how an order instance is told where stock and
+    /// payment are (through its links' proxies).
+    fn instance_urls(&self, (from, i): Proc, part: Part) -> String {
         (1..=self.instances())
-            .map(|i| self.instance_url(part, i))
+            .map(|j| {
+                let direct = format!("127.0.0.1:{}", self.instance_port(part, j));
+                let to = Peer::Instance(part, j);
+                format!(
+                    "http://{}",
+                    self.through(Peer::Instance(from, i), to, direct)
+                )
+            })
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// The database URL an instance is given (through its link's proxy).
+    fn database_url_of(&self, (part, i): Proc) -> String {
+        let url = self.database_url(part);
+        match (
+            host_port(&url),
+            self.proxies.get(&Link {
+                from: Peer::Instance(part, i),
+                to: Peer::Postgres,
+            }),
+        ) {
+            (Some(direct), Some(proxy)) => url.replacen(&direct, &proxy.addr().to_string(), 1),
+            _ => url,
+        }
     }
 
     pub fn database_url(&self, service: Part) -> String {
@@ -797,17 +959,23 @@ impl Stack {
                     .env("PATH", std::env::var("PATH").unwrap_or_default())
                     .env("HOST", "127.0.0.1")
                     .env("PORT", self.instance_port(service, instance).to_string())
-                    .env("DATABASE_URL", self.database_url(service))
+                    .env("DATABASE_URL", self.database_url_of((service, instance)))
                     .env("DATABASE_MAX_CONNECTIONS", "8")
-                    .envs(self.redis_env())
+                    .envs(self.redis_env((service, instance)))
                     .env(
                         "SERVICE_TOKENS",
                         format!("{SERVICE_TOKEN},{SERVICE_TOKEN_2}"),
                     )
                     .env("ADMIN_TOKENS", ADMIN_TOKEN)
                     .env("SERVICE_TOKEN", SERVICE_TOKEN)
-                    .env("STOCK_URL", self.instance_urls(Part::Stock))
-                    .env("PAYMENT_URL", self.instance_urls(Part::Payment))
+                    .env(
+                        "STOCK_URL",
+                        self.instance_urls((service, instance), Part::Stock),
+                    )
+                    .env(
+                        "PAYMENT_URL",
+                        self.instance_urls((service, instance), Part::Payment),
+                    )
                     .env("WORKERS", "2")
                     .env("RESERVATION_SWEEP_INTERVAL_MS", "200")
                     .env("RUST_LOG", "info,sqlx=warn");
@@ -823,9 +991,13 @@ impl Stack {
         cmd
     }
 
-    /// How the services are told where Redis is ([`RedisMode`]).
-    fn redis_env(&self) -> Vec<(&'static str, String)> {
-        let single = format!("redis://127.0.0.1:{}", self.port(Part::Redis));
+    /// How an instance is told where Redis is ([`RedisMode`]; through its link's proxy).
+    fn redis_env(&self, (part, i): Proc) -> Vec<(&'static str, String)> {
+        let direct = format!("127.0.0.1:{}", self.port(Part::Redis));
+        let single = format!(
+            "redis://{}",
+            self.through(Peer::Instance(part, i), Peer::Redis, direct)
+        );
         match (&self.redis_cluster, self.options.redis) {
             (Some(cluster), RedisMode::Cluster) => vec![("REDIS_URL", cluster.url())],
             (Some(cluster), RedisMode::ClusterNodes) => vec![
@@ -862,9 +1034,11 @@ impl Stack {
     fn server_lines(&self, part: Part) -> String {
         (1..=self.instances())
             .map(|i| {
+                let direct = format!("127.0.0.1:{}", self.instance_port(part, i));
+                let to = Peer::Instance(part, i);
                 format!(
-                    "server 127.0.0.1:{} max_fails=0;",
-                    self.instance_port(part, i)
+                    "server {} max_fails=0;",
+                    self.through(Peer::Nginx, to, direct)
                 )
             })
             .collect::<Vec<_>>()

@@ -37,8 +37,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tests::fault_proxy::Fault as FaultOnWire;
 use tests::invariants::{self, Databases, PLATFORM};
-use tests::{workspace_root, Options, OwnPostgres, Part, Stack, ADMIN_TOKEN, SERVICE_TOKEN};
+use tests::{
+    workspace_root, Link, Options, OwnPostgres, Part, Peer, Stack, ADMIN_TOKEN, SERVICE_TOKEN,
+};
 use tokio::sync::mpsc;
 
 #[derive(Parser, Clone)]
@@ -67,6 +70,10 @@ struct Args {
     /// restarts payment's instances one at a time.
     #[arg(long, default_value_t = 1)]
     instances: usize,
+    /// Faults on the wire as well: a seeded fault proxy on every link between the stack's
+    /// processes (tests/src/fault_proxy.rs), and network faults drawn among the others.
+    #[arg(long)]
+    network: bool,
 }
 
 /// SplitMix64: a seeded, reproducible schedule without another dependency.
@@ -102,6 +109,8 @@ enum Fault {
     KillRedis,
     RestartPostgres,
     PaymentFaults,
+    /// A fault on one link ([`NetFault`]), with `--network`.
+    Network,
 }
 
 impl Fault {
@@ -114,23 +123,33 @@ impl Fault {
         Fault::PaymentFaults,
     ];
 
-    /// Which fault comes next: mostly process kills.
-    fn draw(rng: &mut Rng) -> Fault {
-        const WEIGHTED: [(Fault, u32); 6] = [
+    /// Which fault comes next: mostly process kills, and with `network` as many faults on the
+    /// wire.
+    fn draw(rng: &mut Rng, network: bool) -> Fault {
+        const WEIGHTED: [(Fault, u32); 7] = [
             (Fault::KillOrder, 30),
             (Fault::KillPayment, 25),
             (Fault::KillStock, 25),
             (Fault::KillRedis, 12),
             (Fault::RestartPostgres, 10),
             (Fault::PaymentFaults, 15),
+            (Fault::Network, 117),
         ];
-        let total: u32 = WEIGHTED.iter().map(|w| w.1).sum();
+        let weight = |f: Fault, w: u32| {
+            if f == Fault::Network && !network {
+                0
+            } else {
+                w
+            }
+        };
+        let total: u32 = WEIGHTED.iter().map(|&(f, w)| weight(f, w)).sum();
         let mut pick = (rng.next() % u64::from(total)) as u32;
-        for (fault, weight) in WEIGHTED {
-            if pick < weight {
+        for (fault, w) in WEIGHTED {
+            let w = weight(fault, w);
+            if pick < w {
                 return fault;
             }
-            pick -= weight;
+            pick -= w;
         }
         Fault::KillOrder
     }
@@ -141,6 +160,39 @@ impl Fault {
             Fault::KillOrder | Fault::KillPayment | Fault::KillStock | Fault::KillRedis
         )
     }
+}
+
+/// One fault on the wire: which link, what, when and for how long.
+#[derive(Serialize)]
+struct NetFault {
+    link: String,
+    kind: &'static str,
+    at_s: f64,
+    length_s: f64,
+}
+
+/// A fault on one link drawn by the seed: its kind (a partition only between an instance and
+/// PostgreSQL or Redis, where the others still reach them) and how long it lasts.
+fn draw_net_fault(rng: &mut Rng, link: Link) -> (FaultOnWire, Duration) {
+    let store = matches!(link.to, Peer::Postgres | Peer::Redis);
+    let kinds = if store { 8 } else { 7 };
+    let fault = match rng.below(kinds) {
+        0 => FaultOnWire::Latency {
+            base: Duration::from_millis(20 + rng.below(200) as u64),
+            jitter: Duration::from_millis(rng.below(100) as u64),
+        },
+        1 => FaultOnWire::BlackHole,
+        2 => FaultOnWire::ResetRequest,
+        3 => FaultOnWire::ResetResponse,
+        4 => FaultOnWire::Trickle {
+            bytes: 1 + rng.below(64),
+            pause: Duration::from_millis(1 + rng.below(20) as u64),
+        },
+        5 => FaultOnWire::Refuse,
+        6 => FaultOnWire::DropResponses,
+        _ => FaultOnWire::Partition,
+    };
+    (fault, Duration::from_secs_f64(rng.between(0.3, 3.0)))
 }
 
 /// What the clients saw, per key.
@@ -181,6 +233,8 @@ struct Report {
     /// Checkouts completed while an instance of a service was down (kills of Redis excluded).
     completed_during_service_kills: usize,
     faults: BTreeMap<String, u64>,
+    /// Every fault on the wire (with `--network`), in order.
+    network_faults: Vec<NetFault>,
     process_kills: u64,
     checkouts: u64,
     completed: usize,
@@ -1038,6 +1092,8 @@ async fn inject(
             };
             restart_payment(stack, payment).await;
         }
+        // Drawn and applied by the schedule, which records it ([`draw_net_fault`]).
+        Fault::Network => {}
     }
     1
 }
@@ -1097,6 +1153,7 @@ async fn run(args: Args) -> Report {
         dir: Some(out.join("stacks")),
         profile: Some(args.profile.clone()),
         instances: args.instances.max(1),
+        fault_proxies: args.network.then_some(seed),
         ..Options::default()
     }
     // Recovery paced for a short run: a saga whose driver died is taken over within seconds, and
@@ -1202,6 +1259,11 @@ async fn run(args: Args) -> Report {
     // Every kind of fault once, in a seeded order, then drawn at random: even a short run covers
     // them all.
     let mut first_round = Fault::ALL.to_vec();
+    if args.network {
+        first_round.push(Fault::Network);
+    }
+    let links = stack.links();
+    let mut network_faults = Vec::new();
     for i in (1..first_round.len()).rev() {
         first_round.swap(i, rng.below(i + 1));
     }
@@ -1212,13 +1274,34 @@ async fn run(args: Args) -> Report {
             break;
         }
         tokio::time::sleep(pause).await;
-        let fault = first_round.next().unwrap_or_else(|| Fault::draw(&mut rng));
+        let fault = first_round
+            .next()
+            .unwrap_or_else(|| Fault::draw(&mut rng, args.network));
         let label = serde_json::to_value(fault)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
         println!("chaos: {:>6.1} s  {label}", started.elapsed().as_secs_f64());
         let at = Instant::now();
+        if fault == Fault::Network && !links.is_empty() {
+            let link = links[rng.below(links.len())];
+            let (on_wire, length) = draw_net_fault(&mut rng, link);
+            println!(
+                "chaos:          {} on {} for {:.1} s",
+                on_wire.kind(),
+                link.name(),
+                length.as_secs_f64()
+            );
+            stack.set_fault(link, on_wire);
+            tokio::time::sleep(length).await;
+            stack.set_fault(link, FaultOnWire::None);
+            network_faults.push(NetFault {
+                link: link.name(),
+                kind: on_wire.kind(),
+                at_s: at.duration_since(started).as_secs_f64(),
+                length_s: length.as_secs_f64(),
+            });
+        }
         let instance = inject(&stack, &pg, fault, &mut rng, &mut payment).await;
         if fault.is_process_kill() {
             kills.push((fault, instance, at, Instant::now()));
@@ -1465,6 +1548,7 @@ async fn run(args: Args) -> Report {
         kills,
         completed_during_service_kills,
         faults,
+        network_faults,
         process_kills,
         checkouts: (seen.completed.len() + seen.refused.len() + seen.abandoned.len()) as u64,
         completed: seen.completed.len(),
