@@ -356,11 +356,15 @@ async fn client_loop(
             let (status, answer) = match result {
                 Ok(r) => {
                     let status = r.status().as_u16();
-                    let text = r.text().await.unwrap_or_default();
-                    (
-                        Some(status),
-                        serde_json::from_str(&text).unwrap_or(Value::Null),
-                    )
+                    // A status whose body was cut off (a fault on the wire) is no answer: its
+                    // outcome is unknown, and the key is retried.
+                    match r.text().await {
+                        Ok(text) => (
+                            Some(status),
+                            serde_json::from_str(&text).unwrap_or(Value::Null),
+                        ),
+                        Err(_) => (None, json!({"code": "body_cut_off"})),
+                    }
                 }
                 Err(e) => (
                     None,
@@ -533,11 +537,14 @@ async fn post_until_final(
         let (status, answer) = match result {
             Ok(r) => {
                 let status = r.status().as_u16();
-                let text = r.text().await.unwrap_or_default();
-                (
-                    Some(status),
-                    serde_json::from_str(&text).unwrap_or(Value::Null),
-                )
+                // A body cut off by a fault on the wire: the outcome is unknown, retried.
+                match r.text().await {
+                    Ok(text) => (
+                        Some(status),
+                        serde_json::from_str(&text).unwrap_or(Value::Null),
+                    ),
+                    Err(_) => (None, json!({"code": "body_cut_off"})),
+                }
             }
             Err(e) => (
                 None,
